@@ -1,0 +1,2 @@
+"""cachekit (bootstrap)."""
+from cachekit import _core  # noqa: F401

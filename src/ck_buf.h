@@ -1,0 +1,62 @@
+/*
+ * ck_buf.h - a growable byte buffer with inline storage.
+ *
+ * Small outputs (cache keys, small values) stay in the inline array, so the
+ * hot path does not call malloc. A ck_buf must not be copied by value once
+ * used: `data` may point into the struct itself.
+ */
+#ifndef CK_BUF_H
+#define CK_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CK_BUF_INLINE 256
+
+typedef struct {
+    unsigned char *data; /* inline_ or heap memory */
+    size_t len;
+    size_t cap;
+    unsigned char inline_[CK_BUF_INLINE];
+} ck_buf;
+
+void ck_buf_init(ck_buf *b);
+/* Release heap memory (if any) and reset to empty. Safe to call twice. */
+void ck_buf_free(ck_buf *b);
+/* Ensure room for `extra` more bytes. 0, or -1 on overflow/out of memory. */
+int ck_buf_grow(ck_buf *b, size_t extra);
+
+static inline int ck_buf_reserve(ck_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) {
+        return 0;
+    }
+    return ck_buf_grow(b, extra);
+}
+
+static inline int ck_buf_append(ck_buf *b, const void *p, size_t n)
+{
+    if (ck_buf_reserve(b, n) < 0) {
+        return -1;
+    }
+    if (n > 0) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    return 0;
+}
+
+static inline int ck_buf_append_byte(ck_buf *b, unsigned char c)
+{
+    if (ck_buf_reserve(b, 1) < 0) {
+        return -1;
+    }
+    b->data[b->len++] = c;
+    return 0;
+}
+
+/* msgpack-c packer write callback: `data` is a ck_buf*. */
+int ck_buf_msgpack_write(void *data, const char *buf, size_t len);
+
+#endif /* CK_BUF_H */

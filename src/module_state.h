@@ -1,0 +1,58 @@
+/*
+ * module_state.h - per-module state of cachekit._core.
+ *
+ * The module uses multi-phase initialisation: every Python object it needs
+ * lives here, never in a static global, so sub-interpreters and module
+ * reloads each get their own copy. Binding files (py_*.c) reach the state
+ * through ck_state_from_module() or ck_state_from_type().
+ */
+#ifndef CK_MODULE_STATE_H
+#define CK_MODULE_STATE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    /* Exceptions. UnsupportedTypeError derives from SerializationError and
+       TypeError, so callers may catch either. IntegrityError (bad frame,
+       checksum mismatch) derives from SerializationError. */
+    PyObject *CachekitError;
+    PyObject *SerializationError;
+    PyObject *UnsupportedTypeError;
+    PyObject *IntegrityError;
+
+    /* Heap types defined by this module. */
+    PyTypeObject *L1StoreType;
+    PyTypeObject *CachedFunctionType;
+
+    /* Types the codec recognises, imported once at module exec. */
+    PyObject *DecimalType;  /* decimal.Decimal */
+    PyObject *UUIDType;     /* uuid.UUID */
+    PyObject *ZoneInfoType; /* zoneinfo.ZoneInfo */
+
+    /* Interned attribute names used on hot or warm paths. */
+    PyObject *str_cachekit_key; /* "__cachekit_key__" */
+    PyObject *str_module;       /* "__module__" */
+    PyObject *str_qualname;     /* "__qualname__" */
+    PyObject *str_key;          /* "key" (ZoneInfo.key) */
+    PyObject *str_int;          /* "int" (UUID.int) */
+    PyObject *str_bytes;        /* "bytes" (UUID.bytes) */
+} ck_state;
+
+static inline ck_state *ck_state_from_module(PyObject *module)
+{
+    return (ck_state *)PyModule_GetState(module);
+}
+
+static inline ck_state *ck_state_from_type(PyTypeObject *type)
+{
+    return (ck_state *)PyType_GetModuleState(type);
+}
+
+/* Each binding file registers its functions and types from module exec. */
+int ck_codec_exec(PyObject *module);
+int ck_format_exec(PyObject *module);
+int ck_store_exec(PyObject *module);
+int ck_cached_exec(PyObject *module);
+
+#endif /* CK_MODULE_STATE_H */

@@ -1,0 +1,59 @@
+/*
+ * py_codec.h - Python objects <-> msgpack (binding layer).
+ *
+ * Wire format of every type, including our msgpack extension types, is in
+ * docs/format.md. Packing uses msgpack-c's packer; decoding uses a bounded
+ * reader of our own (see py_codec_unpack.c for why).
+ */
+#ifndef CK_PY_CODEC_H
+#define CK_PY_CODEC_H
+
+#include "ck_buf.h"
+#include "module_state.h"
+
+/* Nesting deeper than this is refused when packing and when unpacking. */
+#define CK_CODEC_MAX_DEPTH 64
+
+/* Flags for ck_py_pack. */
+#define CK_PACK_CANONICAL 0x1 /* equal values give equal bytes: dict items and
+                                 set elements sorted by their encoding */
+#define CK_PACK_KEY 0x2       /* cache-key mode: also accepts classes (by
+                                 module + qualname) and objects defining
+                                 __cachekit_key__(); output is never decoded */
+
+/* msgpack extension type codes (docs/format.md, "Extension types"). */
+enum {
+    CK_EXT_BIGINT = 1,
+    CK_EXT_TUPLE = 2,
+    CK_EXT_SET = 3,
+    CK_EXT_FROZENSET = 4,
+    CK_EXT_BYTEARRAY = 5,
+    CK_EXT_DATETIME = 6,
+    CK_EXT_DATE = 7,
+    CK_EXT_TIME = 8,
+    CK_EXT_TIMEDELTA = 9,
+    CK_EXT_DECIMAL = 10,
+    CK_EXT_UUID = 11,
+    /* Key mode only; never produced for stored values, refused by decode. */
+    CK_EXT_KEY_CLASS = 64,
+    CK_EXT_KEY_CUSTOM = 65,
+};
+
+/*
+ * Append the msgpack encoding of obj to out.
+ * Returns 0, or -1 with an exception set: UnsupportedTypeError (a TypeError)
+ * naming the type for anything the codec cannot store, ValueError for
+ * nesting deeper than CK_CODEC_MAX_DEPTH, MemoryError.
+ * On failure out may hold a partial encoding; the caller discards it.
+ */
+int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);
+
+/*
+ * Decode exactly one msgpack value occupying all of data[0..len).
+ * Returns a new reference, or NULL with SerializationError set for malformed,
+ * truncated, trailing-garbage, too deep or over-long input. Never allocates
+ * more than a small constant times len.
+ */
+PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
+
+#endif /* CK_PY_CODEC_H */
