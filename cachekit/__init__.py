@@ -1,2 +1,33 @@
-"""cachekit (bootstrap)."""
-from cachekit import _core  # noqa: F401
+"""cachekit: fast, trustworthy function caching with a C core.
+
+    from cachekit import cache
+
+    @cache(ttl=300)
+    def get_user(user_id: int) -> dict: ...
+"""
+
+from cachekit.config import DecoratorConfig, L1CacheConfig
+from cachekit.decorators import cache
+from cachekit.exceptions import (
+    CachekitError,
+    ConfigurationError,
+    IntegrityError,
+    SerializationError,
+    UnsupportedTypeError,
+)
+from cachekit.info import CacheInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheInfo",
+    "CachekitError",
+    "ConfigurationError",
+    "DecoratorConfig",
+    "IntegrityError",
+    "L1CacheConfig",
+    "SerializationError",
+    "UnsupportedTypeError",
+    "__version__",
+    "cache",
+]

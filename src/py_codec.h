@@ -56,4 +56,12 @@ int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);
  */
 PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
 
+/*
+ * Per-file setup, run from ck_codec_exec. datetime.h gives every translation
+ * unit its own static PyDateTimeAPI pointer, so each file that uses the
+ * datetime macros imports the C API itself. 0, or -1 with an exception set.
+ */
+int ck_py_pack_init(void);
+int ck_py_unpack_init(void);
+
 #endif /* CK_PY_CODEC_H */

@@ -1,3 +1,82 @@
-/* PLACEHOLDER - replaced by the real binding. */
-#include "module_state.h"
-int ck_codec_exec(PyObject *module) { (void)module; return 0; }
+/*
+ * py_codec_module.c - Python-visible entry points of the codec.
+ *
+ * Owns cachekit._core.pack(), unpack() and _pack_key(): thin wrappers that
+ * move bytes between Python and ck_py_pack()/ck_py_unpack(), and
+ * ck_codec_exec(), which registers them and runs the per-file setup of the
+ * codec's translation units.
+ */
+#include "py_codec.h"
+
+/* pack/_pack_key: encode into a ck_buf (inline storage, so small values do
+   not touch malloc) and copy out as bytes. */
+static PyObject *codec_pack_with(PyObject *module, PyObject *obj, int flags)
+{
+    ck_state *st = ck_state_from_module(module);
+    PyObject *res = NULL;
+    ck_buf out;
+
+    ck_buf_init(&out);
+    if (ck_py_pack(st, obj, &out, flags) < 0) {
+        goto error;
+    }
+    res = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+error:
+    ck_buf_free(&out);
+    return res;
+}
+
+static PyObject *codec_pack(PyObject *module, PyObject *obj)
+{
+    return codec_pack_with(module, obj, 0);
+}
+
+static PyObject *codec_pack_key(PyObject *module, PyObject *obj)
+{
+    return codec_pack_with(module, obj, CK_PACK_CANONICAL | CK_PACK_KEY);
+}
+
+static PyObject *codec_unpack(PyObject *module, PyObject *data)
+{
+    ck_state *st = ck_state_from_module(module);
+    PyObject *res = NULL;
+    Py_buffer view;
+
+    /* The export pins the bytes: a bytearray cannot be resized while we
+       decode, even if a constructor we call runs Python code. */
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    res = ck_py_unpack(st, (const unsigned char *)view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+static PyMethodDef codec_methods[] = {
+    {"pack", codec_pack, METH_O,
+     "pack($module, obj, /)\n--\n\n"
+     "Encode obj as msgpack with cachekit's extension types and return the bytes.\n\n"
+     "Supported: None, bool, int, float, str, bytes, bytearray, list, tuple, dict,\n"
+     "set, frozenset, datetime, date, time, timedelta, Decimal, UUID, matched by\n"
+     "exact type so the round trip preserves types. Raises UnsupportedTypeError\n"
+     "(a TypeError) for anything else and ValueError for nesting deeper than 64."},
+    {"unpack", codec_unpack, METH_O,
+     "unpack($module, data, /)\n--\n\n"
+     "Decode one value from data (any bytes-like object) produced by pack().\n\n"
+     "The input must hold exactly one value. Raises SerializationError for\n"
+     "malformed, truncated, over-long or too deeply nested input."},
+    {"_pack_key", codec_pack_key, METH_O,
+     "_pack_key($module, obj, /)\n--\n\n"
+     "Encode obj the way cache keys are built: canonical (dict items and set\n"
+     "elements sorted by their encoding), and also accepting classes and objects\n"
+     "defining __cachekit_key__(). The result is never decoded; for tests."},
+    {NULL, NULL, 0, NULL},
+};
+
+int ck_codec_exec(PyObject *module)
+{
+    if (ck_py_pack_init() < 0 || ck_py_unpack_init() < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, codec_methods);
+}

@@ -1,0 +1,18 @@
+"""Configuration: process-wide settings and per-decorator options."""
+
+from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
+from cachekit.config.secret import SecretStr
+from cachekit.config.settings import CachekitConfig
+from cachekit.config.singleton import get_settings, reset_settings
+from cachekit.exceptions import ConfigurationError
+
+__all__ = [
+    "UNSET",
+    "CachekitConfig",
+    "ConfigurationError",
+    "DecoratorConfig",
+    "L1CacheConfig",
+    "SecretStr",
+    "get_settings",
+    "reset_settings",
+]

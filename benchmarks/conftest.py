@@ -1,0 +1,43 @@
+"""Collect medians of each benchmark and print ratios against the baseline
+of its group (measured in the same run) at the end of the session.
+
+Each benchmark test calls ``record(benchmark, group, name, baseline=...)``
+after running; the summary shows ``name: median, ratio to baseline``.
+With --benchmark-disable (the smoke run in scripts/test.sh) nothing is
+timed and the summary is skipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_results: dict[str, dict[str, float]] = {}
+_baselines: dict[str, str] = {}
+
+
+def record(benchmark, group: str, name: str, *, baseline: bool = False) -> None:
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:  # --benchmark-disable
+        return
+    _results.setdefault(group, {})[name] = stats.stats.median
+    if baseline:
+        _baselines[group] = name
+
+
+@pytest.fixture
+def recorder():
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _results:
+        return
+    tr = terminalreporter
+    tr.section("cachekit ratios (median, same run)")
+    for group, rows in _results.items():
+        base_name = _baselines.get(group)
+        base = rows.get(base_name) if base_name else None
+        tr.write_line(f"{group}:")
+        for name, median in rows.items():
+            ratio = f"{median / base:6.2f}x {base_name}" if base else ""
+            tr.write_line(f"  {name:<32} {median * 1e9:>12.1f} ns   {ratio}")

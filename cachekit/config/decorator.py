@@ -1,0 +1,132 @@
+"""Per-decorator configuration: DecoratorConfig and its nested L1CacheConfig.
+
+``@cache(**options)`` and ``@cache(config=DecoratorConfig(...))`` both end up
+here. Options of the reference API that this release does not implement yet
+are accepted at their default values and refused with a ConfigurationError
+otherwise, so nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from cachekit.exceptions import ConfigurationError
+
+
+class _Unset:
+    """Marker for "not given": lets None mean "no backend"."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclasses.dataclass(frozen=True)
+class L1CacheConfig:
+    """The in-process L1 store of one decorated function.
+
+    With neither bound set, the function shares the process-wide store sized
+    by the settings ``l1_max_size_mb`` / ``l1_max_entries``. Setting a bound
+    gives the function a store of its own.
+    """
+
+    enabled: bool = True
+    max_size_mb: float | None = None
+    max_entries: int | None = None
+
+    def validate(self) -> None:
+        if self.max_size_mb is not None and not (
+            self.max_size_mb > 0 and math.isfinite(self.max_size_mb)
+        ):
+            raise ConfigurationError("l1.max_size_mb must be a positive number of MiB or None")
+        if self.max_entries is not None and (
+            isinstance(self.max_entries, bool)
+            or not isinstance(self.max_entries, int)
+            or self.max_entries <= 0
+        ):
+            raise ConfigurationError("l1.max_entries must be a positive int or None")
+
+    @property
+    def dedicated(self) -> bool:
+        return self.max_size_mb is not None or self.max_entries is not None
+
+
+# Options of the reference API not built yet: name -> the default we accept.
+NOT_YET_AVAILABLE: dict[str, Any] = {
+    "stale_ttl": None,
+    "swr_by_default": False,
+    "key": None,
+    "interop": None,
+    "refresh_ttl_on_get": False,
+    "ttl_refresh_threshold": 0.5,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoratorConfig:
+    """Everything one ``@cache`` needs. Unset fields fall back to settings."""
+
+    ttl: float | None = None
+    namespace: str | None = None
+    serializer: str = "default"
+    integrity_checking: bool = True
+    backend: Any = UNSET
+    l1: L1CacheConfig = dataclasses.field(default_factory=L1CacheConfig)
+    stale_ttl: float | None = None
+    swr_by_default: bool = False
+    key: Any = None
+    interop: Any = None
+    refresh_ttl_on_get: bool = False
+    ttl_refresh_threshold: float = 0.5
+
+    def validate(self) -> None:
+        """Raise ConfigurationError for anything wrong or not available yet."""
+        if self.ttl is not None and (
+            isinstance(self.ttl, bool)
+            or not isinstance(self.ttl, (int, float))
+            or not (self.ttl > 0 and math.isfinite(self.ttl))
+        ):
+            raise ConfigurationError(f"ttl must be a positive number of seconds or None, not {self.ttl!r}")
+        if self.namespace is not None and (
+            not isinstance(self.namespace, str)
+            or not self.namespace
+            or any(c.isspace() for c in self.namespace)
+        ):
+            raise ConfigurationError("namespace must be a non-empty str without whitespace")
+        if not isinstance(self.l1, L1CacheConfig):
+            raise ConfigurationError("l1 must be an L1CacheConfig")
+        self.l1.validate()
+        if self.serializer not in ("default", "std", "msgpack"):
+            raise ConfigurationError(
+                f"serializer {self.serializer!r} is not available in this release of cachekit; "
+                "values are stored with the built-in msgpack codec ('default')"
+            )
+        if self.backend is not UNSET and self.backend is not None:
+            raise ConfigurationError(
+                "backend: only the in-process L1 store is available in this release of "
+                "cachekit; pass backend=None (or omit it). Redis support comes in a later release."
+            )
+        if not self.l1.enabled:
+            raise ConfigurationError(
+                "l1.enabled=False leaves no store: with no backend nothing would be cached"
+            )
+        for name, default in NOT_YET_AVAILABLE.items():
+            if getattr(self, name) != default:
+                raise ConfigurationError(
+                    f"{name} is not available in this release of cachekit yet; "
+                    f"leave it at {default!r}"
+                )
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,50 @@
+"""Turn a function and its DecoratorConfig into the C CachedFunction."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from cachekit._core import CachedFunction
+from cachekit.config.decorator import DecoratorConfig
+from cachekit.config.singleton import get_settings
+from cachekit.decorators.events import event_reporter
+from cachekit.decorators.signature import key_spec
+from cachekit.exceptions import ConfigurationError
+from cachekit.info import CacheInfo
+from cachekit.store import store_for
+
+
+def function_identity(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None) or "<unknown>"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    if qualname is None:
+        raise ConfigurationError(f"cannot cache {func!r}: it has no __qualname__ or __name__")
+    return f"{module}.{qualname}"
+
+
+def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
+    """Build the cached callable for func, or return a classmethod/staticmethod
+    around it when func is one."""
+    if isinstance(func, (classmethod, staticmethod)):
+        return type(func)(wrap(func.__func__, config))
+    if not callable(func):
+        raise ConfigurationError(f"@cache needs a callable, not {type(func).__name__}")
+    config.validate()
+    settings = get_settings()
+    identity = function_identity(func)
+    namespace = config.namespace or settings.namespace
+    ttl = config.ttl if config.ttl is not None else settings.default_ttl
+    cached = CachedFunction(
+        func,
+        store_for(config.l1, settings),
+        key_prefix=f"{namespace}:{identity}:",
+        ttl=ttl,
+        on_event=event_reporter(identity),
+        info_type=CacheInfo,
+        max_value_size=settings.max_value_size,
+        **key_spec(func),
+    )
+    functools.update_wrapper(cached, func)
+    return cached

@@ -1,0 +1,367 @@
+/*
+ * ck_l1.c - the L1 store: a chained hash table threaded on an LRU list.
+ *
+ * Data structure
+ *   buckets[]  power-of-two array of singly linked chains (entry->hnext),
+ *              indexed by the low bits of the key's 128-bit hash; doubled
+ *              when the load factor passes 1.
+ *   lru        circular doubly linked list through a sentinel; the entry
+ *              after the sentinel is the most recently used, the one before
+ *              it the least. A hit moves its entry to the front: O(1).
+ *
+ * Eviction is exact LRU: while a bound is exceeded the least recently used
+ * entry goes. Expiry is lazy (a get that finds an expired entry drops it and
+ * reports a miss, so an expired value is never served), plus a bounded sweep
+ * of the LRU tail on every put so expired entries do not linger until they
+ * are pushed out, plus ck_l1_purge_expired() for a full pass.
+ *
+ * Locking: one mutex per store guards everything above. No callback that can
+ * run user code is called while it is held (see ck_l1.h, "detached").
+ */
+#include "ck_l1.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct ck_l1_entry {
+    ck_l1_entry *hnext;          /* bucket chain; reused as the detached-list link */
+    ck_l1_entry *prev, *next;    /* LRU list */
+    ck_l1_owner *owner;
+    ck_hash128 hash;
+    uint64_t expires_ns;         /* 0: never */
+    size_t charge;               /* bytes counted against max_bytes */
+    void *value;                 /* one reference, taken with ops.retain */
+    size_t key_len;
+    unsigned char key[];         /* full key bytes, compared on lookup */
+};
+
+struct ck_l1 {
+    pthread_mutex_t lock;
+    ck_l1_entry **buckets;
+    size_t mask;                 /* nbuckets - 1 */
+    ck_l1_entry lru;             /* sentinel: lru.next is the most recent */
+    size_t count;
+    size_t bytes;
+    size_t max_entries;          /* SIZE_MAX when unbounded */
+    size_t max_bytes;            /* SIZE_MAX when unbounded */
+    uint64_t evictions;
+    uint64_t expirations;
+    ck_l1_ops ops;
+};
+
+/* How many LRU-tail entries a put inspects for expiry. */
+#define CK_L1_EXPIRY_SWEEP 4
+#define CK_L1_INITIAL_BUCKETS 64
+
+/* ------------------------------------------------------------------ clock */
+
+uint64_t ck_l1_now_ns(void)
+{
+    struct timespec ts;
+
+    /* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer; it is a
+       vDSO call, about 20 ns, and only taken for entries that have a TTL. */
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ list helpers */
+
+static inline void lru_unlink(ck_l1_entry *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+}
+
+static inline void lru_push_front(ck_l1 *s, ck_l1_entry *e)
+{
+    e->next = s->lru.next;
+    e->prev = &s->lru;
+    s->lru.next->prev = e;
+    s->lru.next = e;
+}
+
+static inline ck_l1_entry **bucket_of(ck_l1 *s, ck_hash128 h)
+{
+    return &s->buckets[h.lo & s->mask];
+}
+
+static inline int entry_matches(const ck_l1_entry *e, const ck_l1_owner *owner, ck_hash128 h,
+                                const unsigned char *key, size_t key_len)
+{
+    return e->hash.lo == h.lo && e->hash.hi == h.hi && e->owner == owner &&
+           e->key_len == key_len && memcmp(e->key, key, key_len) == 0;
+}
+
+/* Unlink e from its chain and the LRU list, fix the accounting and push it
+   onto the detached list. The caller holds the lock. */
+static void detach(ck_l1 *s, ck_l1_entry *e, ck_l1_entry **detached)
+{
+    ck_l1_entry **pp = bucket_of(s, e->hash);
+
+    while (*pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = e->hnext;
+    lru_unlink(e);
+    s->count--;
+    s->bytes -= e->charge;
+    e->owner->count--;
+    e->owner->bytes -= e->charge;
+    e->hnext = *detached;
+    *detached = e;
+}
+
+static inline int expired(const ck_l1_entry *e, uint64_t now)
+{
+    return e->expires_ns != 0 && now >= e->expires_ns;
+}
+
+/* Double the bucket array. Failure is harmless (chains just get longer), so
+   it is not reported. The caller holds the lock. */
+static void maybe_grow(ck_l1 *s)
+{
+    size_t n = s->mask + 1, i;
+    ck_l1_entry **nb;
+
+    if (s->count <= n || n > SIZE_MAX / (2 * sizeof(*nb))) {
+        return;
+    }
+    nb = calloc(2 * n, sizeof(*nb));
+    if (nb == NULL) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        ck_l1_entry *e = s->buckets[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->hnext;
+            e->hnext = nb[e->hash.lo & (2 * n - 1)];
+            nb[e->hash.lo & (2 * n - 1)] = e;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->mask = 2 * n - 1;
+}
+
+/* ------------------------------------------------------------- public API */
+
+ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops)
+{
+    ck_l1 *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return NULL;
+    }
+    s->buckets = calloc(CK_L1_INITIAL_BUCKETS, sizeof(*s->buckets));
+    if (s->buckets == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s->buckets);
+        free(s);
+        return NULL;
+    }
+    s->mask = CK_L1_INITIAL_BUCKETS - 1;
+    s->lru.next = s->lru.prev = &s->lru;
+    s->max_entries = max_entries ? max_entries : SIZE_MAX;
+    s->max_bytes = max_bytes ? max_bytes : SIZE_MAX;
+    s->ops = *ops;
+    return s;
+}
+
+void ck_l1_free(ck_l1 *s)
+{
+    ck_l1_entry *detached = NULL;
+
+    if (s == NULL) {
+        return;
+    }
+    ck_l1_clear(s, NULL, &detached);
+    ck_l1_release(s, detached);
+    pthread_mutex_destroy(&s->lock);
+    free(s->buckets);
+    free(s);
+}
+
+int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+              size_t key_len, void **value, ck_l1_entry **detached)
+{
+    ck_l1_entry *e;
+    int hit = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (e = *bucket_of(s, h); e != NULL; e = e->hnext) {
+        if (entry_matches(e, owner, h, key, key_len)) {
+            break;
+        }
+    }
+    if (e != NULL) {
+        if (expired(e, e->expires_ns ? ck_l1_now_ns() : 0)) {
+            detach(s, e, detached);
+            s->expirations++;
+        } else {
+            if (s->lru.next != e) {
+                lru_unlink(e);
+                lru_push_front(s, e);
+            }
+            s->ops.retain(e->value);
+            *value = e->value;
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return hit;
+}
+
+int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+              size_t key_len, void *value, size_t charge, uint64_t ttl_ns,
+              ck_l1_entry **detached, ck_error *err)
+{
+    ck_l1_entry *e, *old;
+    uint64_t now = 0;
+    int i;
+
+    if (key_len > SIZE_MAX - sizeof(*e) || charge > SIZE_MAX - key_len - CK_L1_ENTRY_OVERHEAD) {
+        return ck_error_set(err, CK_ELIMIT, "cache entry too large");
+    }
+    charge += key_len + CK_L1_ENTRY_OVERHEAD;
+    if (charge > s->max_bytes) {
+        return 0;
+    }
+    e = malloc(sizeof(*e) + key_len);
+    if (e == NULL) {
+        return ck_error_set(err, CK_ENOMEM, "out of memory for a cache entry");
+    }
+    if (ttl_ns != 0) {
+        now = ck_l1_now_ns();
+    }
+    e->owner = owner;
+    e->hash = h;
+    e->expires_ns = ttl_ns == 0 ? 0 : (ttl_ns > UINT64_MAX - now ? UINT64_MAX : now + ttl_ns);
+    e->charge = charge;
+    e->value = value;
+    e->key_len = key_len;
+    memcpy(e->key, key, key_len);
+
+    pthread_mutex_lock(&s->lock);
+    s->ops.retain(value);
+    for (old = *bucket_of(s, h); old != NULL; old = old->hnext) {
+        if (entry_matches(old, owner, h, key, key_len)) {
+            detach(s, old, detached);
+            break;
+        }
+    }
+    e->hnext = *bucket_of(s, h);
+    *bucket_of(s, h) = e;
+    lru_push_front(s, e);
+    s->count++;
+    s->bytes += charge;
+    owner->count++;
+    owner->bytes += charge;
+
+    /* Drop a few expired entries from the cold end first, so a bound is not
+       met by evicting live entries while dead ones remain. */
+    if (now == 0) {
+        now = ck_l1_now_ns();
+    }
+    for (i = 0; i < CK_L1_EXPIRY_SWEEP && s->lru.prev != e; i++) {
+        ck_l1_entry *tail = s->lru.prev;
+        if (!expired(tail, now)) {
+            break;
+        }
+        detach(s, tail, detached);
+        s->expirations++;
+    }
+    /* e itself fits (checked above), so this stops before reaching it. */
+    while ((s->count > s->max_entries || s->bytes > s->max_bytes) && s->lru.prev != e) {
+        detach(s, s->lru.prev, detached);
+        s->evictions++;
+    }
+    maybe_grow(s);
+    pthread_mutex_unlock(&s->lock);
+    return 1;
+}
+
+int ck_l1_remove(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                 size_t key_len, ck_l1_entry **detached)
+{
+    ck_l1_entry *e;
+
+    pthread_mutex_lock(&s->lock);
+    for (e = *bucket_of(s, h); e != NULL; e = e->hnext) {
+        if (entry_matches(e, owner, h, key, key_len)) {
+            detach(s, e, detached);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return e != NULL;
+}
+
+void ck_l1_clear(ck_l1 *s, ck_l1_owner *owner, ck_l1_entry **detached)
+{
+    ck_l1_entry *e, *prev;
+
+    pthread_mutex_lock(&s->lock);
+    for (e = s->lru.prev; e != &s->lru; e = prev) {
+        prev = e->prev;
+        if (owner == NULL || e->owner == owner) {
+            detach(s, e, detached);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+size_t ck_l1_purge_expired(ck_l1 *s, ck_l1_entry **detached)
+{
+    ck_l1_entry *e, *prev;
+    uint64_t now = ck_l1_now_ns();
+    size_t n = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (e = s->lru.prev; e != &s->lru; e = prev) {
+        prev = e->prev;
+        if (expired(e, now)) {
+            detach(s, e, detached);
+            s->expirations++;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+void ck_l1_release(ck_l1 *s, ck_l1_entry *detached)
+{
+    while (detached != NULL) {
+        ck_l1_entry *next = detached->hnext;
+        s->ops.release(detached->value);
+        free(detached);
+        detached = next;
+    }
+}
+
+void ck_l1_get_stats(ck_l1 *s, ck_l1_stats *out)
+{
+    pthread_mutex_lock(&s->lock);
+    out->count = s->count;
+    out->bytes = s->bytes;
+    out->max_entries = s->max_entries == SIZE_MAX ? 0 : s->max_entries;
+    out->max_bytes = s->max_bytes == SIZE_MAX ? 0 : s->max_bytes;
+    out->evictions = s->evictions;
+    out->expirations = s->expirations;
+    pthread_mutex_unlock(&s->lock);
+}
+
+int ck_l1_visit(ck_l1 *s, int (*visit)(void *value, void *arg), void *arg)
+{
+    ck_l1_entry *e;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (e = s->lru.next; e != &s->lru && rc == 0; e = e->next) {
+        rc = visit(e->value, arg);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}

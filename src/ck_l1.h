@@ -1,0 +1,105 @@
+/*
+ * ck_l1.h - the in-process L1 store (pure C): hash table + LRU + TTL.
+ *
+ * Values are opaque pointers; the store never interprets them. It takes a
+ * reference through ops.retain when a value goes in or is handed out, and
+ * drops one through ops.release. retain runs under the store lock and must
+ * not re-enter the store; release can run arbitrary code (a Python __del__),
+ * so the store never calls it itself while locked: every operation that
+ * drops entries hands them back as a "detached" list, and the caller passes
+ * that list to ck_l1_release() after the lock is gone.
+ *
+ * Several owners (decorated functions) may share one store and its bounds.
+ * An entry belongs to one owner; lookups match owner, 128-bit hash and the
+ * full key bytes, so even a hash collision cannot return another key's value.
+ */
+#ifndef CK_L1_H
+#define CK_L1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ck_error.h"
+
+typedef struct ck_l1 ck_l1;
+typedef struct ck_l1_entry ck_l1_entry;
+
+typedef struct {
+    uint64_t lo;
+    uint64_t hi;
+} ck_hash128;
+
+typedef struct {
+    void (*retain)(void *value);
+    void (*release)(void *value);
+} ck_l1_ops;
+
+/* Per-owner accounting, maintained by the store under its lock. The owner
+   must outlive its entries: call ck_l1_clear(store, owner, ...) before
+   freeing it. */
+typedef struct {
+    size_t count;
+    size_t bytes;
+} ck_l1_owner;
+
+typedef struct {
+    size_t count;
+    size_t bytes;
+    size_t max_entries;
+    size_t max_bytes;
+    uint64_t evictions;   /* dropped to respect a bound */
+    uint64_t expirations; /* dropped because their TTL passed */
+} ck_l1_stats;
+
+/* Fixed cost charged per entry on top of the value and key sizes. */
+#define CK_L1_ENTRY_OVERHEAD 64
+
+/* max_entries / max_bytes of 0 mean "no bound". Returns NULL on ENOMEM. */
+ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops);
+/* Free the store; every value still held is released (no lock held then). */
+void ck_l1_free(ck_l1 *s);
+
+/* Monotonic clock in nanoseconds, the time base of every TTL. */
+uint64_t ck_l1_now_ns(void);
+
+/*
+ * Look up (owner, hash, key). On a live hit, retains the value, stores it in
+ * *value, marks the entry most recently used and returns 1. Returns 0 on a
+ * miss; an expired entry found on the way is unlinked onto *detached.
+ */
+int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+              size_t key_len, void **value, ck_l1_entry **detached);
+
+/*
+ * Insert or replace (owner, hash, key) -> value, retaining value. ttl_ns of 0
+ * means no expiry. charge is the value's size in bytes. Evicts least recently
+ * used entries (and a few expired ones) onto *detached to respect the bounds.
+ * Returns 1 if stored, 0 if the entry alone exceeds max_bytes (nothing
+ * stored), -1 with err on allocation failure.
+ */
+int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+              size_t key_len, void *value, size_t charge, uint64_t ttl_ns,
+              ck_l1_entry **detached, ck_error *err);
+
+/* Remove one key. Returns 1 if it was present. */
+int ck_l1_remove(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                 size_t key_len, ck_l1_entry **detached);
+
+/* Remove every entry of owner, or of all owners when owner is NULL. */
+void ck_l1_clear(ck_l1 *s, ck_l1_owner *owner, ck_l1_entry **detached);
+
+/* Remove every expired entry. Returns how many. */
+size_t ck_l1_purge_expired(ck_l1 *s, ck_l1_entry **detached);
+
+/* Release the values of a detached list and free its entries. Call with no
+   store lock held; release callbacks may re-enter any store. */
+void ck_l1_release(ck_l1 *s, ck_l1_entry *detached);
+
+void ck_l1_get_stats(ck_l1 *s, ck_l1_stats *out);
+
+/* Call visit(value, arg) for every value held, under the lock, stopping at
+   the first non-zero result, which is returned. For the garbage collector's
+   traversal: visit must not run user code or touch the store. */
+int ck_l1_visit(ck_l1 *s, int (*visit)(void *value, void *arg), void *arg);
+
+#endif /* CK_L1_H */

@@ -1,0 +1,860 @@
+/*
+ * py_codec_unpack.c - msgpack -> Python objects (the decoding half of the
+ * codec).
+ *
+ * Owns ck_py_unpack(): a bounded, single-pass msgpack reader and the
+ * decoding of our extension types back to their exact Python types.
+ *
+ * Why not msgpack-c's unpacker: it allocates zone memory for as many
+ * elements as an array or map header claims before checking that claim
+ * against the bytes actually present (a 5-byte b"\xdd\xff\xff\xff\xff" asks
+ * for 4 G objects), and it has no configurable depth limit. Cache entries can
+ * come from a shared Redis, so the decoder treats its input as hostile:
+ *
+ *   - every length or count is checked against the bytes remaining before
+ *     anything is allocated. Each value takes at least one byte, so the
+ *     reader keeps `pending`, the number of values promised by the headers
+ *     read so far but not yet started, and an array of n is accepted only if
+ *     pending + n bytes remain (a map of n: pending + 2n). Checking n alone
+ *     would let 64 nested arrays each claim nearly the whole input and
+ *     allocate 64 x 8 bytes per input byte; with pending, the slots of all
+ *     open containers together never exceed the input length (plus one per
+ *     level). Allocation stays a small constant times the input length;
+ *   - arrays, maps and extensions with nested payloads open a nesting level;
+ *     more than CK_CODEC_MAX_DEPTH are refused, which also bounds the C stack
+ *     (so no Py_EnterRecursiveCall, whose RecursionError would not be a
+ *     SerializationError);
+ *   - exactly one value must consume all the input; extension payloads are
+ *     parsed as nested msgpack inside a window [body, body + len) that must
+ *     likewise be consumed exactly;
+ *   - every failure raises SerializationError with the offset where it was
+ *     found (exceptions from the constructors we call, such as datetime's
+ *     range checks, become its __cause__); MemoryError is left as is.
+ *
+ * The reader parses a value's head (type byte, length, scalar) into an
+ * mp_head without creating objects, so the extension decoders can read
+ * their int fields without boxing them.
+ */
+#include "py_codec.h"
+
+#include <assert.h>
+#include <datetime.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+int ck_py_unpack_init(void)
+{
+    /* This translation unit's copy of the datetime C API (see py_codec.h). */
+    PyDateTime_IMPORT;
+    return PyDateTimeAPI == NULL ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reader                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    ck_state *st;
+    const unsigned char *start; /* of the whole input, for offsets */
+    const unsigned char *p;     /* next byte to read */
+    const unsigned char *end;   /* input end, or the current ext payload's */
+    size_t pending;             /* values promised, not yet started (see top) */
+    int depth;                  /* levels open; <= CK_CODEC_MAX_DEPTH */
+} reader;
+
+typedef enum {
+    MP_NIL,
+    MP_BOOL,
+    MP_INT,  /* any integer that fits int64_t */
+    MP_UINT, /* uint64 above INT64_MAX */
+    MP_FLOAT,
+    MP_STR,
+    MP_BIN,
+    MP_ARRAY,
+    MP_MAP,
+    MP_EXT,
+} mp_kind;
+
+typedef struct {
+    mp_kind kind;
+    size_t offset;             /* of the type byte, for messages */
+    int64_t i;                 /* MP_INT; MP_BOOL: 0 or 1 */
+    uint64_t u;                /* MP_UINT */
+    double f;                  /* MP_FLOAT */
+    size_t len;                /* STR/BIN/EXT: bytes; ARRAY/MAP: count */
+    int ext_type;              /* MP_EXT */
+    const unsigned char *body; /* STR/BIN/EXT: first payload byte */
+} mp_head;
+
+static PyObject *read_value(reader *r);
+
+static size_t offset_of(const reader *r, const unsigned char *p)
+{
+    return (size_t)(p - r->start);
+}
+
+static size_t remaining(const reader *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+/*
+ * Raise SerializationError and return NULL. An exception already set (from a
+ * constructor we called) becomes its __cause__, unless it is a MemoryError or
+ * not an Exception at all (KeyboardInterrupt), which are passed on unchanged.
+ */
+static PyObject *fail(reader *r, const char *fmt, ...)
+{
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    PyObject *msg = NULL;
+    va_list ap;
+
+    /* Set aside the pending exception: formatting may call repr(). */
+    PyErr_Fetch(&type, &value, &tb);
+    if (type != NULL && (!PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
+                         PyErr_GivenExceptionMatches(type, PyExc_MemoryError))) {
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    va_start(ap, fmt);
+    msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    if (msg == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    if (type != NULL) {
+        PyErr_Restore(type, value, tb);
+        _PyErr_FormatFromCause(r->st->SerializationError, "%U", msg);
+    } else {
+        PyErr_SetObject(r->st->SerializationError, msg);
+    }
+    Py_DECREF(msg);
+    return NULL;
+}
+
+static int need(reader *r, size_t n)
+{
+    if (remaining(r) < n) {
+        fail(r, "truncated msgpack data at offset %zu", offset_of(r, r->p));
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t load_be(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* Read an n-byte big-endian unsigned field. */
+static int read_be(reader *r, size_t n, uint64_t *out)
+{
+    if (need(r, n) < 0) {
+        return -1;
+    }
+    *out = load_be(r->p, n);
+    r->p += n;
+    return 0;
+}
+
+/* STR/BIN/EXT: the payload must be present; skip over it. */
+static int head_body(reader *r, mp_head *h, size_t len)
+{
+    if (remaining(r) < len) {
+        fail(r, "%s length %zu exceeds remaining input at offset %zu",
+             h->kind == MP_STR ? "str" : (h->kind == MP_BIN ? "bin" : "extension"), len,
+             h->offset);
+        return -1;
+    }
+    h->len = len;
+    h->body = r->p;
+    r->p += len;
+    return 0;
+}
+
+/* ARRAY/MAP: the new elements and every value already promised each take
+   at least a byte, so they must all fit in what is left; checked before
+   anything is allocated for them. */
+static int head_count(reader *r, mp_head *h, size_t n)
+{
+    size_t per = h->kind == MP_MAP ? 2 : 1;
+    size_t left = remaining(r);
+
+    if (r->pending > left || n > (left - r->pending) / per) {
+        fail(r, "%s count %zu exceeds remaining input at offset %zu",
+             h->kind == MP_MAP ? "map" : "array", n, h->offset);
+        return -1;
+    }
+    h->len = n;
+    r->pending += n * per;
+    return 0;
+}
+
+/*
+ * Parse the head of the next value. Scalars are complete; STR/BIN/EXT have
+ * their payload bounded and skipped (h->body points at it); ARRAY/MAP leave
+ * r->p at the first element.
+ */
+static int read_head(reader *r, mp_head *h)
+{
+    unsigned int b;
+    uint64_t v;
+    size_t w;
+
+    h->offset = offset_of(r, r->p);
+    if (need(r, 1) < 0) {
+        return -1;
+    }
+    /* Every head read is a value some header promised (or the top level). */
+    assert(r->pending > 0);
+    r->pending--;
+    b = *r->p++;
+    if (b <= 0x7f) { /* positive fixint */
+        h->kind = MP_INT;
+        h->i = b;
+        return 0;
+    }
+    if (b >= 0xe0) { /* negative fixint */
+        h->kind = MP_INT;
+        h->i = (int64_t)b - 256;
+        return 0;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        h->kind = MP_STR;
+        return head_body(r, h, b & 0x1f);
+    }
+    if (b >= 0x90 && b <= 0x9f) {
+        h->kind = MP_ARRAY;
+        return head_count(r, h, b & 0x0f);
+    }
+    if (b >= 0x80 && b <= 0x8f) {
+        h->kind = MP_MAP;
+        return head_count(r, h, b & 0x0f);
+    }
+    switch (b) {
+    case 0xc0:
+        h->kind = MP_NIL;
+        return 0;
+    case 0xc2:
+    case 0xc3:
+        h->kind = MP_BOOL;
+        h->i = b == 0xc3;
+        return 0;
+    case 0xc4: /* bin 8/16/32 */
+    case 0xc5:
+    case 0xc6:
+        h->kind = MP_BIN;
+        if (read_be(r, (size_t)1 << (b - 0xc4), &v) < 0) {
+            return -1;
+        }
+        return head_body(r, h, (size_t)v);
+    case 0xc7: /* ext 8/16/32: length, then type */
+    case 0xc8:
+    case 0xc9:
+        h->kind = MP_EXT;
+        if (read_be(r, (size_t)1 << (b - 0xc7), &v) < 0 || need(r, 1) < 0) {
+            return -1;
+        }
+        h->ext_type = (int8_t)*r->p++;
+        return head_body(r, h, (size_t)v);
+    case 0xca: { /* float 32 */
+        uint32_t bits;
+        float f;
+
+        if (read_be(r, 4, &v) < 0) {
+            return -1;
+        }
+        bits = (uint32_t)v;
+        memcpy(&f, &bits, sizeof(f));
+        h->kind = MP_FLOAT;
+        h->f = f;
+        return 0;
+    }
+    case 0xcb: { /* float 64 */
+        double d;
+
+        if (read_be(r, 8, &v) < 0) {
+            return -1;
+        }
+        memcpy(&d, &v, sizeof(d));
+        h->kind = MP_FLOAT;
+        h->f = d;
+        return 0;
+    }
+    case 0xcc: /* uint 8/16/32/64 */
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+        if (read_be(r, (size_t)1 << (b - 0xcc), &v) < 0) {
+            return -1;
+        }
+        if (v > INT64_MAX) {
+            h->kind = MP_UINT;
+            h->u = v;
+        } else {
+            h->kind = MP_INT;
+            h->i = (int64_t)v;
+        }
+        return 0;
+    case 0xd0: /* int 8/16/32/64: sign-extend from w bytes */
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+        w = (size_t)1 << (b - 0xd0);
+        if (read_be(r, w, &v) < 0) {
+            return -1;
+        }
+        if (w < 8 && (v >> (w * 8 - 1))) {
+            v |= ~(uint64_t)0 << (w * 8);
+        }
+        h->kind = MP_INT;
+        memcpy(&h->i, &v, sizeof(h->i));
+        return 0;
+    case 0xd4: /* fixext 1/2/4/8/16: type, then payload */
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+        h->kind = MP_EXT;
+        if (need(r, 1) < 0) {
+            return -1;
+        }
+        h->ext_type = (int8_t)*r->p++;
+        return head_body(r, h, (size_t)1 << (b - 0xd4));
+    case 0xd9: /* str 8/16/32 */
+    case 0xda:
+    case 0xdb:
+        h->kind = MP_STR;
+        if (read_be(r, (size_t)1 << (b - 0xd9), &v) < 0) {
+            return -1;
+        }
+        return head_body(r, h, (size_t)v);
+    case 0xdc: /* array 16/32 */
+    case 0xdd:
+        h->kind = MP_ARRAY;
+        if (read_be(r, b == 0xdc ? 2 : 4, &v) < 0) {
+            return -1;
+        }
+        return head_count(r, h, (size_t)v);
+    case 0xde: /* map 16/32 */
+    case 0xdf:
+        h->kind = MP_MAP;
+        if (read_be(r, b == 0xde ? 2 : 4, &v) < 0) {
+            return -1;
+        }
+        return head_count(r, h, (size_t)v);
+    default: /* 0xc1 is reserved */
+        fail(r, "invalid msgpack type byte 0x%x at offset %zu", b, h->offset);
+        return -1;
+    }
+}
+
+static int depth_enter(reader *r)
+{
+    if (r->depth >= CK_CODEC_MAX_DEPTH) {
+        fail(r, "nesting deeper than %d at offset %zu", CK_CODEC_MAX_DEPTH, offset_of(r, r->p));
+        return -1;
+    }
+    r->depth++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Standard types                                                            */
+/* ------------------------------------------------------------------------ */
+
+static PyObject *decode_str(reader *r, const mp_head *h)
+{
+    /* Strict: also rejects encoded surrogates, which pack never emits for
+       stored values. */
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)h->body, (Py_ssize_t)h->len, NULL);
+
+    if (s == NULL) {
+        return fail(r, "invalid UTF-8 in str at offset %zu", h->offset);
+    }
+    return s;
+}
+
+static PyObject *read_list(reader *r, const mp_head *h)
+{
+    PyObject *list = NULL;
+    PyObject *item;
+    size_t i;
+
+    if (depth_enter(r) < 0) {
+        return NULL;
+    }
+    list = PyList_New((Py_ssize_t)h->len);
+    if (list == NULL) {
+        goto error;
+    }
+    for (i = 0; i < h->len; i++) {
+        item = read_value(r);
+        if (item == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    r->depth--;
+    return list;
+error:
+    /* Unfilled slots are NULL, which list dealloc skips. */
+    Py_XDECREF(list);
+    r->depth--;
+    return NULL;
+}
+
+/* Insert into a fresh dict, refusing unhashable and duplicate keys: pack
+   never emits duplicates, and refusing them keeps one encoding per value. */
+static int map_insert(reader *r, PyObject *dict, PyObject *key, PyObject *value, size_t offset)
+{
+    Py_ssize_t before = PyDict_GET_SIZE(dict);
+
+    if (PyDict_SetItem(dict, key, value) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fail(r, "unhashable key in map at offset %zu", offset);
+        }
+        return -1;
+    }
+    if (PyDict_GET_SIZE(dict) == before) {
+        fail(r, "duplicate key in map at offset %zu", offset);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *read_map(reader *r, const mp_head *h)
+{
+    PyObject *dict = NULL;
+    PyObject *key = NULL;
+    PyObject *value = NULL;
+    size_t i, key_offset;
+
+    if (depth_enter(r) < 0) {
+        return NULL;
+    }
+    dict = PyDict_New();
+    if (dict == NULL) {
+        goto error;
+    }
+    for (i = 0; i < h->len; i++) {
+        key_offset = offset_of(r, r->p);
+        key = read_value(r);
+        if (key == NULL) {
+            goto error;
+        }
+        value = read_value(r);
+        if (value == NULL || map_insert(r, dict, key, value, key_offset) < 0) {
+            goto error;
+        }
+        Py_CLEAR(key);
+        Py_CLEAR(value);
+    }
+    r->depth--;
+    return dict;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(dict);
+    r->depth--;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Extension payloads                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The head of an ext payload that must be an array; with want >= 0 it must
+   have exactly that many elements. */
+static int read_payload_array(reader *r, const mp_head *ext, Py_ssize_t want, size_t *n)
+{
+    mp_head h;
+
+    if (read_head(r, &h) < 0) {
+        return -1;
+    }
+    if (h.kind != MP_ARRAY || (want >= 0 && h.len != (size_t)want)) {
+        if (want >= 0) {
+            fail(r, "extension type %d at offset %zu: payload must be an array of %zd",
+                 ext->ext_type, ext->offset, want);
+        } else {
+            fail(r, "extension type %d at offset %zu: payload must be an array", ext->ext_type,
+                 ext->offset);
+        }
+        return -1;
+    }
+    *n = h.len;
+    return 0;
+}
+
+static PyObject *read_tuple(reader *r, const mp_head *ext)
+{
+    PyObject *tuple = NULL;
+    PyObject *item;
+    size_t i, n;
+
+    if (read_payload_array(r, ext, -1, &n) < 0) {
+        return NULL;
+    }
+    tuple = PyTuple_New((Py_ssize_t)n);
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        item = read_value(r);
+        if (item == NULL) {
+            Py_DECREF(tuple); /* unfilled slots are NULL, which is fine */
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, (Py_ssize_t)i, item);
+    }
+    return tuple;
+}
+
+/* set or frozenset; PySet_Add may fill a frozenset that is not yet shared. */
+static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
+{
+    PyObject *set = NULL;
+    PyObject *item = NULL;
+    size_t i, n, item_offset;
+    Py_ssize_t before;
+
+    if (read_payload_array(r, ext, -1, &n) < 0) {
+        return NULL;
+    }
+    set = frozen ? PyFrozenSet_New(NULL) : PySet_New(NULL);
+    if (set == NULL) {
+        goto error;
+    }
+    for (i = 0; i < n; i++) {
+        item_offset = offset_of(r, r->p);
+        item = read_value(r);
+        if (item == NULL) {
+            goto error;
+        }
+        before = PySet_GET_SIZE(set);
+        if (PySet_Add(set, item) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                fail(r, "unhashable set element at offset %zu", item_offset);
+            }
+            goto error;
+        }
+        if (PySet_GET_SIZE(set) == before) {
+            fail(r, "duplicate set element at offset %zu", item_offset);
+            goto error;
+        }
+        Py_CLEAR(item);
+    }
+    return set;
+error:
+    Py_XDECREF(item);
+    Py_XDECREF(set);
+    return NULL;
+}
+
+/* An int field of a datetime-family payload, bounded to C int (the
+   constructors then check the real ranges). */
+static int read_int_field(reader *r, const mp_head *ext, int *out)
+{
+    mp_head h;
+
+    if (read_head(r, &h) < 0) {
+        return -1;
+    }
+    if (h.kind != MP_INT || h.i < INT_MIN || h.i > INT_MAX) {
+        fail(r, "extension type %d at offset %zu: field at offset %zu must be a small int",
+             ext->ext_type, ext->offset, h.offset);
+        return -1;
+    }
+    *out = (int)h.i;
+    return 0;
+}
+
+/* New reference to the tzinfo the tz field describes: None, ZoneInfo(key),
+   datetime.timezone.utc or datetime.timezone(timedelta(microseconds=off)). */
+static PyObject *read_tz(reader *r, const mp_head *ext)
+{
+    /* A timezone offset must be strictly within one day. */
+    const int64_t day_us = (int64_t)86400 * 1000000;
+    PyObject *key = NULL;
+    PyObject *delta = NULL;
+    PyObject *tz = NULL;
+    mp_head h;
+
+    if (read_head(r, &h) < 0) {
+        return NULL;
+    }
+    switch (h.kind) {
+    case MP_NIL:
+        return Py_NewRef(Py_None);
+    case MP_STR:
+        key = decode_str(r, &h);
+        if (key == NULL) {
+            return NULL;
+        }
+        tz = PyObject_CallOneArg(r->st->ZoneInfoType, key);
+        if (tz == NULL) {
+            fail(r, "extension type %d at offset %zu: unknown time zone %R", ext->ext_type,
+                 ext->offset, key);
+        }
+        Py_DECREF(key);
+        return tz;
+    case MP_INT:
+        if (h.i == 0) {
+            return Py_NewRef(PyDateTime_TimeZone_UTC);
+        }
+        if (h.i <= -day_us || h.i >= day_us) {
+            break;
+        }
+        /* Split so that each constructor argument fits a C int. */
+        delta = PyDelta_FromDSU(0, (int)(h.i / 1000000), (int)(h.i % 1000000));
+        if (delta == NULL) {
+            break;
+        }
+        tz = PyTimeZone_FromOffset(delta);
+        Py_DECREF(delta);
+        if (tz == NULL) {
+            break;
+        }
+        return tz;
+    default:
+        break;
+    }
+    return fail(r, "extension type %d at offset %zu: invalid tz field at offset %zu",
+                ext->ext_type, ext->offset, h.offset);
+}
+
+/* DATETIME [y, mo, d, h, mi, s, us, fold, tz], DATE [y, mo, d],
+   TIME [h, mi, s, us, fold, tz], TIMEDELTA [days, seconds, microseconds].
+   ext->ext_type is one of these four (read_ext dispatches on it). */
+static PyObject *read_datetime_like(reader *r, const mp_head *ext)
+{
+    static const Py_ssize_t n_ints[] = {
+        [CK_EXT_DATETIME] = 8, [CK_EXT_DATE] = 3, [CK_EXT_TIME] = 5, [CK_EXT_TIMEDELTA] = 3};
+    int with_tz = ext->ext_type == CK_EXT_DATETIME || ext->ext_type == CK_EXT_TIME;
+    Py_ssize_t i, n = n_ints[ext->ext_type];
+    PyObject *tz = NULL;
+    PyObject *res = NULL;
+    int f[8];
+    size_t count;
+
+    if (read_payload_array(r, ext, n + with_tz, &count) < 0) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (read_int_field(r, ext, &f[i]) < 0) {
+            return NULL;
+        }
+    }
+    if (with_tz) {
+        tz = read_tz(r, ext);
+        if (tz == NULL) {
+            return NULL;
+        }
+    }
+    switch (ext->ext_type) {
+    case CK_EXT_DATETIME:
+        res = PyDateTimeAPI->DateTime_FromDateAndTimeAndFold(
+            f[0], f[1], f[2], f[3], f[4], f[5], f[6], tz, f[7], PyDateTimeAPI->DateTimeType);
+        break;
+    case CK_EXT_DATE:
+        res = PyDateTimeAPI->Date_FromDate(f[0], f[1], f[2], PyDateTimeAPI->DateType);
+        break;
+    case CK_EXT_TIME:
+        res = PyDateTimeAPI->Time_FromTimeAndFold(f[0], f[1], f[2], f[3], tz, f[4],
+                                                  PyDateTimeAPI->TimeType);
+        break;
+    default:
+        /* Pack only emits the normalised form; anything else is forged. */
+        if (f[1] < 0 || f[1] >= 86400 || f[2] < 0 || f[2] >= 1000000) {
+            break;
+        }
+        res = PyDateTimeAPI->Delta_FromDelta(f[0], f[1], f[2], 0, PyDateTimeAPI->DeltaType);
+        break;
+    }
+    Py_XDECREF(tz);
+    if (res == NULL) {
+        return fail(r, "extension type %d at offset %zu: invalid value", ext->ext_type,
+                    ext->offset);
+    }
+    return res;
+}
+
+static PyObject *read_decimal(reader *r, const mp_head *ext)
+{
+    PyObject *s = NULL;
+    PyObject *res = NULL;
+
+    s = PyUnicode_DecodeASCII((const char *)ext->body, (Py_ssize_t)ext->len, NULL);
+    if (s == NULL) {
+        goto error;
+    }
+    /* Decimal(str) is exact whatever the context precision. */
+    res = PyObject_CallOneArg(r->st->DecimalType, s);
+error:
+    Py_XDECREF(s);
+    if (res == NULL) {
+        return fail(r, "extension type %d at offset %zu: invalid Decimal", ext->ext_type,
+                    ext->offset);
+    }
+    return res;
+}
+
+static PyObject *read_uuid(reader *r, const mp_head *ext)
+{
+    PyObject *args[3] = {NULL, Py_None, NULL};
+    PyObject *res = NULL;
+
+    if (ext->len != 16) {
+        return fail(r, "extension type %d at offset %zu: UUID payload must be 16 bytes, not %zu",
+                    ext->ext_type, ext->offset, ext->len);
+    }
+    args[2] = PyBytes_FromStringAndSize((const char *)ext->body, 16);
+    if (args[2] == NULL) {
+        return NULL;
+    }
+    /* UUID(hex=None, bytes=b): positional, so no keyword tuple to build. */
+    res = PyObject_Vectorcall(r->st->UUIDType, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                              NULL);
+    Py_DECREF(args[2]);
+    if (res == NULL) {
+        return fail(r, "extension type %d at offset %zu: invalid UUID", ext->ext_type,
+                    ext->offset);
+    }
+    return res;
+}
+
+/* Payloads that are nested msgpack: parse inside the window
+   [body, body + len), which must be consumed exactly. */
+static PyObject *read_nested_ext(reader *r, const mp_head *ext)
+{
+    const unsigned char *saved_p = r->p;
+    const unsigned char *saved_end = r->end;
+    size_t saved_pending = r->pending;
+    PyObject *res = NULL;
+
+    if (depth_enter(r) < 0) {
+        return NULL;
+    }
+    /* The window holds exactly one value; values promised outside it lie
+       after it and do not count against its bytes. */
+    r->p = ext->body;
+    r->end = ext->body + ext->len;
+    r->pending = 1;
+    switch (ext->ext_type) {
+    case CK_EXT_TUPLE:
+        res = read_tuple(r, ext);
+        break;
+    case CK_EXT_SET:
+    case CK_EXT_FROZENSET:
+        res = read_set(r, ext, ext->ext_type == CK_EXT_FROZENSET);
+        break;
+    default:
+        res = read_datetime_like(r, ext);
+        break;
+    }
+    if (res != NULL && r->p != r->end) {
+        Py_CLEAR(res);
+        fail(r, "extension type %d at offset %zu: trailing bytes in payload at offset %zu",
+             ext->ext_type, ext->offset, offset_of(r, r->p));
+    }
+    r->p = saved_p;
+    r->end = saved_end;
+    r->pending = saved_pending;
+    r->depth--;
+    return res;
+}
+
+static PyObject *read_ext(reader *r, const mp_head *h)
+{
+    switch (h->ext_type) {
+    case CK_EXT_BIGINT:
+        if (h->len == 0) {
+            return fail(r, "extension type %d at offset %zu: empty int", h->ext_type, h->offset);
+        }
+        return _PyLong_FromByteArray(h->body, h->len, 0, 1);
+    case CK_EXT_BYTEARRAY:
+        return PyByteArray_FromStringAndSize((const char *)h->body, (Py_ssize_t)h->len);
+    case CK_EXT_DECIMAL:
+        return read_decimal(r, h);
+    case CK_EXT_UUID:
+        return read_uuid(r, h);
+    case CK_EXT_TUPLE:
+    case CK_EXT_SET:
+    case CK_EXT_FROZENSET:
+    case CK_EXT_DATETIME:
+    case CK_EXT_DATE:
+    case CK_EXT_TIME:
+    case CK_EXT_TIMEDELTA:
+        return read_nested_ext(r, h);
+    case CK_EXT_KEY_CLASS:
+    case CK_EXT_KEY_CUSTOM:
+        return fail(r, "extension type %d at offset %zu is only used in cache keys and cannot "
+                       "be decoded",
+                    h->ext_type, h->offset);
+    default:
+        return fail(r, "unknown extension type %d at offset %zu", h->ext_type, h->offset);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                              */
+/* ------------------------------------------------------------------------ */
+
+static PyObject *read_value(reader *r)
+{
+    mp_head h;
+
+    if (read_head(r, &h) < 0) {
+        return NULL;
+    }
+    switch (h.kind) {
+    case MP_NIL:
+        return Py_NewRef(Py_None);
+    case MP_BOOL:
+        return PyBool_FromLong((long)h.i);
+    case MP_INT:
+        /* Returns the cached object for small ints. */
+        return PyLong_FromLongLong(h.i);
+    case MP_UINT:
+        return PyLong_FromUnsignedLongLong(h.u);
+    case MP_FLOAT:
+        return PyFloat_FromDouble(h.f);
+    case MP_STR:
+        return decode_str(r, &h);
+    case MP_BIN:
+        return PyBytes_FromStringAndSize((const char *)h.body, (Py_ssize_t)h.len);
+    case MP_ARRAY:
+        return read_list(r, &h);
+    case MP_MAP:
+        return read_map(r, &h);
+    case MP_EXT:
+        return read_ext(r, &h);
+    }
+    return fail(r, "internal error: unhandled msgpack kind");
+}
+
+PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len)
+{
+    reader r = {.st = st, .start = data, .p = data, .end = data + len, .pending = 1, .depth = 0};
+    PyObject *res;
+
+    res = read_value(&r);
+    if (res != NULL && r.p != r.end) {
+        Py_DECREF(res);
+        return fail(&r, "trailing bytes after msgpack value at offset %zu",
+                    offset_of(&r, r.p));
+    }
+    return res;
+}
