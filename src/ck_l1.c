@@ -25,9 +25,15 @@
 #include <string.h>
 #include <time.h>
 
+/* LRU list links. The first member of every entry, so a link that is not
+   the sentinel converts back to its entry with a cast. */
+typedef struct ck_l1_link {
+    struct ck_l1_link *prev, *next;
+} ck_l1_link;
+
 struct ck_l1_entry {
+    ck_l1_link lru;              /* must stay first */
     ck_l1_entry *hnext;          /* bucket chain; reused as the detached-list link */
-    ck_l1_entry *prev, *next;    /* LRU list */
     ck_l1_owner *owner;
     ck_hash128 hash;
     uint64_t expires_ns;         /* 0: never */
@@ -41,7 +47,7 @@ struct ck_l1 {
     pthread_mutex_t lock;
     ck_l1_entry **buckets;
     size_t mask;                 /* nbuckets - 1 */
-    ck_l1_entry lru;             /* sentinel: lru.next is the most recent */
+    ck_l1_link lru;              /* sentinel: lru.next is the most recent */
     size_t count;
     size_t bytes;
     size_t max_entries;          /* SIZE_MAX when unbounded */
@@ -69,18 +75,29 @@ uint64_t ck_l1_now_ns(void)
 
 /* ------------------------------------------------------------ list helpers */
 
+static inline ck_l1_entry *entry_of(ck_l1_link *link)
+{
+    return (ck_l1_entry *)link;
+}
+
 static inline void lru_unlink(ck_l1_entry *e)
 {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
+    e->lru.prev->next = e->lru.next;
+    e->lru.next->prev = e->lru.prev;
 }
 
 static inline void lru_push_front(ck_l1 *s, ck_l1_entry *e)
 {
-    e->next = s->lru.next;
-    e->prev = &s->lru;
-    s->lru.next->prev = e;
-    s->lru.next = e;
+    e->lru.next = s->lru.next;
+    e->lru.prev = &s->lru;
+    s->lru.next->prev = &e->lru;
+    s->lru.next = &e->lru;
+}
+
+/* The least recently used entry; the list must not be empty. */
+static inline ck_l1_entry *lru_tail(ck_l1 *s)
+{
+    return entry_of(s->lru.prev);
 }
 
 static inline ck_l1_entry **bucket_of(ck_l1 *s, ck_hash128 h)
@@ -200,7 +217,7 @@ int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
             detach(s, e, detached);
             s->expirations++;
         } else {
-            if (s->lru.next != e) {
+            if (s->lru.next != &e->lru) {
                 lru_unlink(e);
                 lru_push_front(s, e);
             }
@@ -264,8 +281,8 @@ int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
     if (now == 0) {
         now = ck_l1_now_ns();
     }
-    for (i = 0; i < CK_L1_EXPIRY_SWEEP && s->lru.prev != e; i++) {
-        ck_l1_entry *tail = s->lru.prev;
+    for (i = 0; i < CK_L1_EXPIRY_SWEEP && s->lru.prev != &e->lru; i++) {
+        ck_l1_entry *tail = lru_tail(s);
         if (!expired(tail, now)) {
             break;
         }
@@ -273,8 +290,8 @@ int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
         s->expirations++;
     }
     /* e itself fits (checked above), so this stops before reaching it. */
-    while ((s->count > s->max_entries || s->bytes > s->max_bytes) && s->lru.prev != e) {
-        detach(s, s->lru.prev, detached);
+    while ((s->count > s->max_entries || s->bytes > s->max_bytes) && s->lru.prev != &e->lru) {
+        detach(s, lru_tail(s), detached);
         s->evictions++;
     }
     maybe_grow(s);
@@ -300,11 +317,12 @@ int ck_l1_remove(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char
 
 void ck_l1_clear(ck_l1 *s, ck_l1_owner *owner, ck_l1_entry **detached)
 {
-    ck_l1_entry *e, *prev;
+    ck_l1_link *link, *prev;
 
     pthread_mutex_lock(&s->lock);
-    for (e = s->lru.prev; e != &s->lru; e = prev) {
-        prev = e->prev;
+    for (link = s->lru.prev; link != &s->lru; link = prev) {
+        ck_l1_entry *e = entry_of(link);
+        prev = link->prev;
         if (owner == NULL || e->owner == owner) {
             detach(s, e, detached);
         }
@@ -314,13 +332,14 @@ void ck_l1_clear(ck_l1 *s, ck_l1_owner *owner, ck_l1_entry **detached)
 
 size_t ck_l1_purge_expired(ck_l1 *s, ck_l1_entry **detached)
 {
-    ck_l1_entry *e, *prev;
+    ck_l1_link *link, *prev;
     uint64_t now = ck_l1_now_ns();
     size_t n = 0;
 
     pthread_mutex_lock(&s->lock);
-    for (e = s->lru.prev; e != &s->lru; e = prev) {
-        prev = e->prev;
+    for (link = s->lru.prev; link != &s->lru; link = prev) {
+        ck_l1_entry *e = entry_of(link);
+        prev = link->prev;
         if (expired(e, now)) {
             detach(s, e, detached);
             s->expirations++;
@@ -355,12 +374,12 @@ void ck_l1_get_stats(ck_l1 *s, ck_l1_stats *out)
 
 int ck_l1_visit(ck_l1 *s, int (*visit)(void *value, void *arg), void *arg)
 {
-    ck_l1_entry *e;
+    ck_l1_link *link;
     int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    for (e = s->lru.next; e != &s->lru && rc == 0; e = e->next) {
-        rc = visit(e->value, arg);
+    for (link = s->lru.next; link != &s->lru && rc == 0; link = link->next) {
+        rc = visit(entry_of(link)->value, arg);
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
