@@ -8,6 +8,7 @@
 #include "py_keys.h"
 
 #include <msgpack.h>
+#include <string.h>
 
 #include "py_codec.h"
 
@@ -128,11 +129,14 @@ static Py_ssize_t find_name(PyObject *names, Py_ssize_t start, PyObject *name)
 static int build_general(ck_state *st, ck_key_spec *spec, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames, ck_buf *out)
 {
-    PyObject *slots[CK_KEY_MAX_PARAMS] = {NULL}; /* borrowed */
-    PyObject *varkw = NULL;                      /* owned */
+    PyObject *slots[CK_KEY_MAX_PARAMS]; /* borrowed; [0, n_named) used */
+    PyObject *varkw = NULL;             /* owned */
     Py_ssize_t n_named = spec->n_pos + spec->n_kwonly, nkw, i, j;
     int rc = -1;
 
+    /* Only the used prefix is cleared: zeroing the whole array would cost
+       more than the rest of the binding. */
+    memset(slots, 0, (size_t)n_named * sizeof(slots[0]));
     nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     if (nargs > spec->n_pos && !spec->has_varargs) {
         return 1;
