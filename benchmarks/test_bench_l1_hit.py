@@ -33,6 +33,11 @@ def cachekit_ttl_fn(n):
     return n * 2
 
 
+@cache.secure(master_key="ab" * 32)
+def cachekit_secure_fn(n):
+    return n * 2
+
+
 class Service:
     @cache
     def method(self, n):
@@ -46,6 +51,7 @@ CASES = {
     "cachekit @cache": (cachekit_fn, False),
     "cachekit @cache(ttl=300)": (cachekit_ttl_fn, False),
     "cachekit @cache method": (_service.method, False),
+    "cachekit @cache.secure": (cachekit_secure_fn, False),
 }
 
 

@@ -6,11 +6,13 @@
     def get_user(user_id: int) -> dict: ...
 """
 
-from cachekit.config import DecoratorConfig, L1CacheConfig
+from cachekit.config import DecoratorConfig, EncryptionConfig, L1CacheConfig
 from cachekit.decorators import cache
 from cachekit.exceptions import (
     CachekitError,
     ConfigurationError,
+    DecryptionError,
+    EncryptionError,
     IntegrityError,
     SerializationError,
     UnsupportedTypeError,
@@ -24,6 +26,9 @@ __all__ = [
     "CachekitError",
     "ConfigurationError",
     "DecoratorConfig",
+    "DecryptionError",
+    "EncryptionConfig",
+    "EncryptionError",
     "IntegrityError",
     "L1CacheConfig",
     "SerializationError",

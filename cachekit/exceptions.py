@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from cachekit._core import (
     CachekitError,
+    DecryptionError,
+    EncryptionError,
     IntegrityError,
     SerializationError,
     UnsupportedTypeError,
@@ -17,6 +19,8 @@ from cachekit._core import (
 __all__ = [
     "CachekitError",
     "ConfigurationError",
+    "DecryptionError",
+    "EncryptionError",
     "IntegrityError",
     "SerializationError",
     "UnsupportedTypeError",

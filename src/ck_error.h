@@ -19,6 +19,8 @@ typedef enum {
     CK_EFORMAT,   /* malformed or truncated input */
     CK_ECHECKSUM, /* integrity check failed */
     CK_ELIMIT,    /* input exceeds a configured bound */
+    CK_EAUTH,     /* AEAD authentication failed: wrong key, tampered or truncated */
+    CK_ECRYPTO,   /* the crypto library reported an error */
 } ck_errcode;
 
 typedef struct {

@@ -15,51 +15,11 @@
 #include <lz4.h>
 #include <xxhash.h>
 
+#include "ck_bytes.h"
+
 /* Bytes covered by the header hash that seeds the checksum: everything up to,
    not including, the checksum field itself. */
 #define CK_ENTRY_HASHED_HEADER 16
-
-/* ------------------------------------------------------------------------ */
-/* Little-endian helpers                                                    */
-/* ------------------------------------------------------------------------ */
-
-/* Byte by byte so the layout does not depend on host endianness or
-   alignment; gcc folds these into single loads and stores on x86. */
-static inline void put_le16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static inline void put_le32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static inline void put_le64(unsigned char *p, uint64_t v)
-{
-    put_le32(p, (uint32_t)v);
-    put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint16_t get_le16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static inline uint32_t get_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static inline uint64_t get_le64(const unsigned char *p)
-{
-    return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Shared pieces                                                            */

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 /* LRU list links. The first member of every entry, so a link that is not
    the sentinel converts back to its entry with a cast. */
@@ -60,6 +61,13 @@ struct ck_l1 {
 /* How many LRU-tail entries a put inspects for expiry. */
 #define CK_L1_EXPIRY_SWEEP 4
 #define CK_L1_INITIAL_BUCKETS 64
+
+ck_hash128 ck_key_hash(const unsigned char *key, size_t len, uint64_t seed)
+{
+    XXH128_hash_t h = XXH3_128bits_withSeed(key, len, seed);
+    ck_hash128 out = {h.low64, h.high64};
+    return out;
+}
 
 /* ------------------------------------------------------------------ clock */
 

@@ -51,6 +51,9 @@ typedef struct {
     uint64_t expirations; /* dropped because their TTL passed */
 } ck_l1_stats;
 
+/* XXH3-128 of key bytes with a seed: the hash every lookup uses. */
+ck_hash128 ck_key_hash(const unsigned char *key, size_t len, uint64_t seed);
+
 /* Fixed cost charged per entry on top of the value and key sizes. */
 #define CK_L1_ENTRY_OVERHEAD 64
 

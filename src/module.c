@@ -39,6 +39,14 @@ static int add_exceptions(PyObject *module, ck_state *st)
                       "A stored entry is malformed, truncated or fails its checksum.") < 0) {
         goto error;
     }
+    if (add_exception(module, &st->EncryptionError, "EncryptionError", st->SerializationError,
+                      "A value could not be encrypted, or an encrypted entry not opened.") < 0) {
+        goto error;
+    }
+    if (add_exception(module, &st->DecryptionError, "DecryptionError", st->EncryptionError,
+                      "Authentication failed: wrong key, tampered or truncated entry.") < 0) {
+        goto error;
+    }
     bases = PyTuple_Pack(2, st->SerializationError, PyExc_TypeError);
     if (bases == NULL) {
         goto error;
@@ -103,7 +111,8 @@ static int ck_exec(PyObject *module)
         return -1;
     }
     if (ck_codec_exec(module) < 0 || ck_format_exec(module) < 0 || ck_store_exec(module) < 0 ||
-        ck_cached_exec(module) < 0) {
+        ck_cached_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
+        ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0) {
         return -1;
     }
     return 0;
@@ -111,7 +120,8 @@ static int ck_exec(PyObject *module)
 
 #define VISIT_ALL(X)                                                                           \
     X(CachekitError) X(SerializationError) X(UnsupportedTypeError) X(IntegrityError)           \
-    X(L1StoreType) X(CachedFunctionType) X(DecimalType) X(UUIDType) X(ZoneInfoType)             \
+    X(EncryptionError) X(DecryptionError)                                                      \
+    X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(DecimalType) X(UUIDType) X(ZoneInfoType)             \
     X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)
 
 static int ck_traverse(PyObject *module, visitproc visit, void *arg)

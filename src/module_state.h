@@ -20,10 +20,15 @@ typedef struct {
     PyObject *SerializationError;
     PyObject *UnsupportedTypeError;
     PyObject *IntegrityError;
+    /* EncryptionError derives from SerializationError; DecryptionError (a
+       failed authentication: wrong key, tampering, truncation) from it. */
+    PyObject *EncryptionError;
+    PyObject *DecryptionError;
 
     /* Heap types defined by this module. */
     PyTypeObject *L1StoreType;
     PyTypeObject *CachedFunctionType;
+    PyTypeObject *KeyringType;
 
     /* Types the codec recognises, imported once at module exec. */
     PyObject *DecimalType;  /* decimal.Decimal */
@@ -54,5 +59,8 @@ int ck_codec_exec(PyObject *module);
 int ck_format_exec(PyObject *module);
 int ck_store_exec(PyObject *module);
 int ck_cached_exec(PyObject *module);
+int ck_crypto_exec(PyObject *module);
+int ck_seal_exec(PyObject *module);
+int ck_keyring_exec(PyObject *module);
 
 #endif /* CK_MODULE_STATE_H */

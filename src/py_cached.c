@@ -18,43 +18,19 @@
  * returned uncached. Both are counted and reported to on_event(kind, exc),
  * which the Python layer uses to log once per function and update metrics.
  */
-#include "module_state.h"
+#include "py_cached.h"
 
 #include <structmember.h>
 #include <xxhash.h>
 
 #include "py_codec.h"
-#include "py_keys.h"
-#include "py_store.h"
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *func;          /* the wrapped callable */
-    ck_store_object *store;  /* the L1Store holding our entries */
-    ck_l1_owner owner;       /* our share of the store */
-    ck_key_spec spec;        /* owns pos_names, kwonly_names, defaults */
-    uint64_t seed;           /* XXH3 seed from the function's identity */
-    uint64_t ttl_ns;         /* 0: entries never expire */
-    size_t max_value_size;   /* larger encoded results are not stored */
-    PyObject *key_prefix;    /* str "namespace:module.qualname:" */
-    PyObject *on_event;      /* callable(kind: str, exc) or None */
-    PyObject *info_type;     /* CacheInfo named tuple class */
-    PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
-    PyObject *weakreflist;
-    /* Counters. Updated with the GIL held. */
-    uint64_t hits;
-    uint64_t misses;
-    uint64_t key_errors;
-    uint64_t store_errors;
-} ck_cached;
 
 /* ------------------------------------------------------------ cold paths */
 
 /* Report a failure to on_event(kind, exc) and clear it. Returns 0 when the
    call may go on uncached, -1 when the error must propagate (it is not an
    Exception, e.g. KeyboardInterrupt, or on_event itself failed). */
-static int report_failure(ck_cached *self, const char *kind)
+int ck_cached_report_failure(ck_cached *self, const char *kind)
 {
     PyObject *exc = NULL, *res = NULL;
     int rc = -1;
@@ -84,7 +60,7 @@ error:
     return rc;
 }
 
-static PyObject *call_uncached(ck_cached *self, PyObject *const *args, size_t nargsf,
+PyObject *ck_cached_call_uncached(ck_cached *self, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames)
 {
     return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
@@ -93,29 +69,23 @@ static PyObject *call_uncached(ck_cached *self, PyObject *const *args, size_t na
 /* Check the codec can store result and return its encoded size, or -1 with
    the failure reported (and cleared when the call may go on; *fatal is set
    when it may not). */
-static Py_ssize_t storable_size(ck_cached *self, ck_state *st, PyObject *result, int *fatal)
+int ck_cached_encode_result(ck_cached *self, ck_state *st, PyObject *result, ck_buf *buf,
+                            int *fatal)
 {
-    ck_buf buf;
-    Py_ssize_t size = -1;
-
-    ck_buf_init(&buf);
-    if (ck_py_pack(st, result, &buf, 0) < 0) {
+    if (ck_py_pack(st, result, buf, 0) < 0) {
         goto error;
     }
-    if (buf.len > self->max_value_size) {
+    if (buf->len > self->max_value_size) {
         PyErr_Format(st->SerializationError,
-                     "result encodes to %zu bytes, over max_value_size (%zu)", buf.len,
+                     "result encodes to %zu bytes, over max_value_size (%zu)", buf->len,
                      self->max_value_size);
         goto error;
     }
-    size = (Py_ssize_t)buf.len;
-    goto done;
+    return 0;
 error:
     self->store_errors++;
-    *fatal = report_failure(self, "store_error") < 0;
-done:
-    ck_buf_free(&buf);
-    return size;
+    *fatal = ck_cached_report_failure(self, "store_error") < 0;
+    return -1;
 }
 
 /* -------------------------------------------------------------- hot path */
@@ -124,12 +94,12 @@ static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_
                                    PyObject *kwnames)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), size;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     ck_l1_entry *detached = NULL;
     PyObject *result = NULL;
     void *hit = NULL;
     ck_hash128 h;
-    ck_buf key;
+    ck_buf key, value;
     ck_error err;
     int rc, fatal = 0;
 
@@ -138,12 +108,12 @@ static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_
     if (rc != 0) {
         if (rc < 0) {
             self->key_errors++;
-            if (report_failure(self, "key_error") < 0) {
+            if (ck_cached_report_failure(self, "key_error") < 0) {
                 goto done;
             }
         }
         self->misses++; /* the function runs: every call is a hit or a miss */
-        result = call_uncached(self, args, nargsf, kwnames);
+        result = ck_cached_call_uncached(self, args, nargsf, kwnames);
         goto done;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
@@ -153,23 +123,22 @@ static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_
         goto done;
     }
     self->misses++;
-    result = call_uncached(self, args, nargsf, kwnames);
+    result = ck_cached_call_uncached(self, args, nargsf, kwnames);
     if (result == NULL) {
         goto done; /* exceptions are not cached */
     }
-    size = storable_size(self, st, result, &fatal);
-    if (fatal) {
-        Py_CLEAR(result);
-        goto done;
-    }
-    if (size >= 0) {
-        rc = ck_l1_put(self->store->store, &self->owner, h, key.data, key.len, result,
-                       (size_t)size, self->ttl_ns, &detached, &err);
+    ck_buf_init(&value);
+    if (ck_cached_encode_result(self, st, result, &value, &fatal) == 0) {
+        rc = ck_l1_put(self->store->store, &self->owner, h, key.data, key.len, result, value.len,
+                       self->ttl_ns, &detached, &err);
         if (rc < 0 && err.code == CK_ENOMEM) {
             /* Keep the result; the store just could not take it. */
             self->store_errors++;
         }
+    } else if (fatal) {
+        Py_CLEAR(result);
     }
+    ck_buf_free(&value);
 done:
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
@@ -200,20 +169,21 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     static char *kwlist[] = {"func",         "store",     "key_prefix", "ttl",
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
-                             "info_type",    "max_value_size", NULL};
+                             "info_type",    "max_value_size", "keyring", "tenant_extractor", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
-        *info_type;
+        *info_type, *keyring = Py_None, *tenant_extractor = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|n:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
-                                     &info_type, &max_value_size)) {
+                                     &info_type, &max_value_size, &keyring,
+                                     &tenant_extractor)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -240,6 +210,15 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (prefix_utf8 == NULL) {
         return NULL;
     }
+    if (keyring != Py_None && !PyObject_TypeCheck(keyring, st->KeyringType)) {
+        PyErr_SetString(PyExc_TypeError, "keyring must be a cachekit._core.Keyring or None");
+        return NULL;
+    }
+    if (tenant_extractor != Py_None &&
+        (keyring == Py_None || !PyCallable_Check(tenant_extractor))) {
+        PyErr_SetString(PyExc_TypeError, "tenant_extractor must be callable and needs a keyring");
+        return NULL;
+    }
     if (max_value_size <= 0) {
         PyErr_SetString(PyExc_ValueError, "max_value_size must be > 0");
         return NULL;
@@ -256,7 +235,11 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         Py_DECREF(self);
         return NULL;
     }
-    self->vectorcall = (vectorcallfunc)cached_vectorcall;
+    /* The call strategy is chosen once, here. */
+    self->vectorcall = keyring == Py_None ? (vectorcallfunc)cached_vectorcall
+                                          : (vectorcallfunc)ck_cached_secure_vectorcall;
+    self->keyring = keyring == Py_None ? NULL : Py_NewRef(keyring);
+    self->tenant_extractor = tenant_extractor == Py_None ? NULL : Py_NewRef(tenant_extractor);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
     /* The key hash is seeded by the function's identity (key_prefix names
@@ -300,6 +283,8 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->key_prefix);
     Py_VISIT(self->on_event);
     Py_VISIT(self->info_type);
+    Py_VISIT(self->keyring);
+    Py_VISIT(self->tenant_extractor);
     Py_VISIT(self->dict);
     Py_VISIT(self->spec.pos_names);
     Py_VISIT(self->spec.kwonly_names);
@@ -320,6 +305,8 @@ static int cached_clear(ck_cached *self)
     Py_CLEAR(self->key_prefix);
     Py_CLEAR(self->on_event);
     Py_CLEAR(self->info_type);
+    Py_CLEAR(self->keyring);
+    Py_CLEAR(self->tenant_extractor);
     Py_CLEAR(self->dict);
     Py_CLEAR(self->spec.pos_names);
     Py_CLEAR(self->spec.kwonly_names);
@@ -358,18 +345,23 @@ static PyObject *cached_repr(ck_cached *self)
 
 /* --------------------------------------------------------------- methods */
 
-/* Build the key of a call given to a method (same shape as a vectorcall).
-   Returns 0, or -1 with an exception set (TypeError when the arguments do
-   not bind to the signature). */
-static int key_for_call(ck_cached *self, PyObject *const *args, Py_ssize_t nargs,
-                        PyObject *kwnames, ck_buf *key)
+/* Build the key of a call given to a method (same shape as a vectorcall),
+   including the tenant under @cache.secure with an extractor. Returns 0, or
+   -1 with an exception set (TypeError when the arguments do not bind). */
+static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                        ck_buf *key)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
-    int rc = ck_key_build(st, &self->spec, args, nargs, kwnames, key);
+    PyObject *tenant = NULL;
+    int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key);
 
     if (rc == 1) {
         PyErr_Format(PyExc_TypeError, "arguments do not match the signature of %R", self->func);
         return -1;
+    }
+    if (rc == 0 && self->tenant_extractor != NULL) {
+        rc = ck_cached_tenant(self, st, args, nargsf, kwnames, key, &tenant);
+        Py_XDECREF(tenant);
     }
     return rc;
 }
@@ -387,7 +379,7 @@ static PyObject *cached_invalidate(ck_cached *self, PyObject *const *args, size_
     int removed = -1;
 
     ck_buf_init(&key);
-    if (key_for_call(self, args, PyVectorcall_NARGS(nargsf), kwnames, &key) == 0) {
+    if (key_for_call(self, args, nargsf, kwnames, &key) == 0) {
         removed = ck_l1_remove(self->store->store, &self->owner,
                                ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
                                &detached);
@@ -413,7 +405,7 @@ static PyObject *cached_cache_key(ck_cached *self, PyObject *const *args, size_t
     int i;
 
     ck_buf_init(&key);
-    if (key_for_call(self, args, PyVectorcall_NARGS(nargsf), kwnames, &key) < 0) {
+    if (key_for_call(self, args, nargsf, kwnames, &key) < 0) {
         goto error;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
@@ -432,6 +424,62 @@ error:
     Py_XDECREF(tail);
     ck_buf_free(&key);
     return res;
+}
+
+PyDoc_STRVAR(peek_doc, "_peek($self, /, *args, **kwargs)\n--\n\n"
+                       "Tests only: the raw L1 value stored for this call, or None.");
+
+static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames)
+{
+    ck_l1_entry *detached = NULL;
+    void *value = NULL;
+    ck_buf key;
+    int rc;
+
+    ck_buf_init(&key);
+    rc = key_for_call(self, args, nargsf, kwnames, &key);
+    if (rc == 0) {
+        rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
+                       key.data, key.len, &value, &detached);
+    }
+    ck_buf_free(&key);
+    ck_store_release(self->store, detached);
+    if (rc < 0) {
+        return NULL;
+    }
+    return rc ? (PyObject *)value : Py_NewRef(Py_None);
+}
+
+PyDoc_STRVAR(poke_doc, "_poke($self, value, /, *args, **kwargs)\n--\n\n"
+                       "Tests only: store value as the raw L1 value of this call, bypassing\n"
+                       "encoding and encryption (to simulate corrupted entries).");
+
+static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    ck_l1_entry *detached = NULL;
+    ck_error err;
+    ck_buf key;
+    int rc;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "_poke needs the value to store");
+        return NULL;
+    }
+    ck_buf_init(&key);
+    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key);
+    if (rc == 0) {
+        rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
+                       key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);
+        if (rc < 0) {
+            PyErr_NoMemory();
+        }
+    }
+    ck_buf_free(&key);
+    ck_store_release(self->store, detached);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 PyDoc_STRVAR(cache_clear_doc, "cache_clear($self, /)\n--\n\n"
@@ -472,14 +520,16 @@ static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored)
 PyDoc_STRVAR(cache_stats_doc,
              "cache_stats($self, /)\n--\n\n"
              "Return a dict of raw counters: hits, misses, key_errors, store_errors,\n"
-             "entries, bytes.");
+             "decrypt_errors, entries, bytes.");
 
 static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:n,s:n}", "hits", (unsigned long long)self->hits,
-                         "misses", (unsigned long long)self->misses, "key_errors",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
+                         (unsigned long long)self->hits, "misses",
+                         (unsigned long long)self->misses, "key_errors",
                          (unsigned long long)self->key_errors, "store_errors",
-                         (unsigned long long)self->store_errors, "entries",
+                         (unsigned long long)self->store_errors, "decrypt_errors",
+                         (unsigned long long)self->decrypt_errors, "entries",
                          (Py_ssize_t)self->owner.count, "bytes", (Py_ssize_t)self->owner.bytes);
 }
 
@@ -489,6 +539,8 @@ static PyMethodDef cached_methods[] = {
     {"cache_key", (PyCFunction)(void (*)(void))cached_cache_key, METH_FASTCALL | METH_KEYWORDS,
      cache_key_doc},
     {"cache_clear", (PyCFunction)cached_cache_clear, METH_NOARGS, cache_clear_doc},
+    {"_peek", (PyCFunction)(void (*)(void))cached_peek, METH_FASTCALL | METH_KEYWORDS, peek_doc},
+    {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},
     {"cache_info", (PyCFunction)cached_cache_info, METH_NOARGS, cache_info_doc},
     {"cache_stats", (PyCFunction)cached_cache_stats, METH_NOARGS, cache_stats_doc},
     {NULL, NULL, 0, NULL},
@@ -499,6 +551,8 @@ static PyMemberDef cached_members[] = {
     {"__dictoffset__", T_PYSSIZET, offsetof(ck_cached, dict), READONLY, NULL},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(ck_cached, weakreflist), READONLY, NULL},
     {"store", T_OBJECT, offsetof(ck_cached, store), READONLY, "The L1Store holding the entries."},
+    {"keyring", T_OBJECT, offsetof(ck_cached, keyring), READONLY,
+     "The Keyring of @cache.secure, else None."},
     {NULL, 0, 0, 0, NULL},
 };
 

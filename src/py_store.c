@@ -10,14 +10,6 @@
 
 #include <math.h>
 #include <structmember.h>
-#include <xxhash.h>
-
-ck_hash128 ck_key_hash(const unsigned char *key, size_t len, uint64_t seed)
-{
-    XXH128_hash_t h = XXH3_128bits_withSeed(key, len, seed);
-    ck_hash128 out = {h.low64, h.high64};
-    return out;
-}
 
 int ck_parse_ttl(PyObject *obj, uint64_t *ttl_ns)
 {

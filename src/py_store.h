@@ -26,9 +26,6 @@ static inline void ck_store_release(ck_store_object *so, ck_l1_entry *detached)
     }
 }
 
-/* XXH3-128 of key bytes with a seed: the hash every L1 lookup uses. */
-ck_hash128 ck_key_hash(const unsigned char *key, size_t len, uint64_t seed);
-
 /* Parse a TTL in seconds: None -> 0 (no expiry); a positive finite number ->
    nanoseconds. Returns 0, or -1 with ValueError/TypeError set. */
 int ck_parse_ttl(PyObject *obj, uint64_t *ttl_ns);

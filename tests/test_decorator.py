@@ -411,13 +411,6 @@ def test_misconfiguration_fails_at_decoration(kwargs, match):
         cache(**kwargs)(lambda x: x)
 
 
-def test_secure_refuses_until_available():
-    with pytest.raises(ConfigurationError, match="secure"):
-        @cache.secure(master_key="a" * 64)
-        def f(x):
-            return x
-
-
 def test_configuration_error_is_a_value_error():
     with pytest.raises(ValueError):
         cache(ttl=0)(lambda: 1)

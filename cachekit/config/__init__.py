@@ -1,6 +1,7 @@
 """Configuration: process-wide settings and per-decorator options."""
 
 from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
+from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.secret import SecretStr
 from cachekit.config.settings import CachekitConfig
 from cachekit.config.singleton import get_settings, reset_settings
@@ -11,6 +12,7 @@ __all__ = [
     "CachekitConfig",
     "ConfigurationError",
     "DecoratorConfig",
+    "EncryptionConfig",
     "L1CacheConfig",
     "SecretStr",
     "get_settings",

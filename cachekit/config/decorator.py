@@ -12,6 +12,7 @@ import dataclasses
 import math
 from typing import Any
 
+from cachekit.config.encryption import EncryptionConfig
 from cachekit.exceptions import ConfigurationError
 
 
@@ -83,6 +84,7 @@ class DecoratorConfig:
     integrity_checking: bool = True
     backend: Any = UNSET
     l1: L1CacheConfig = dataclasses.field(default_factory=L1CacheConfig)
+    encryption: EncryptionConfig = dataclasses.field(default_factory=EncryptionConfig)
     stale_ttl: float | None = None
     swr_by_default: bool = False
     key: Any = None
@@ -107,6 +109,9 @@ class DecoratorConfig:
         if not isinstance(self.l1, L1CacheConfig):
             raise ConfigurationError("l1 must be an L1CacheConfig")
         self.l1.validate()
+        if not isinstance(self.encryption, EncryptionConfig):
+            raise ConfigurationError("encryption must be an EncryptionConfig")
+        self.encryption.validate()
         if self.serializer not in ("default", "std", "msgpack"):
             raise ConfigurationError(
                 f"serializer {self.serializer!r} is not available in this release of cachekit; "
@@ -127,6 +132,10 @@ class DecoratorConfig:
                     f"{name} is not available in this release of cachekit yet; "
                     f"leave it at {default!r}"
                 )
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption.enabled)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

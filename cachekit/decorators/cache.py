@@ -3,9 +3,8 @@
 ``@cache``, ``@cache()`` and ``@cache(ttl=60, namespace="users", backend=None)``
 all work; options may also come as ``config=DecoratorConfig(...)``, with
 keyword options overriding it. Presets are attributes: ``cache.local`` (the
-L1 store only, the default today) and ``cache.secure`` (client-side
-encryption, not available in this release: it raises ConfigurationError at
-decoration time rather than caching plaintext).
+L1 store only) and ``cache.secure`` (client-side AES-256-GCM: the store only
+ever holds ciphertext; a missing or malformed key fails here, at decoration).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cachekit.config.decorator import DecoratorConfig, L1CacheConfig
+from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor
 from cachekit.decorators.wrapper import wrap
 from cachekit.exceptions import ConfigurationError
 
@@ -23,6 +23,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(DecoratorConfig)}
 # Accepted as flat keywords, mapped onto the nested L1CacheConfig.
 _L1_ALIASES = {"l1_enabled": "enabled", "l1_max_size_mb": "max_size_mb", "l1_max_entries": "max_entries"}
+# Accepted as flat keywords, mapped onto the nested EncryptionConfig.
+_ENCRYPTION_ALIASES = {
+    "master_key", "previous_master_keys", "key_rotation_enabled", "tenant_extractor",
+    "dek_max_age", "dek_max_messages", "dek_max_bytes",
+}
 _INTENTS = ("local", "secure")
 
 
@@ -31,14 +36,21 @@ def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> 
     if not isinstance(base, DecoratorConfig):
         raise ConfigurationError(f"config must be a DecoratorConfig, not {type(base).__name__}")
     l1_changes = {_L1_ALIASES[k]: overrides.pop(k) for k in list(overrides) if k in _L1_ALIASES}
+    enc_changes = {k: overrides.pop(k) for k in list(overrides) if k in _ENCRYPTION_ALIASES}
     unknown = sorted(set(overrides) - _CONFIG_FIELDS)
     if unknown:
+        known = _CONFIG_FIELDS | set(_L1_ALIASES) | _ENCRYPTION_ALIASES
         raise ConfigurationError(
-            f"unknown @cache option(s): {', '.join(unknown)}. "
-            f"Known: {', '.join(sorted(_CONFIG_FIELDS | set(_L1_ALIASES)))}"
+            f"unknown @cache option(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}"
         )
     if l1_changes:
         overrides["l1"] = dataclasses.replace(overrides.get("l1", base.l1), **l1_changes)
+    if enc_changes:
+        if "previous_master_keys" in enc_changes:
+            enc_changes["previous_master_keys"] = tuple(enc_changes["previous_master_keys"] or ())
+        overrides["encryption"] = dataclasses.replace(
+            overrides.get("encryption", base.encryption), **enc_changes
+        )
     return dataclasses.replace(base, **overrides)
 
 
@@ -47,14 +59,27 @@ def _decorate(
 ) -> Any:
     if intent is not None and intent not in _INTENTS:
         raise ConfigurationError(f"unknown cache intent {intent!r}; available: {', '.join(_INTENTS)}")
-    if intent == "secure":
-        raise ConfigurationError(
-            "cache.secure (client-side AES-256-GCM encryption) is not available in this "
-            "release of cachekit yet. Refusing to cache in plaintext what you asked to encrypt."
-        )
     resolved = _build_config(config, dict(overrides))
     if intent == "local":
         resolved = dataclasses.replace(resolved, backend=None)
+    if intent == "secure":
+        resolved = dataclasses.replace(
+            resolved, encryption=dataclasses.replace(resolved.encryption, enabled=True)
+        )
+    elif resolved.encryption.enabled is None and any(
+        getattr(resolved.encryption, f) for f in ("master_key", "tenant_extractor")
+    ):
+        raise ConfigurationError(
+            "master_key and tenant_extractor only apply to encrypted caching: use @cache.secure"
+        )
+    if resolved.encryption.tenant_extractor is not None:
+        resolved = dataclasses.replace(
+            resolved,
+            encryption=dataclasses.replace(
+                resolved.encryption,
+                tenant_extractor=adapt_tenant_extractor(resolved.encryption.tenant_extractor),
+            ),
+        )
     resolved.validate()
 
     def decorator(f: F) -> F:
@@ -92,4 +117,4 @@ def _intent(name: str) -> Callable[..., Any]:
 cache.local = _intent("local")  # type: ignore[attr-defined]
 cache.secure = _intent("secure")  # type: ignore[attr-defined]
 
-__all__ = ["cache", "L1CacheConfig", "DecoratorConfig"]
+__all__ = ["cache", "DecoratorConfig", "EncryptionConfig", "L1CacheConfig"]

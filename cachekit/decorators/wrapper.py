@@ -13,6 +13,7 @@ from cachekit.decorators.events import event_reporter
 from cachekit.decorators.signature import key_spec
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
+from cachekit.keyring import keyring_for
 from cachekit.store import store_for
 
 
@@ -36,6 +37,13 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
     identity = function_identity(func)
     namespace = config.namespace or settings.namespace
     ttl = config.ttl if config.ttl is not None else settings.default_ttl
+    secure = {}
+    if config.encrypted:
+        # Builds (and validates) the keys now, at decoration time.
+        secure = {
+            "keyring": keyring_for(config.encryption, settings),
+            "tenant_extractor": config.encryption.tenant_extractor,
+        }
     cached = CachedFunction(
         func,
         store_for(config.l1, settings),
@@ -44,6 +52,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
         on_event=event_reporter(identity),
         info_type=CacheInfo,
         max_value_size=settings.max_value_size,
+        **secure,
         **key_spec(func),
     )
     functools.update_wrapper(cached, func)

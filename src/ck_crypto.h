@@ -1,0 +1,60 @@
+/*
+ * ck_crypto.h - AES-256-GCM, HKDF-SHA256 and randomness on OpenSSL 3 EVP
+ * (pure C, no Python).
+ *
+ * A ck_aead holds one 256-bit key with its key schedule set up once, so
+ * sealing a small value costs one IV set-up and one pass, not a key
+ * expansion. Nonces are 96 bits and tags 128 bits, nothing else. The key
+ * copy and the OpenSSL contexts are wiped when the ck_aead is freed.
+ *
+ * Thread safety: a ck_aead may be used from several threads; its contexts
+ * are guarded by a mutex held only during one seal/open.
+ */
+#ifndef CK_CRYPTO_H
+#define CK_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ck_error.h"
+
+#define CK_AEAD_KEY_LEN 32
+#define CK_AEAD_NONCE_LEN 12
+#define CK_AEAD_TAG_LEN 16
+
+typedef struct ck_aead ck_aead;
+
+/* New AES-256-GCM context for key[0..32). NULL with err on failure. */
+ck_aead *ck_aead_new(const unsigned char key[CK_AEAD_KEY_LEN], ck_error *err);
+/* Wipe and free (NULL is fine). */
+void ck_aead_free(ck_aead *a);
+
+/*
+ * Encrypt pt[0..n) under nonce with additional data aad[0..aad_len) into
+ * ct[0..n) (ct may equal pt) and write the 16-byte tag. 0, or -1 with err.
+ */
+int ck_aead_seal(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
+                 const unsigned char *aad, size_t aad_len, const unsigned char *pt, size_t n,
+                 unsigned char *ct, unsigned char tag[CK_AEAD_TAG_LEN], ck_error *err);
+
+/*
+ * Decrypt ct[0..n) into pt[0..n) (pt may equal ct) and verify the tag.
+ * On a tag mismatch returns -1 with err->code CK_EAUTH and wipes pt: no
+ * unauthenticated plaintext is ever left for the caller.
+ */
+int ck_aead_open(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
+                 const unsigned char *aad, size_t aad_len, const unsigned char *ct, size_t n,
+                 const unsigned char tag[CK_AEAD_TAG_LEN], unsigned char *pt, ck_error *err);
+
+/* RFC 5869 HKDF with SHA-256: out[0..out_len), out_len <= 255 * 32. */
+int ck_hkdf_sha256(const unsigned char *ikm, size_t ikm_len, const unsigned char *salt,
+                   size_t salt_len, const unsigned char *info, size_t info_len, unsigned char *out,
+                   size_t out_len, ck_error *err);
+
+/* Cryptographically secure random bytes (OpenSSL's DRBG). */
+int ck_random_bytes(unsigned char *out, size_t n, ck_error *err);
+
+/* Wipe memory in a way the compiler cannot elide (OPENSSL_cleanse). */
+void ck_wipe(void *p, size_t n);
+
+#endif /* CK_CRYPTO_H */

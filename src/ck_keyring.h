@@ -1,0 +1,113 @@
+/*
+ * ck_keyring.h - master keys, per-tenant key encryption keys and data keys
+ * for @cache.secure (pure C). The security argument is in docs/security.md.
+ *
+ * Hierarchy (local key provider):
+ *   master key M (>= 32 bytes; one current, up to 8 previous, decrypt-only)
+ *   fingerprint(M) = HKDF-SHA256(M, salt "cachekit/v1/fingerprint", info "")[0..8)
+ *   KEK(M, tenant) = HKDF-SHA256(M, salt "cachekit/v1/kek", info tenant)
+ *   DEK            = 32 random bytes, wrapped under KEK(M, tenant) with
+ *                    AES-256-GCM (random nonce, AAD "CKWRAP1" || be16 len || tenant)
+ *   wrapped DEK    = wrap nonce (12) || ciphertext (32) || tag (16)
+ *
+ * Writing: each tenant has one current DEK at a time, made fresh in this
+ * process, with a 64-bit message counter as nonce (0x00000000 || be64
+ * counter). A DEK retires after max_messages, max_bytes or max_age, and
+ * whenever the process id changes (a fork child never continues its
+ * parent's counter). DEKs unwrapped for reading live in a separate cache
+ * and are never used to encrypt.
+ *
+ * Thread safety: all entry points may be called concurrently. Locks are
+ * never held while calling anything outside this file and ck_crypto/ck_l1.
+ */
+#ifndef CK_KEYRING_H
+#define CK_KEYRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ck_buf.h"
+#include "ck_error.h"
+#include "ck_seal.h"
+
+#define CK_KEYRING_MIN_MASTER 32
+#define CK_KEYRING_MAX_MASTER 128
+#define CK_KEYRING_MAX_PREVIOUS 8
+#define CK_KEYRING_MAX_MESSAGES ((uint64_t)1 << 32)
+#define CK_KEYRING_WRAPPED_LEN (CK_AEAD_NONCE_LEN + CK_AEAD_KEY_LEN + CK_AEAD_TAG_LEN)
+#define CK_KEYRING_MAX_TENANT 1024
+
+/*
+ * Optional hooks run around the AES-GCM pass of values of at least
+ * `threshold` bytes, and nowhere else: the binding uses them to release the
+ * GIL. Only the data key's own mutex is held in between, never a cache lock.
+ */
+typedef struct {
+    size_t threshold;
+    void *(*leave)(void);
+    void (*enter)(void *state);
+} ck_unlock_hooks;
+
+typedef struct ck_keyring ck_keyring;
+
+typedef struct {
+    uint64_t dek_max_age_ns;   /* a write DEK retires after this long */
+    uint64_t dek_max_messages; /* ... or after sealing this many values (<= 2^32) */
+    uint64_t dek_max_bytes;    /* ... or this many plaintext bytes */
+    uint64_t read_max_age_ns;  /* unwrapped read DEKs are dropped after this long */
+    size_t read_capacity;      /* most read DEKs kept (LRU) */
+    size_t tenant_capacity;    /* most tenants whose KEK and write DEK are kept (LRU) */
+} ck_keyring_limits;
+
+typedef struct {
+    uint64_t deks_created;   /* write DEKs generated */
+    uint64_t deks_unwrapped; /* read DEKs unwrapped */
+    uint64_t kek_derivations;
+    uint64_t fork_resets;
+    uint64_t messages;       /* values sealed under the current tenant DEKs */
+    size_t tenants;
+    size_t read_keys;
+} ck_keyring_stats;
+
+/* A keyring with master key M. NULL with err (CK_EINVAL for a bad key). */
+ck_keyring *ck_keyring_new(const unsigned char *master, size_t len, const ck_keyring_limits *lim,
+                           ck_error *err);
+/* Add a previous (decrypt-only) master key. */
+int ck_keyring_add_previous(ck_keyring *kr, const unsigned char *master, size_t len,
+                            ck_error *err);
+/* Wipe every key and free. */
+void ck_keyring_free(ck_keyring *kr);
+
+/* Fingerprint of a master key (see the hierarchy above). */
+int ck_keyring_fingerprint(const unsigned char *master, size_t len,
+                           unsigned char fp[CK_SEAL_FP_LEN], ck_error *err);
+void ck_keyring_current_fp(const ck_keyring *kr, unsigned char fp[CK_SEAL_FP_LEN]);
+/* Number of master keys (current + previous) and the fingerprint of the
+   i-th (0 is the current one). */
+size_t ck_keyring_master_count(const ck_keyring *kr);
+void ck_keyring_fp_at(const ck_keyring *kr, size_t i, unsigned char fp[CK_SEAL_FP_LEN]);
+
+/* Seal serialized plaintext for (tenant, cache_key); appends the entry to out. */
+int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t serializer,
+                    const unsigned char *pt, size_t n, const ck_unlock_hooks *hooks, ck_buf *out,
+                    ck_error *err);
+
+/*
+ * Open an entry for (tenant, cache_key): the plaintext goes to pt (reset
+ * first), its serializer to *serializer. CK_EAUTH when the entry does not
+ * authenticate or names a master key this keyring does not hold; CK_EFORMAT
+ * when it is malformed. pt holds nothing unauthenticated on failure.
+ */
+int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t max_size,
+                    ck_span tenant, ck_span cache_key, const ck_unlock_hooks *hooks, ck_buf *pt,
+                    uint8_t *serializer, ck_error *err);
+
+/* Drop (and wipe) every cached KEK and DEK; the next seal makes new DEKs. */
+void ck_keyring_reset(ck_keyring *kr);
+
+void ck_keyring_get_stats(ck_keyring *kr, ck_keyring_stats *out);
+
+/* Tests: move the keyring's clock (for DEK ages) forward. */
+void ck_keyring_advance_clock(ck_keyring *kr, uint64_t ns);
+
+#endif /* CK_KEYRING_H */

@@ -1,0 +1,217 @@
+/*
+ * py_cached_secure.c - the call path of @cache.secure.
+ *
+ * Same shape as the plain path (py_cached.c) with three differences:
+ *   - the L1 store holds sealed entries (bytes), never the Python object:
+ *     every hit authenticates, decrypts and decodes a fresh copy;
+ *   - with a tenant extractor, the tenant is part of the key bytes (so each
+ *     tenant has its own entries) and of the AAD (so an entry cannot be
+ *     opened as another tenant's);
+ *   - the AAD binds the full cache key: the key prefix (namespace, module,
+ *     qualname) followed by the key bytes, not just their hash.
+ * An entry that fails to open (tampered, truncated, wrong key, unknown
+ * master key) is a counted, logged miss: the function runs and its result
+ * replaces the entry. Plaintext buffers are wiped after use.
+ */
+#include "py_cached.h"
+
+#include <msgpack.h>
+
+#include "py_codec.h"
+
+static const char DEFAULT_TENANT[] = "default";
+
+int ck_cached_tenant(ck_cached *self, ck_state *st, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames, ck_buf *key, PyObject **tenant)
+{
+    PyObject *t;
+    msgpack_packer pk;
+    const char *utf8;
+    Py_ssize_t n;
+
+    *tenant = NULL;
+    if (self->tenant_extractor == NULL) {
+        return 0;
+    }
+    t = PyObject_Vectorcall(self->tenant_extractor, args, nargsf, kwnames);
+    if (t == NULL) {
+        return -1;
+    }
+    if (!PyUnicode_Check(t) || PyUnicode_GET_LENGTH(t) == 0) {
+        PyErr_Format(PyExc_TypeError, "tenant_extractor must return a non-empty str, not %.100s",
+                     Py_TYPE(t)->tp_name);
+        Py_DECREF(t);
+        return -1;
+    }
+    utf8 = PyUnicode_AsUTF8AndSize(t, &n);
+    if (utf8 == NULL) {
+        Py_DECREF(t);
+        return -1;
+    }
+    /* The key bytes are a complete msgpack array; a str after it is
+       unambiguous. */
+    msgpack_packer_init(&pk, key, ck_buf_msgpack_write);
+    if (msgpack_pack_str_with_body(&pk, utf8, (size_t)n) != 0) {
+        Py_DECREF(t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    (void)st;
+    *tenant = t;
+    return 0;
+}
+
+/* Open a stored entry and decode it. New reference, or NULL with an
+   exception set (DecryptionError / IntegrityError / SerializationError). */
+static PyObject *open_entry(ck_cached *self, ck_state *st, PyObject *entry, ck_span tenant,
+                            ck_span aad_key)
+{
+    ck_keyring_object *ko = (ck_keyring_object *)self->keyring;
+    PyObject *value = NULL;
+    uint8_t serializer = 0;
+    ck_error err;
+    ck_buf pt;
+
+    ck_buf_init(&pt);
+    if (ck_keyring_open(ko->kr, (const unsigned char *)PyBytes_AS_STRING(entry),
+                        (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant, aad_key,
+                        &ck_gil_hooks, &pt, &serializer, &err) < 0) {
+        ck_raise_crypto_error(st, &err, 1);
+        goto done;
+    }
+    if (serializer != CK_SER_MSGPACK) {
+        PyErr_Format(st->IntegrityError, "entry uses serializer %u, not msgpack", serializer);
+        goto done;
+    }
+    value = ck_py_unpack(st, pt.data, pt.len);
+done:
+    ck_wipe(pt.data, pt.len);
+    ck_buf_free(&pt);
+    return value;
+}
+
+/* Encode and seal result; a new bytes object, or NULL with the failure
+   reported (and *fatal set when it must propagate). */
+static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck_span tenant,
+                             ck_span aad_key, int *fatal)
+{
+    ck_keyring_object *ko = (ck_keyring_object *)self->keyring;
+    PyObject *entry = NULL;
+    ck_buf pt, out;
+    ck_error err;
+
+    ck_buf_init(&pt);
+    ck_buf_init(&out);
+    if (ck_cached_encode_result(self, st, result, &pt, fatal) < 0) {
+        goto done;
+    }
+    if (ck_keyring_seal(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len, &ck_gil_hooks,
+                        &out, &err) < 0) {
+        ck_raise_crypto_error(st, &err, 0);
+    } else {
+        entry = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    }
+    if (entry == NULL) {
+        self->store_errors++;
+        *fatal = ck_cached_report_failure(self, "store_error") < 0;
+    }
+done:
+    ck_wipe(pt.data, pt.len);
+    ck_buf_free(&pt);
+    ck_buf_free(&out);
+    return entry;
+}
+
+PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                      PyObject *kwnames)
+{
+    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    ck_l1_entry *detached = NULL;
+    PyObject *result = NULL, *tenant_obj = NULL, *entry = NULL;
+    void *hit = NULL;
+    const char *prefix;
+    Py_ssize_t prefix_len;
+    ck_span tenant, aad_key;
+    ck_buf key, full_key;
+    ck_hash128 h;
+    ck_error err;
+    int rc, fatal = 0;
+
+    ck_buf_init(&key);
+    ck_buf_init(&full_key);
+    rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, &key);
+    if (rc == 0 && ck_cached_tenant(self, st, args, nargsf, kwnames, &key, &tenant_obj) < 0) {
+        rc = -1;
+    }
+    if (rc != 0) {
+        if (rc < 0) {
+            self->key_errors++;
+            if (ck_cached_report_failure(self, "key_error") < 0) {
+                goto done;
+            }
+        }
+        self->misses++;
+        result = ck_cached_call_uncached(self, args, nargsf, kwnames);
+        goto done;
+    }
+    if (tenant_obj != NULL) {
+        Py_ssize_t n;
+        tenant.p = (const unsigned char *)PyUnicode_AsUTF8AndSize(tenant_obj, &n);
+        tenant.n = (size_t)n; /* cannot fail: ck_cached_tenant already encoded it */
+    } else {
+        tenant.p = (const unsigned char *)DEFAULT_TENANT;
+        tenant.n = sizeof(DEFAULT_TENANT) - 1;
+    }
+    /* AAD key: the full cache key, prefix then key bytes. */
+    prefix = PyUnicode_AsUTF8AndSize(self->key_prefix, &prefix_len);
+    if (prefix == NULL || ck_buf_append(&full_key, prefix, (size_t)prefix_len) < 0 ||
+        ck_buf_append(&full_key, key.data, key.len) < 0) {
+        if (prefix != NULL) {
+            PyErr_NoMemory();
+        }
+        goto done;
+    }
+    aad_key.p = full_key.data;
+    aad_key.n = full_key.len;
+
+    h = ck_key_hash(key.data, key.len, self->seed);
+    if (ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
+        entry = (PyObject *)hit;
+        result = PyBytes_Check(entry) ? open_entry(self, st, entry, tenant, aad_key) : NULL;
+        Py_CLEAR(entry);
+        if (result != NULL) {
+            self->hits++;
+            goto done;
+        }
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(st->IntegrityError, "L1 holds a non-bytes value for a secure key");
+        }
+        self->decrypt_errors++;
+        if (ck_cached_report_failure(self, "decrypt_error") < 0) {
+            goto done;
+        }
+        /* The bad entry is replaced below once the function has run. */
+    }
+    self->misses++;
+    result = ck_cached_call_uncached(self, args, nargsf, kwnames);
+    if (result == NULL) {
+        goto done;
+    }
+    entry = seal_result(self, st, result, tenant, aad_key, &fatal);
+    if (entry != NULL) {
+        rc = ck_l1_put(self->store->store, &self->owner, h, key.data, key.len, entry,
+                       (size_t)PyBytes_GET_SIZE(entry), self->ttl_ns, &detached, &err);
+        if (rc < 0 && err.code == CK_ENOMEM) {
+            self->store_errors++;
+        }
+        Py_DECREF(entry);
+    } else if (fatal) {
+        Py_CLEAR(result);
+    }
+done:
+    Py_XDECREF(tenant_obj);
+    ck_buf_free(&key);
+    ck_buf_free(&full_key);
+    ck_store_release(self->store, detached);
+    return result;
+}

@@ -1,0 +1,28 @@
+/*
+ * py_keyring.h - the Keyring Python type (binding of ck_keyring), shared
+ * with the cached-call object, which seals and opens entries through it.
+ */
+#ifndef CK_PY_KEYRING_H
+#define CK_PY_KEYRING_H
+
+#include "ck_keyring.h"
+#include "module_state.h"
+
+typedef struct {
+    PyObject_HEAD
+    ck_keyring *kr;
+    size_t n_previous;
+} ck_keyring_object;
+
+/* Values at least this large are sealed and opened with the GIL released. */
+#define CK_KEYRING_NOGIL_MIN ((size_t)64 * 1024)
+
+/* Hooks that release the GIL around large AES-GCM passes. */
+extern const ck_unlock_hooks ck_gil_hooks;
+
+/* Raise the Python exception for a keyring/seal failure. When opening an
+   entry, every failure but ENOMEM and a failed authentication means the
+   stored bytes are malformed: IntegrityError. */
+void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening);
+
+#endif /* CK_PY_KEYRING_H */

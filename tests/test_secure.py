@@ -1,0 +1,377 @@
+"""@cache.secure: keys validated at decoration, ciphertext-only L1, tenants,
+rotation, data-key limits, tamper handling, fork safety, no leaked secrets."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import pickle
+import threading
+
+import pytest
+
+from cachekit import ConfigurationError, cache, metrics
+from cachekit._core import DecryptionError, Keyring
+from cachekit.config import reset_settings
+
+KEY = "a1" * 32
+KEY2 = "b2" * 32
+KEY3 = "c3" * 32
+
+
+# ------------------------------------------------------------ configuration
+
+
+def test_missing_key_fails_at_decoration():
+    with pytest.raises(ConfigurationError, match="CACHEKIT_MASTER_KEY") as info:
+        @cache.secure(ttl=60)
+        def f(x):
+            return x
+    assert isinstance(info.value, ValueError)
+    assert "openssl rand -hex 32" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["not_hex", "ab" * 31, "zz" * 32, "a" * 63])
+def test_malformed_key_fails_at_decoration(bad):
+    with pytest.raises(ConfigurationError, match="must be hex-encoded, minimum 32 bytes") as info:
+        cache.secure(master_key=bad)(lambda x: x)
+    assert bad not in str(info.value)
+
+
+def test_key_from_environment(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    reset_settings()
+
+    @cache.secure
+    def f(x):
+        return {"x": x}
+
+    assert f(1) == {"x": 1} and f(1) == {"x": 1}
+    assert f.cache_info().hits == 1
+
+
+def test_bad_environment_key_is_reported_by_name_only(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", "secret-but-not-hex")
+    reset_settings()
+    with pytest.raises(ConfigurationError) as info:
+        cache.secure(lambda x: x)
+    assert "CACHEKIT_MASTER_KEY" in str(info.value)
+    assert "secret-but-not-hex" not in str(info.value)
+
+
+def test_master_key_on_plain_cache_is_refused():
+    with pytest.raises(ConfigurationError, match="cache.secure"):
+        cache(master_key=KEY)(lambda x: x)
+
+
+# ------------------------------------------------------------ behaviour
+
+
+def test_round_trip_keeps_types_and_returns_fresh_copies():
+    @cache.secure(master_key=KEY, ttl=60)
+    def profile(uid):
+        return {"uid": uid, "tags": ["a", "b"], "ids": (1, 2)}
+
+    first = profile(7)
+    second = profile(7)
+    assert first == second == {"uid": 7, "tags": ["a", "b"], "ids": (1, 2)}
+    assert first is not second  # decrypted afresh on every hit
+    second["tags"].append("mutated")
+    assert profile(7)["tags"] == ["a", "b"]
+    assert profile.cache_info().hits == 2
+
+
+def test_l1_holds_only_ciphertext():
+    secret = "078-05-1120"
+
+    @cache.secure(master_key=KEY, l1_max_entries=10)
+    def ssn(uid):
+        return {"ssn": secret}
+
+    ssn(1)
+    blob = ssn._peek(1)  # the raw L1 value for the call ssn(1)
+    assert isinstance(blob, bytes)
+    assert secret.encode() not in blob and b"ssn" not in blob
+    assert blob[:2] == b"CK" and blob[3] == 2  # encrypted flag
+
+
+def test_unstorable_result_still_returned():
+    @cache.secure(master_key=KEY)
+    def f():
+        return object()
+
+    assert f() is not None
+    assert f.cache_stats()["store_errors"] == 1
+
+
+def test_tenants_are_isolated():
+    from contextvars import ContextVar
+
+    tenant = ContextVar("tenant", default="t1")
+    runs = []
+
+    @cache.secure(master_key=KEY, tenant_extractor=lambda uid: tenant.get())
+    def data(uid):
+        runs.append((tenant.get(), uid))
+        return f"{tenant.get()}:{uid}"
+
+    assert data(1) == "t1:1"
+    tenant.set("t2")
+    assert data(1) == "t2:1"  # same argument, other tenant: not a hit
+    tenant.set("t1")
+    assert data(1) == "t1:1"
+    assert runs == [("t1", 1), ("t2", 1)]
+    assert data.cache_key(1) != (tenant.set("t2") and data.cache_key(1))
+
+
+def test_extract_style_tenant_extractor():
+    class ByArg:
+        def extract(self, args, kwargs):
+            return kwargs.get("org") or args[0]
+
+    @cache.secure(master_key=KEY, tenant_extractor=ByArg())
+    def f(org, x=0):
+        return (org, x)
+
+    assert f("acme", 1) == ("acme", 1) and f("acme", 1) == ("acme", 1)
+    assert f.cache_info().hits == 1
+
+
+def test_failing_tenant_extractor_runs_uncached(caplog):
+    @cache.secure(master_key=KEY, tenant_extractor=lambda x: None)
+    def f(x):
+        return x
+
+    assert f(1) == 1 and f(1) == 1
+    assert f.cache_stats()["key_errors"] == 2
+
+
+def test_entries_under_one_tenant_do_not_open_as_another():
+    kr = Keyring(bytes.fromhex(KEY))
+    entry = kr.seal(b"payload", tenant="alpha", cache_key=b"k")
+    assert kr.open(entry, tenant="alpha", cache_key=b"k") == (1, b"payload")
+    with pytest.raises(DecryptionError):
+        kr.open(entry, tenant="beta", cache_key=b"k")
+    with pytest.raises(DecryptionError):
+        kr.open(entry, tenant="alpha", cache_key=b"k2")
+
+
+# ------------------------------------------------------------ rotation
+
+
+def test_rotation_reads_old_entries_and_writes_with_the_new_key():
+    old = Keyring(bytes.fromhex(KEY))
+    old_entry = old.seal(b"v1", cache_key=b"k")
+    rotated = Keyring(bytes.fromhex(KEY2), [bytes.fromhex(KEY)])
+    assert rotated.open(old_entry, cache_key=b"k") == (1, b"v1")
+    new_entry = rotated.seal(b"v2", cache_key=b"k")
+    from cachekit import _core
+
+    assert _core.read_sealed_header(new_entry)["key_fp"].hex() == rotated.fingerprint
+    assert _core.read_sealed_header(old_entry)["key_fp"].hex() == old.fingerprint
+    assert rotated.previous_fingerprints == (old.fingerprint,)
+    with pytest.raises(DecryptionError):
+        old.open(new_entry, cache_key=b"k")  # the old key cannot read new data
+    dropped = Keyring(bytes.fromhex(KEY2))
+    with pytest.raises(DecryptionError, match="master key"):
+        dropped.open(old_entry, cache_key=b"k")
+
+
+def test_rotation_from_environment(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY2)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY_ROTATION", f"{KEY}, {KEY3}")
+    reset_settings()
+
+    @cache.secure
+    def f(x):
+        return x
+
+    assert f(1) == 1
+    assert len(f.keyring.previous_fingerprints) == 2
+
+
+def test_too_many_previous_keys():
+    with pytest.raises(ConfigurationError, match="at most 8"):
+        cache.secure(master_key=KEY, previous_master_keys=[KEY2] * 9)(lambda: 1)
+
+
+# ------------------------------------------------------------ data keys
+
+
+def nonce_counter(entry: bytes) -> int:
+    from cachekit import _core
+
+    nonce = _core.read_sealed_header(entry)["nonce"]
+    assert nonce[:4] == b"\0\0\0\0"
+    return int.from_bytes(nonce[4:], "big")
+
+
+def test_nonces_count_up_and_dek_rotates_after_max_messages():
+    kr = Keyring(bytes.fromhex(KEY), dek_max_messages=3)
+    from cachekit import _core
+
+    entries = [kr.seal(b"x", cache_key=b"k") for _ in range(7)]
+    counters = [nonce_counter(e) for e in entries]
+    assert counters == [0, 1, 2, 0, 1, 2, 0]
+    wrapped = [_core.read_sealed_header(e)["wrapped_dek"] for e in entries]
+    assert len(set(wrapped)) == 3
+    pairs = {(w, c) for w, c in zip(wrapped, counters)}
+    assert len(pairs) == 7
+    assert kr.stats()["deks_created"] == 3
+    for e in entries:
+        assert kr.open(e, cache_key=b"k") == (1, b"x")
+
+
+def test_dek_rotates_after_max_age_and_max_bytes():
+    kr = Keyring(bytes.fromhex(KEY), dek_max_age=60, dek_max_bytes=10)
+    kr.seal(b"12345", cache_key=b"k")
+    kr.seal(b"12345", cache_key=b"k")
+    assert kr.stats()["deks_created"] == 1
+    kr.seal(b"1", cache_key=b"k")  # would pass 10 bytes
+    assert kr.stats()["deks_created"] == 2
+    kr._advance_clock(61)
+    kr.seal(b"1", cache_key=b"k")
+    assert kr.stats()["deks_created"] == 3
+
+
+def test_read_side_dek_is_unwrapped_once_and_never_used_to_write():
+    writer = Keyring(bytes.fromhex(KEY))
+    reader = Keyring(bytes.fromhex(KEY))
+    entry = writer.seal(b"v", cache_key=b"k")
+    for _ in range(5):
+        reader.open(entry, cache_key=b"k")
+    assert reader.stats()["deks_unwrapped"] == 1
+    from cachekit import _core
+
+    mine = reader.seal(b"w", cache_key=b"k")
+    assert _core.read_sealed_header(mine)["wrapped_dek"] != _core.read_sealed_header(entry)["wrapped_dek"]
+    assert nonce_counter(mine) == 0
+
+
+def test_keyring_limits_validated():
+    with pytest.raises(ValueError):
+        Keyring(bytes.fromhex(KEY), dek_max_messages=2**32 + 1)
+    with pytest.raises(ValueError):
+        Keyring(b"short")
+    with pytest.raises(ValueError):
+        Keyring(bytes.fromhex(KEY), [b"short"])
+
+
+# ------------------------------------------------------------ tampering
+
+
+def test_tampered_l1_entry_is_a_counted_miss(caplog):
+    caplog.set_level(logging.WARNING, logger="cachekit")
+    runs = []
+
+    @cache.secure(master_key=KEY, l1_max_entries=4)
+    def f(x):
+        runs.append(x)
+        return {"v": x}
+
+    f(1)
+    blob = f._peek(1)
+    # Flip a bit at every 7th position and write it back under the same key
+    # (private test hook); every read is a miss that re-runs f and replaces
+    # the entry, never a wrong value or an exception.
+    positions = range(0, len(blob), 7)
+    for i in positions:
+        bad = bytearray(blob)
+        bad[i] ^= 0x10
+        f._poke(bytes(bad), 1)
+        assert f(1) == {"v": 1}
+        assert f._peek(1) != bytes(bad)
+    assert f.cache_stats()["decrypt_errors"] == len(positions)
+    assert len(runs) == 1 + len(positions)
+    f._poke(blob[:40], 1)  # truncated
+    assert f(1) == {"v": 1}
+    assert metrics.snapshot()["decrypt_error"] >= 1
+    logged = [r for r in caplog.records if "decrypt" in r.getMessage()]
+    assert len(logged) == 1
+    assert KEY not in caplog.text
+
+
+# ------------------------------------------------------------ fork
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_children_never_reuse_a_nonce_with_the_parents_dek():
+    from cachekit import _core
+
+    kr = Keyring(bytes.fromhex(KEY))
+    parent_first = kr.seal(b"p", cache_key=b"k")  # the parent's DEK now exists
+    children = []
+    for _ in range(3):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            os.close(r)
+            try:
+                out = b"".join(kr.seal(b"c", cache_key=b"k") for _ in range(3))
+                entries = [kr.seal(b"c", cache_key=b"k") for _ in range(3)]
+                data = pickle.dumps([(_core.read_sealed_header(e)["wrapped_dek"],
+                                      _core.read_sealed_header(e)["nonce"]) for e in entries])
+                os.write(w, data)
+            finally:
+                os._exit(0)
+        os.close(w)
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        os.close(r)
+        os.waitpid(pid, 0)
+        children.append(pickle.loads(b"".join(chunks)))
+    parent_more = [kr.seal(b"p", cache_key=b"k") for _ in range(3)]
+    parent_pairs = [(_core.read_sealed_header(e)["wrapped_dek"], _core.read_sealed_header(e)["nonce"])
+                    for e in [parent_first, *parent_more]]
+    all_pairs = parent_pairs + [p for child in children for p in child]
+    assert len(all_pairs) == len(set(all_pairs))  # no (DEK, nonce) pair repeats
+    parent_dek = parent_pairs[0][0]
+    for child in children:
+        assert all(dek != parent_dek for dek, _ in child)  # each child re-keyed
+
+
+# ------------------------------------------------------------ secrets
+
+
+def test_no_secret_in_reprs_logs_or_errors(caplog):
+    caplog.set_level(logging.DEBUG)
+
+    @cache.secure(master_key=KEY)
+    def f(x):
+        return x
+
+    f(1)
+    kr = Keyring(bytes.fromhex(KEY))
+    texts = [repr(kr), repr(f), str(f.__dict__), caplog.text]
+    from cachekit.config import DecoratorConfig, EncryptionConfig
+
+    texts.append(repr(DecoratorConfig(encryption=EncryptionConfig(master_key=KEY))))
+    for text in texts:
+        assert KEY not in text and bytes.fromhex(KEY).hex() not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(kr)
+
+
+def test_concurrent_sealing_gives_unique_nonces():
+    from cachekit import _core
+
+    kr = Keyring(bytes.fromhex(KEY))
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def worker():
+        mine = [kr.seal(b"x" * 70000 if i % 5 == 0 else b"x", cache_key=b"k") for i in range(200)]
+        with lock:
+            results.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pairs = {(_core.read_sealed_header(e)["wrapped_dek"], _core.read_sealed_header(e)["nonce"])
+             for e in results}
+    assert len(pairs) == len(results) == 1600
+    gc.collect()
