@@ -80,7 +80,7 @@ class DecoratorConfig:
 
     ttl: float | None = None
     namespace: str | None = None
-    serializer: str = "default"
+    serializer: Any = "default"
     integrity_checking: bool = True
     backend: Any = UNSET
     l1: L1CacheConfig = dataclasses.field(default_factory=L1CacheConfig)
@@ -112,7 +112,9 @@ class DecoratorConfig:
         if not isinstance(self.encryption, EncryptionConfig):
             raise ConfigurationError("encryption must be an EncryptionConfig")
         self.encryption.validate()
-        if self.serializer not in ("default", "std", "msgpack"):
+        # Serializer objects (StandardSerializer, EncryptionWrapper) are
+        # resolved by the decorator, which knows the serializers package.
+        if isinstance(self.serializer, str) and self.serializer not in ("default", "std", "msgpack"):
             raise ConfigurationError(
                 f"serializer {self.serializer!r} is not available in this release of cachekit; "
                 "values are stored with the built-in msgpack codec ('default')"

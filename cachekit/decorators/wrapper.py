@@ -14,6 +14,7 @@ from cachekit.decorators.signature import key_spec
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
 from cachekit.keyring import keyring_for
+from cachekit.serializers import EncryptionWrapper, StandardSerializer
 from cachekit.store import store_for
 
 
@@ -23,6 +24,38 @@ def function_identity(func: Callable[..., Any]) -> str:
     if qualname is None:
         raise ConfigurationError(f"cannot cache {func!r}: it has no __qualname__ or __name__")
     return f"{module}.{qualname}"
+
+
+def _constant_tenant(tenant: str) -> Callable[..., str]:
+    def tenant_of(*args: Any, **kwargs: Any) -> str:
+        return tenant
+
+    return tenant_of
+
+
+def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
+    """Keyring and tenant extractor for an encrypted function, or {}."""
+    serializer = config.serializer
+    if isinstance(serializer, str) or isinstance(serializer, StandardSerializer):
+        if not config.encrypted:
+            return {}
+        # Builds (and validates) the keys now, at decoration time.
+        return {
+            "keyring": keyring_for(config.encryption, settings),
+            "tenant_extractor": config.encryption.tenant_extractor,
+        }
+    if isinstance(serializer, EncryptionWrapper) and isinstance(serializer.serializer, StandardSerializer):
+        if config.encrypted:
+            raise ConfigurationError("use either @cache.secure or serializer=EncryptionWrapper(...), not both")
+        tenant = serializer.tenant_id
+        return {
+            "keyring": serializer.keyring,
+            "tenant_extractor": None if tenant == "default" else _constant_tenant(tenant),
+        }
+    raise ConfigurationError(
+        f"serializer {type(serializer).__name__} is not available with @cache in this release; "
+        "use the default msgpack codec or EncryptionWrapper(StandardSerializer())"
+    )
 
 
 def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
@@ -37,13 +70,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
     identity = function_identity(func)
     namespace = config.namespace or settings.namespace
     ttl = config.ttl if config.ttl is not None else settings.default_ttl
-    secure = {}
-    if config.encrypted:
-        # Builds (and validates) the keys now, at decoration time.
-        secure = {
-            "keyring": keyring_for(config.encryption, settings),
-            "tenant_extractor": config.encryption.tenant_extractor,
-        }
+    secure = _secure_options(config, settings)
     cached = CachedFunction(
         func,
         store_for(config.l1, settings),

@@ -1,0 +1,118 @@
+"""StandardSerializer and EncryptionWrapper, on their own and under @cache."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from cachekit import ConfigurationError, cache
+from cachekit.serializers import (
+    DecryptionAuthenticationError,
+    EncryptionWrapper,
+    SerializationFormat,
+    StandardSerializer,
+)
+
+KEY = "5e" * 32
+VALUE = {"patient": "Ada", "risk": 0.7, "codes": {"A10", "B20"}}
+
+
+@pytest.mark.parametrize("integrity", [True, False])
+def test_standard_serializer_round_trip(integrity):
+    s = StandardSerializer(enable_integrity_checking=integrity)
+    data, meta = s.serialize(VALUE)
+    assert meta.serialization_format is SerializationFormat.MSGPACK and not meta.encrypted
+    assert s.deserialize(data, meta) == VALUE
+    assert data[:2] == b"CK" if integrity else data[:2] != b"CK"
+
+
+def test_encryption_wrapper_round_trip_and_metadata():
+    w = EncryptionWrapper(master_key=KEY, tenant_id="hospital-1")
+    data, meta = w.serialize(VALUE, cache_key="ns:f:1")
+    assert b"Ada" not in data and b"A10" not in data
+    assert meta.encrypted and meta.tenant_id == "hospital-1"
+    assert meta.encryption_algorithm == "AES-256-GCM"
+    assert meta.key_fingerprint == w.keyring.fingerprint
+    assert w.deserialize(data, meta, cache_key="ns:f:1") == VALUE
+
+
+def test_encryption_wrapper_binds_key_and_tenant():
+    w = EncryptionWrapper(master_key=KEY, tenant_id="a")
+    other_tenant = EncryptionWrapper(master_key=KEY, tenant_id="b")
+    data, meta = w.serialize(VALUE, cache_key="k1")
+    with pytest.raises(DecryptionAuthenticationError):
+        w.deserialize(data, meta, cache_key="k2")
+    with pytest.raises(DecryptionAuthenticationError):
+        other_tenant.deserialize(data, meta, cache_key="k1")
+
+
+def test_encryption_wrapper_over_integrity_checked_serializer():
+    w = EncryptionWrapper(serializer=StandardSerializer(), master_key=bytes(range(32)))
+    data, meta = w.serialize([1, 2, 3])
+    assert w.deserialize(data, meta) == [1, 2, 3]
+
+
+def test_encryption_wrapper_rotation():
+    old = EncryptionWrapper(master_key=KEY)
+    data, meta = old.serialize(VALUE)
+    new = EncryptionWrapper(master_key="7f" * 32, previous_master_keys=[KEY])
+    assert new.deserialize(data, meta) == VALUE
+    with pytest.raises(DecryptionAuthenticationError):
+        EncryptionWrapper(master_key="7f" * 32).deserialize(data, meta)
+
+
+def test_encryption_wrapper_key_errors_and_secrecy(monkeypatch):
+    with pytest.raises(ConfigurationError, match="CACHEKIT_MASTER_KEY"):
+        EncryptionWrapper()
+    with pytest.raises(ConfigurationError, match="hex-encoded"):
+        EncryptionWrapper(master_key="nothex")
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        EncryptionWrapper(master_key=b"short")
+    w = EncryptionWrapper(master_key=KEY)
+    for text in (repr(w), str(w.get_encryption_info())):
+        assert KEY not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(w)
+
+
+def test_encryption_wrapper_from_environment(monkeypatch):
+    from cachekit.config import reset_settings
+
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    reset_settings()
+    w = EncryptionWrapper()
+    assert w.deserialize(*w.serialize(VALUE)) == VALUE
+
+
+def test_cache_with_encryption_wrapper_stores_ciphertext():
+    @cache(serializer=EncryptionWrapper(master_key=KEY, tenant_id="acme"), backend=None)
+    def records(hospital_id):
+        return {"hospital": hospital_id, "patients": ["Ada"]}
+
+    assert records(42) == records(42) == {"hospital": 42, "patients": ["Ada"]}
+    assert records.cache_info().hits == 1
+    blob = records._peek(42)
+    assert isinstance(blob, bytes) and b"Ada" not in blob
+
+
+def test_cache_with_standard_serializer_object():
+    @cache(serializer=StandardSerializer())
+    def f(x):
+        return x
+
+    assert f(1) == 1 and f(1) == 1
+
+
+def test_unsupported_serializer_objects_refused():
+    class Custom:
+        def serialize(self, obj):
+            return b"", None
+
+        def deserialize(self, data, metadata=None):
+            return None
+
+    with pytest.raises(ConfigurationError, match="not available"):
+        cache(serializer=Custom())(lambda: 1)
+    with pytest.raises(ConfigurationError, match="not both"):
+        cache.secure(master_key=KEY, serializer=EncryptionWrapper(master_key=KEY))(lambda: 1)
