@@ -24,6 +24,8 @@ _keyrings: dict[tuple[object, ...], Keyring] = {}
 
 
 def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
+    if enc.key_provider is not None:
+        return _provider_keyring(enc)
     master = enc.master_key if enc.master_key is not None else settings.master_key
     previous = enc.previous_master_keys or settings.previous_master_keys
     if not enc.key_rotation_enabled:
@@ -54,5 +56,29 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
             return shared
         _keyrings[identity] = keyring
     # Shared keyrings live for the process, so a strong reference is fine.
+    os.register_at_fork(after_in_child=keyring.reset)
+    return keyring
+
+
+def _provider_keyring(enc: EncryptionConfig) -> Keyring:
+    """A keyring fed by an external provider, shared per provider object."""
+    if enc.master_key is not None:
+        raise ConfigurationError("give either master_key or key_provider, not both")
+    identity = ("provider", id(enc.key_provider), enc.dek_max_age, enc.dek_max_messages,
+                enc.dek_max_bytes)
+    with _lock:
+        shared = _keyrings.get(identity)
+        if shared is not None:
+            return shared
+        try:
+            keyring = Keyring(
+                provider=enc.key_provider,
+                dek_max_age=enc.dek_max_age,
+                dek_max_messages=enc.dek_max_messages,
+                dek_max_bytes=enc.dek_max_bytes,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"key_provider: {exc}") from None
+        _keyrings[identity] = keyring
     os.register_at_fork(after_in_child=keyring.reset)
     return keyring

@@ -6,15 +6,27 @@
  * the lock" come from one implementation:
  *   tenants  tenant bytes -> tenant_state (KEK + current write DEK), LRU
  *            bounded by tenant_capacity, no TTL (DEK age is checked inside).
- *   reads    fp || be16 len || tenant || wrapped DEK -> key_ref (an
- *            unwrapped DEK), LRU bounded by read_capacity, TTL read_max_age.
+ *   reads    provider || fp || be16 len || tenant || wrapped DEK -> key_ref
+ *            (an unwrapped DEK), LRU bounded by read_capacity, TTL
+ *            read_max_age.
  * Values are reference counted; the last release wipes the key material.
+ *
+ * Singleflight. A write DEK is fetched by one thread per tenant state
+ * (ts->fetching); a read DEK by one thread per wrapped key (a "flight").
+ * Others wait on a condition variable with the GIL released (hooks->leave),
+ * because the fetch may be Python code (a KMS call) that needs the GIL. The
+ * rule that keeps this deadlock-free: no thread ever waits for the GIL while
+ * holding a keyring lock, and no lock is held while a provider runs. A
+ * failed fetch is reported to the callers that waited for it and then
+ * forgotten. reset() bumps an epoch; a read fetch that started before does
+ * not fill the cache, and a write fetch lands in a tenant state that the
+ * reset already detached, so new callers fetch afresh.
  *
  * Fork safety: a pthread_atfork child handler bumps a process-wide fork
  * generation. Any entry point that sees a generation newer than the one its
  * caches were filled in first drops both caches, so a child never seals with
- * a DEK (or counter) its parent also uses. Only objects created in the child are
- * used afterwards, so a lock a parent thread held at fork time is never
+ * a DEK (or counter) its parent also uses. Only objects created in the child
+ * are used afterwards, so a lock a parent thread held at fork time is never
  * waited on.
  */
 #include "ck_keyring.h"
@@ -26,6 +38,14 @@
 #include "ck_bytes.h"
 #include "ck_crypto.h"
 #include "ck_l1.h"
+
+#define KEK_SALT "cachekit/v1/kek"
+#define FP_SALT "cachekit/v1/fingerprint"
+#define PROVIDER_FP_SALT "cachekit/v1/provider-fingerprint"
+#define WRAP_AAD_DOMAIN "CKWRAP1"
+#define READ_ID_MAX (1 + CK_SEAL_FP_LEN + 2 + CK_KEYRING_MAX_TENANT + CK_SEAL_MAX_WRAPPED)
+
+/* ------------------------------------------------------------ fork watch */
 
 /* Bumped in every child process by a pthread_atfork handler, so keyrings
    notice a fork with one atomic load instead of a getpid() system call on
@@ -45,9 +65,7 @@ static void register_atfork(void)
     (void)pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-#define KEK_SALT "cachekit/v1/kek"
-#define FP_SALT "cachekit/v1/fingerprint"
-#define WRAP_AAD_DOMAIN "CKWRAP1"
+/* ------------------------------------------------------------------ types */
 
 typedef struct {
     unsigned char key[CK_KEYRING_MAX_MASTER];
@@ -62,29 +80,52 @@ typedef struct {
     ck_aead *aead;
 } key_ref;
 
-/* Write state of one tenant under the current master key. */
+/* Write state of one tenant. */
 typedef struct {
-    int refs;                /* atomic */
-    pthread_mutex_t lock;    /* guards everything below */
-    ck_aead *kek;
-    key_ref *dek;            /* NULL until the first seal */
-    unsigned char wrapped[CK_KEYRING_WRAPPED_LEN];
-    uint64_t counter;        /* next nonce */
+    int refs;              /* atomic */
+    pthread_mutex_t lock;  /* guards everything below */
+    pthread_cond_t cond;   /* broadcast when a DEK fetch ends */
+    ck_aead *kek;          /* local provider: wraps this tenant's DEKs */
+    key_ref *dek;          /* current write DEK, NULL until the first seal */
+    unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
+    size_t wrapped_len;
+    uint64_t counter;      /* next nonce */
     uint64_t bytes;
     uint64_t created_ns;
+    int fetching;          /* a thread is making a new DEK */
+    uint64_t fetch_seq;    /* fetches ended so far */
+    int fetch_failed;      /* outcome of the last fetch ... */
+    ck_error fetch_err;    /* ... and its error, for the callers that waited */
 } tenant_state;
+
+/* A read DEK being unwrapped; callers wanting the same one wait for it. */
+typedef struct flight {
+    struct flight *next;
+    int refs;              /* the fetcher + waiters; under flight_lock */
+    int done;
+    key_ref *rk;           /* result (one reference held by the flight) */
+    ck_error err;
+    size_t id_len;
+    unsigned char id[READ_ID_MAX];
+} flight;
 
 struct ck_keyring {
     master_key masters[1 + CK_KEYRING_MAX_PREVIOUS]; /* [0] is current */
     size_t n_masters;
+    ck_key_provider ext;  /* external provider; ext.id == 0 when local */
+    unsigned char ext_fp[CK_SEAL_FP_LEN];
     ck_keyring_limits lim;
     ck_l1 *tenants;
     ck_l1 *reads;
     ck_l1_owner tenant_owner;
     ck_l1_owner read_owner;
-    uint64_t generation;       /* fork_generation when the caches were filled */
-    uint64_t clock_offset_ns;  /* atomic; tests move the clock */
-    ck_keyring_stats stats;    /* counters updated atomically */
+    pthread_mutex_t flight_lock;
+    pthread_cond_t flight_cond;
+    flight *flights;
+    uint64_t generation;      /* fork_generation when the caches were filled */
+    uint64_t epoch;           /* atomic; bumped by reset */
+    uint64_t clock_offset_ns; /* atomic; tests move the clock */
+    ck_keyring_stats stats;   /* counters updated atomically */
 };
 
 /* ---------------------------------------------------------- ref counting */
@@ -132,7 +173,7 @@ static void tenant_release(void *v)
 {
     tenant_state *ts = v;
 
-    if (__atomic_sub_fetch(&ts->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+    if (ts == NULL || __atomic_sub_fetch(&ts->refs, 1, __ATOMIC_ACQ_REL) != 0) {
         return;
     }
     ck_aead_free(ts->kek);
@@ -140,6 +181,7 @@ static void tenant_release(void *v)
     ck_wipe(ts->wrapped, sizeof(ts->wrapped));
     /* May fail (EBUSY) for a state a parent thread had locked at fork time;
        the memory is ours to free either way. */
+    (void)pthread_cond_destroy(&ts->cond);
     (void)pthread_mutex_destroy(&ts->lock);
     free(ts);
 }
@@ -159,10 +201,16 @@ static void count(uint64_t *field)
     __atomic_add_fetch(field, 1, __ATOMIC_RELAXED);
 }
 
+static int is_external(const ck_keyring *kr)
+{
+    return kr->ext.id != 0;
+}
+
 static void drop_all(ck_keyring *kr)
 {
     ck_l1_entry *detached = NULL;
 
+    __atomic_add_fetch(&kr->epoch, 1, __ATOMIC_ACQ_REL);
     ck_l1_clear(kr->tenants, NULL, &detached);
     ck_l1_release(kr->tenants, detached);
     detached = NULL;
@@ -184,6 +232,35 @@ static void check_fork(ck_keyring *kr)
     }
 }
 
+/*
+ * Wait on cond until ready(arg), with the GIL released. Called holding
+ * *mutex (and the GIL); returns holding both. The GIL is re-taken only
+ * after *mutex is dropped, so no thread ever holds a keyring lock while
+ * waiting for the GIL. Callers re-check their state afterwards.
+ */
+static void wait_released(pthread_mutex_t *mutex, pthread_cond_t *cond,
+                          const ck_unlock_hooks *hooks, int (*ready)(const void *),
+                          const void *arg)
+{
+    void *saved;
+
+    if (hooks == NULL) {
+        while (!ready(arg)) {
+            pthread_cond_wait(cond, mutex);
+        }
+        return;
+    }
+    pthread_mutex_unlock(mutex);
+    saved = hooks->leave();
+    pthread_mutex_lock(mutex);
+    while (!ready(arg)) {
+        pthread_cond_wait(cond, mutex);
+    }
+    pthread_mutex_unlock(mutex);
+    hooks->enter(saved);
+    pthread_mutex_lock(mutex);
+}
+
 static int derive_kek(ck_keyring *kr, const master_key *m, ck_span tenant, ck_aead **out,
                       ck_error *err)
 {
@@ -203,18 +280,14 @@ static int derive_kek(ck_keyring *kr, const master_key *m, ck_span tenant, ck_ae
     return rc;
 }
 
-static int wrap_aad(ck_span tenant, unsigned char *aad, size_t cap, size_t *len, ck_error *err)
+static size_t wrap_aad(ck_span tenant, unsigned char *aad)
 {
     size_t d = sizeof(WRAP_AAD_DOMAIN) - 1;
 
-    if (tenant.n > UINT16_MAX || d + 2 + tenant.n > cap) {
-        return ck_error_set(err, CK_ELIMIT, "tenant id longer than %zu bytes", cap - d - 2);
-    }
     memcpy(aad, WRAP_AAD_DOMAIN, d);
     put_be16(aad + d, (uint16_t)tenant.n);
     memcpy(aad + d + 2, tenant.p, tenant.n);
-    *len = d + 2 + tenant.n;
-    return 0;
+    return d + 2 + tenant.n;
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -237,10 +310,9 @@ static int set_master(master_key *m, const unsigned char *key, size_t len, ck_er
     return ck_keyring_fingerprint(key, len, m->fp, err);
 }
 
-ck_keyring *ck_keyring_new(const unsigned char *master, size_t len, const ck_keyring_limits *lim,
-                           ck_error *err)
+static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
 {
-    ck_keyring *kr = NULL;
+    ck_keyring *kr;
 
     if (lim->dek_max_messages == 0 || lim->dek_max_messages > CK_KEYRING_MAX_MESSAGES ||
         lim->dek_max_bytes == 0 || lim->dek_max_age_ns == 0 || lim->read_capacity == 0 ||
@@ -254,22 +326,68 @@ ck_keyring *ck_keyring_new(const unsigned char *master, size_t len, const ck_key
         ck_error_set(err, CK_ENOMEM, "out of memory for a keyring");
         return NULL;
     }
+    if (pthread_mutex_init(&kr->flight_lock, NULL) != 0) {
+        free(kr);
+        ck_error_set(err, CK_ENOMEM, "cannot create a mutex");
+        return NULL;
+    }
+    if (pthread_cond_init(&kr->flight_cond, NULL) != 0) {
+        pthread_mutex_destroy(&kr->flight_lock);
+        free(kr);
+        ck_error_set(err, CK_ENOMEM, "cannot create a condition variable");
+        return NULL;
+    }
     kr->lim = *lim;
     kr->generation = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
     kr->tenants = ck_l1_new(lim->tenant_capacity, 0, &tenant_ops);
     kr->reads = ck_l1_new(lim->read_capacity, 0, &read_ops);
     if (kr->tenants == NULL || kr->reads == NULL) {
         ck_error_set(err, CK_ENOMEM, "out of memory for key caches");
-        goto error;
+        ck_keyring_free(kr);
+        return NULL;
+    }
+    return kr;
+}
+
+ck_keyring *ck_keyring_new(const unsigned char *master, size_t len, const ck_keyring_limits *lim,
+                           ck_error *err)
+{
+    ck_keyring *kr = keyring_alloc(lim, err);
+
+    if (kr == NULL) {
+        return NULL;
     }
     if (set_master(&kr->masters[0], master, len, err) < 0) {
-        goto error;
+        ck_keyring_free(kr);
+        return NULL;
     }
     kr->n_masters = 1;
     return kr;
-error:
-    ck_keyring_free(kr);
-    return NULL;
+}
+
+ck_keyring *ck_keyring_new_external(const ck_key_provider *provider, ck_span key_id,
+                                    const ck_keyring_limits *lim, ck_error *err)
+{
+    ck_keyring *kr;
+
+    if (provider->id == 0 || provider->id == CK_PROVIDER_LOCAL || provider->generate == NULL ||
+        provider->unwrap == NULL || key_id.n == 0) {
+        ck_error_set(err, CK_EINVAL, "an external provider needs an id other than 0 and 1, "
+                                     "both callbacks and a key id");
+        return NULL;
+    }
+    kr = keyring_alloc(lim, err);
+    if (kr == NULL) {
+        return NULL;
+    }
+    kr->ext = *provider;
+    if (ck_hkdf_sha256(key_id.p, key_id.n, (const unsigned char *)PROVIDER_FP_SALT,
+                       sizeof(PROVIDER_FP_SALT) - 1, &provider->id, 1, kr->ext_fp,
+                       CK_SEAL_FP_LEN, err) < 0) {
+        ck_keyring_free(kr);
+        return NULL;
+    }
+    return kr;
 }
 
 int ck_keyring_add_previous(ck_keyring *kr, const unsigned char *master, size_t len,
@@ -277,6 +395,9 @@ int ck_keyring_add_previous(ck_keyring *kr, const unsigned char *master, size_t 
 {
     master_key *m;
 
+    if (is_external(kr)) {
+        return ck_error_set(err, CK_EINVAL, "previous master keys need the local provider");
+    }
     if (kr->n_masters >= 1 + CK_KEYRING_MAX_PREVIOUS) {
         return ck_error_set(err, CK_ELIMIT, "at most %d previous master keys",
                             CK_KEYRING_MAX_PREVIOUS);
@@ -298,6 +419,8 @@ void ck_keyring_free(ck_keyring *kr)
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
     ck_wipe(kr->masters, sizeof(kr->masters));
+    (void)pthread_cond_destroy(&kr->flight_cond);
+    (void)pthread_mutex_destroy(&kr->flight_lock);
     free(kr);
 }
 
@@ -308,12 +431,12 @@ void ck_keyring_current_fp(const ck_keyring *kr, unsigned char fp[CK_SEAL_FP_LEN
 
 size_t ck_keyring_master_count(const ck_keyring *kr)
 {
-    return kr->n_masters;
+    return is_external(kr) ? 1 : kr->n_masters;
 }
 
 void ck_keyring_fp_at(const ck_keyring *kr, size_t i, unsigned char fp[CK_SEAL_FP_LEN])
 {
-    memcpy(fp, kr->masters[i].fp, CK_SEAL_FP_LEN);
+    memcpy(fp, is_external(kr) ? kr->ext_fp : kr->masters[i].fp, CK_SEAL_FP_LEN);
 }
 
 void ck_keyring_reset(ck_keyring *kr)
@@ -323,7 +446,8 @@ void ck_keyring_reset(ck_keyring *kr)
 
 /* --------------------------------------------------------------- writing */
 
-/* The tenant's write state, retained; created (KEK derived) on first use. */
+/* The tenant's write state, retained; created on first use (deriving its
+   KEK with the local provider). */
 static tenant_state *tenant_get(ck_keyring *kr, ck_span tenant, ck_error *err)
 {
     ck_hash128 h = ck_key_hash(tenant.p, tenant.n, 0);
@@ -348,7 +472,13 @@ static tenant_state *tenant_get(ck_keyring *kr, ck_span tenant, ck_error *err)
         ck_error_set(err, CK_ENOMEM, "cannot create a mutex");
         return NULL;
     }
-    if (derive_kek(kr, &kr->masters[0], tenant, &ts->kek, err) < 0 ||
+    if (pthread_cond_init(&ts->cond, NULL) != 0) {
+        pthread_mutex_destroy(&ts->lock);
+        free(ts);
+        ck_error_set(err, CK_ENOMEM, "cannot create a condition variable");
+        return NULL;
+    }
+    if ((!is_external(kr) && derive_kek(kr, &kr->masters[0], tenant, &ts->kek, err) < 0) ||
         ck_l1_put(kr->tenants, &kr->tenant_owner, h, tenant.p, tenant.n, ts, 0, 0, &detached,
                   err) < 0) {
         ck_l1_release(kr->tenants, detached);
@@ -361,39 +491,44 @@ static tenant_state *tenant_get(ck_keyring *kr, ck_span tenant, ck_error *err)
     return ts;
 }
 
-/* Replace the tenant's write DEK with a fresh random one. ts->lock held. */
-static int new_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, uint64_t now, ck_error *err)
+/* Make a new write DEK for tenant: a key_ref, its wrapped form in wrapped.
+   Runs with no lock held (an external provider may be slow Python). */
+static key_ref *make_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant,
+                         unsigned char *wrapped, size_t *wrapped_len, ck_error *err)
 {
-    unsigned char dek[CK_AEAD_KEY_LEN], aad[64 + CK_KEYRING_MAX_TENANT];
-    size_t aad_len;
+    unsigned char dek[CK_AEAD_KEY_LEN], aad[sizeof(WRAP_AAD_DOMAIN) + 2 + CK_KEYRING_MAX_TENANT];
     key_ref *fresh = NULL;
-    int rc = -1;
+    size_t aad_len;
 
-    if (wrap_aad(tenant, aad, sizeof(aad), &aad_len, err) < 0 ||
-        ck_random_bytes(dek, sizeof(dek), err) < 0 ||
-        ck_random_bytes(ts->wrapped, CK_AEAD_NONCE_LEN, err) < 0) {
-        goto error;
-    }
-    if (ck_aead_seal(ts->kek, ts->wrapped, aad, aad_len, dek, sizeof(dek),
-                     ts->wrapped + CK_AEAD_NONCE_LEN,
-                     ts->wrapped + CK_AEAD_NONCE_LEN + CK_AEAD_KEY_LEN, err) < 0) {
-        goto error;
+    if (is_external(kr)) {
+        *wrapped_len = CK_SEAL_MAX_WRAPPED;
+        if (kr->ext.generate(kr->ext.ctx, tenant, dek, wrapped, wrapped_len, err) < 0) {
+            goto error;
+        }
+        if (*wrapped_len == 0 || *wrapped_len > CK_SEAL_MAX_WRAPPED) {
+            ck_error_set(err, CK_ELIMIT, "provider's wrapped data key has %zu bytes (1..%d fit)",
+                         *wrapped_len, CK_SEAL_MAX_WRAPPED);
+            goto error;
+        }
+    } else {
+        /* Local: random DEK wrapped under the tenant's KEK, random nonce. */
+        aad_len = wrap_aad(tenant, aad);
+        if (ck_random_bytes(dek, sizeof(dek), err) < 0 ||
+            ck_random_bytes(wrapped, CK_AEAD_NONCE_LEN, err) < 0 ||
+            ck_aead_seal(ts->kek, wrapped, aad, aad_len, dek, sizeof(dek),
+                         wrapped + CK_AEAD_NONCE_LEN,
+                         wrapped + CK_AEAD_NONCE_LEN + CK_AEAD_KEY_LEN, err) < 0) {
+            goto error;
+        }
+        *wrapped_len = CK_KEYRING_WRAPPED_LEN;
     }
     fresh = key_new(dek, err);
-    if (fresh == NULL) {
-        goto error;
+    if (fresh != NULL) {
+        count(&kr->stats.deks_created);
     }
-    /* Sealers still holding the old DEK finish with their own reference. */
-    key_release(ts->dek);
-    ts->dek = fresh;
-    ts->counter = 0;
-    ts->bytes = 0;
-    ts->created_ns = now;
-    count(&kr->stats.deks_created);
-    rc = 0;
 error:
     ck_wipe(dek, sizeof(dek));
-    return rc;
+    return fresh;
 }
 
 static int dek_spent(const ck_keyring *kr, const tenant_state *ts, size_t n, uint64_t now)
@@ -401,8 +536,76 @@ static int dek_spent(const ck_keyring *kr, const tenant_state *ts, size_t n, uin
     const ck_keyring_limits *lim = &kr->lim;
 
     return ts->dek == NULL || ts->counter >= lim->dek_max_messages ||
-           (uint64_t)n > lim->dek_max_bytes || ts->bytes > lim->dek_max_bytes - (uint64_t)n ||
+           ts->bytes > lim->dek_max_bytes - (uint64_t)n ||
            now - ts->created_ns >= lim->dek_max_age_ns;
+}
+
+typedef struct {
+    const tenant_state *ts;
+    uint64_t seq;
+} fetch_wait;
+
+static int fetch_ended(const void *arg)
+{
+    const fetch_wait *w = arg;
+    return w->ts->fetch_seq != w->seq;
+}
+
+/*
+ * Make sure ts has a usable write DEK for n more bytes: use it, wait for
+ * another thread's fetch, or fetch one. Called and returns holding ts->lock.
+ */
+static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n,
+                      const ck_unlock_hooks *hooks, ck_error *err)
+{
+    unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
+    size_t wrapped_len = 0;
+    key_ref *fresh;
+    ck_error ferr = {CK_OK, ""};
+
+    for (;;) {
+        if (!dek_spent(kr, ts, n, keyring_now(kr))) {
+            return 0;
+        }
+        if (ts->fetching) {
+            fetch_wait w = {ts, ts->fetch_seq};
+            wait_released(&ts->lock, &ts->cond, hooks, fetch_ended, &w);
+            if (ts->fetch_seq == w.seq + 1 && ts->fetch_failed) {
+                /* The fetch we waited for failed: report it, do not retry. */
+                if (err != NULL) {
+                    *err = ts->fetch_err;
+                }
+                return -1;
+            }
+            continue;
+        }
+        ts->fetching = 1;
+        pthread_mutex_unlock(&ts->lock);
+        fresh = make_dek(kr, ts, tenant, wrapped, &wrapped_len, &ferr);
+        pthread_mutex_lock(&ts->lock);
+        ts->fetching = 0;
+        ts->fetch_seq++;
+        ts->fetch_failed = fresh == NULL;
+        ts->fetch_err = ferr;
+        if (fresh != NULL) {
+            /* Sealers still holding the old DEK finish with their reference. */
+            key_release(ts->dek);
+            ts->dek = fresh;
+            memcpy(ts->wrapped, wrapped, wrapped_len);
+            ts->wrapped_len = wrapped_len;
+            ts->counter = 0;
+            ts->bytes = 0;
+            ts->created_ns = keyring_now(kr);
+        }
+        ck_wipe(wrapped, sizeof(wrapped));
+        pthread_cond_broadcast(&ts->cond);
+        if (fresh == NULL) {
+            if (err != NULL) {
+                *err = ferr;
+            }
+            return -1;
+        }
+    }
 }
 
 /* Run one AES-GCM pass, inside the unlock hooks when the value is large. */
@@ -421,35 +624,36 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
                     const unsigned char *pt, size_t n, const ck_unlock_hooks *hooks, ck_buf *out,
                     ck_error *err)
 {
-    unsigned char wrapped[CK_KEYRING_WRAPPED_LEN];
+    unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
     tenant_state *ts = NULL;
     key_ref *dek = NULL;
     ck_seal_params p;
-    uint64_t now;
     int rc = -1;
 
     if (tenant.n > CK_KEYRING_MAX_TENANT) {
         return ck_error_set(err, CK_ELIMIT, "tenant id longer than %d bytes",
                             CK_KEYRING_MAX_TENANT);
     }
+    if ((uint64_t)n > kr->lim.dek_max_bytes) {
+        return ck_error_set(err, CK_ELIMIT, "value of %zu bytes exceeds dek_max_bytes", n);
+    }
     check_fork(kr);
     ts = tenant_get(kr, tenant, err);
     if (ts == NULL) {
         return -1;
     }
-    now = keyring_now(kr);
-
     /* Lease: under the tenant lock take the DEK, its wrapped form and the
        next counter value. The nonce is the DEK's message counter, so it is
        unique per DEK by construction; the lock is not held while sealing. */
     pthread_mutex_lock(&ts->lock);
-    if (dek_spent(kr, ts, n, now) && new_dek(kr, ts, tenant, now, err) < 0) {
+    if (ensure_dek(kr, ts, tenant, n, hooks, err) < 0) {
         pthread_mutex_unlock(&ts->lock);
         goto error;
     }
     dek = ts->dek;
     key_retain(dek);
-    memcpy(wrapped, ts->wrapped, sizeof(wrapped));
+    p.wrapped.n = ts->wrapped_len;
+    memcpy(wrapped, ts->wrapped, ts->wrapped_len);
     memset(p.nonce, 0, 4);
     put_be64(p.nonce + 4, ts->counter);
     ts->counter++;
@@ -457,9 +661,8 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
     pthread_mutex_unlock(&ts->lock);
 
     ck_keyring_current_fp(kr, p.key_fp);
-    p.provider = CK_PROVIDER_LOCAL;
+    p.provider = is_external(kr) ? kr->ext.id : CK_PROVIDER_LOCAL;
     p.wrapped.p = wrapped;
-    p.wrapped.n = sizeof(wrapped);
     WITH_HOOKS(hooks, n, ck_seal(dek->aead, &p, serializer, pt, n, tenant, cache_key, out, err));
     if (rc == 0) {
         count(&kr->stats.messages);
@@ -484,26 +687,36 @@ static const master_key *master_by_fp(const ck_keyring *kr, const unsigned char 
     return NULL;
 }
 
-/* Unwrap the entry's DEK (a new key_ref with one reference). */
-static key_ref *unwrap(ck_keyring *kr, const master_key *m, ck_span tenant, ck_span wrapped,
-                        ck_error *err)
+/* Unwrap the entry's DEK (a new key_ref with one reference). No lock held. */
+static key_ref *unwrap(ck_keyring *kr, const ck_sealed *s, ck_span tenant, ck_error *err)
 {
-    unsigned char dek[CK_AEAD_KEY_LEN], aad[64 + CK_KEYRING_MAX_TENANT];
-    size_t aad_len;
+    unsigned char dek[CK_AEAD_KEY_LEN], aad[sizeof(WRAP_AAD_DOMAIN) + 2 + CK_KEYRING_MAX_TENANT];
+    const master_key *m;
     ck_aead *kek = NULL;
     key_ref *rk = NULL;
+    size_t aad_len;
 
-    if (wrapped.n != CK_KEYRING_WRAPPED_LEN) {
-        ck_error_set(err, CK_EAUTH, "wrapped data key has the wrong length");
-        goto error;
-    }
-    if (wrap_aad(tenant, aad, sizeof(aad), &aad_len, err) < 0 ||
-        derive_kek(kr, m, tenant, &kek, err) < 0) {
-        goto error;
-    }
-    if (ck_aead_open(kek, wrapped.p, aad, aad_len, wrapped.p + CK_AEAD_NONCE_LEN, CK_AEAD_KEY_LEN,
-                     wrapped.p + CK_AEAD_NONCE_LEN + CK_AEAD_KEY_LEN, dek, err) < 0) {
-        goto error;
+    if (is_external(kr)) {
+        if (kr->ext.unwrap(kr->ext.ctx, tenant, s->wrapped, dek, err) < 0) {
+            goto error;
+        }
+    } else {
+        m = master_by_fp(kr, s->key_fp);
+        if (m == NULL) {
+            ck_error_set(err, CK_EAUTH, "entry was written under a master key this keyring lacks");
+            goto error;
+        }
+        if (s->wrapped.n != CK_KEYRING_WRAPPED_LEN) {
+            ck_error_set(err, CK_EAUTH, "wrapped data key has the wrong length");
+            goto error;
+        }
+        aad_len = wrap_aad(tenant, aad);
+        if (derive_kek(kr, m, tenant, &kek, err) < 0 ||
+            ck_aead_open(kek, s->wrapped.p, aad, aad_len, s->wrapped.p + CK_AEAD_NONCE_LEN,
+                         CK_AEAD_KEY_LEN, s->wrapped.p + CK_AEAD_NONCE_LEN + CK_AEAD_KEY_LEN,
+                         dek, err) < 0) {
+            goto error;
+        }
     }
     rk = key_new(dek, err);
     if (rk != NULL) {
@@ -515,45 +728,114 @@ error:
     return rk;
 }
 
-/* The read key for (fp, tenant, wrapped), retained; unwrapped on a miss. */
-static key_ref *read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span tenant, ck_error *err)
+static int flight_done(const void *arg)
 {
-    const master_key *m = master_by_fp(kr, s->key_fp);
+    return ((const flight *)arg)->done;
+}
+
+/* Drop one reference to a flight; flight_lock held. */
+static void flight_unref(flight *f)
+{
+    if (--f->refs == 0) {
+        key_release(f->rk);
+        free(f);
+    }
+}
+
+/* The read key for the entry s, retained: from the cache, from a fetch
+   already in flight, or unwrapped here. */
+static key_ref *read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span tenant,
+                             const ck_unlock_hooks *hooks, ck_error *err)
+{
+    unsigned char id[READ_ID_MAX];
     ck_l1_entry *detached = NULL;
     key_ref *rk = NULL;
     void *found = NULL;
+    flight *f;
+    uint64_t epoch;
+    size_t id_len = 0;
     ck_hash128 h;
-    ck_buf id;
 
-    if (m == NULL) {
-        ck_error_set(err, CK_EAUTH, "entry was written under a master key this keyring lacks");
-        return NULL;
+    id[id_len++] = s->provider;
+    memcpy(id + id_len, s->key_fp, CK_SEAL_FP_LEN);
+    id_len += CK_SEAL_FP_LEN;
+    put_be16(id + id_len, (uint16_t)tenant.n);
+    id_len += 2;
+    memcpy(id + id_len, tenant.p, tenant.n);
+    id_len += tenant.n;
+    memcpy(id + id_len, s->wrapped.p, s->wrapped.n);
+    id_len += s->wrapped.n;
+
+    h = ck_key_hash(id, id_len, 0);
+    if (ck_l1_get(kr->reads, &kr->read_owner, h, id, id_len, &found, &detached)) {
+        ck_l1_release(kr->reads, detached);
+        return found;
     }
-    ck_buf_init(&id);
-    {
-        unsigned char len16[2];
-        put_be16(len16, (uint16_t)tenant.n);
-        if (ck_buf_append(&id, s->key_fp, CK_SEAL_FP_LEN) < 0 || ck_buf_append(&id, len16, 2) < 0 ||
-            ck_buf_append(&id, tenant.p, tenant.n) < 0 ||
-            ck_buf_append(&id, s->wrapped.p, s->wrapped.n) < 0) {
-            ck_error_set(err, CK_ENOMEM, "out of memory");
-            goto done;
+    ck_l1_release(kr->reads, detached);
+    detached = NULL;
+
+    pthread_mutex_lock(&kr->flight_lock);
+    for (f = kr->flights; f != NULL; f = f->next) {
+        if (f->id_len == id_len && memcmp(f->id, id, id_len) == 0) {
+            break;
         }
     }
-    h = ck_key_hash(id.data, id.len, 0);
-    if (ck_l1_get(kr->reads, &kr->read_owner, h, id.data, id.len, &found, &detached)) {
-        rk = found;
-        goto done;
+    if (f != NULL) {
+        /* Someone is unwrapping this DEK: wait for their result. */
+        f->refs++;
+        wait_released(&kr->flight_lock, &kr->flight_cond, hooks, flight_done, f);
+        if (f->rk != NULL) {
+            rk = f->rk;
+            key_retain(rk);
+        } else if (err != NULL) {
+            *err = f->err;
+        }
+        flight_unref(f);
+        pthread_mutex_unlock(&kr->flight_lock);
+        return rk;
     }
-    rk = unwrap(kr, m, tenant, s->wrapped, err);
-    if (rk != NULL && ck_l1_put(kr->reads, &kr->read_owner, h, id.data, id.len, rk, 0,
-                                kr->lim.read_max_age_ns, &detached, err) < 0) {
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        pthread_mutex_unlock(&kr->flight_lock);
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    f->refs = 1;
+    f->id_len = id_len;
+    memcpy(f->id, id, id_len);
+    f->next = kr->flights;
+    kr->flights = f;
+    epoch = __atomic_load_n(&kr->epoch, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&kr->flight_lock);
+
+    rk = unwrap(kr, s, tenant, &f->err);
+    /* A reset while we were unwrapping must not be undone by our result. */
+    if (rk != NULL && epoch == __atomic_load_n(&kr->epoch, __ATOMIC_ACQUIRE) &&
+        ck_l1_put(kr->reads, &kr->read_owner, h, id, id_len, rk, 0, kr->lim.read_max_age_ns,
+                  &detached, &f->err) < 0) {
         key_release(rk);
         rk = NULL;
     }
-done:
     ck_l1_release(kr->reads, detached);
-    ck_buf_free(&id);
+
+    pthread_mutex_lock(&kr->flight_lock);
+    {
+        flight **pp = &kr->flights;
+        while (*pp != f) {
+            pp = &(*pp)->next;
+        }
+        *pp = f->next;
+    }
+    if (rk != NULL) {
+        key_retain(rk);
+        f->rk = rk;
+    } else if (err != NULL) {
+        *err = f->err;
+    }
+    f->done = 1;
+    pthread_cond_broadcast(&kr->flight_cond);
+    flight_unref(f);
+    pthread_mutex_unlock(&kr->flight_lock);
     return rk;
 }
 
@@ -572,11 +854,12 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
     if (ck_sealed_parse(entry, n, max_size, &s, err) < 0) {
         return -1;
     }
-    if (s.provider != CK_PROVIDER_LOCAL) {
-        return ck_error_set(err, CK_EAUTH, "entry needs key provider %u", s.provider);
+    if (s.provider != (is_external(kr) ? kr->ext.id : CK_PROVIDER_LOCAL) ||
+        (is_external(kr) && memcmp(s.key_fp, kr->ext_fp, CK_SEAL_FP_LEN) != 0)) {
+        return ck_error_set(err, CK_EAUTH, "entry was written by another key provider or key");
     }
     check_fork(kr);
-    rk = read_key_get(kr, &s, tenant, err);
+    rk = read_key_get(kr, &s, tenant, hooks, err);
     if (rk == NULL) {
         return -1;
     }

@@ -12,10 +12,12 @@
  *
  * Writing: each tenant has one current DEK at a time, made fresh in this
  * process, with a 64-bit message counter as nonce (0x00000000 || be64
- * counter). A DEK retires after max_messages, max_bytes or max_age, and
- * whenever the process id changes (a fork child never continues its
- * parent's counter). DEKs unwrapped for reading live in a separate cache
- * and are never used to encrypt.
+ * counter). A DEK retires after max_messages, max_bytes or max_age, and in
+ * a forked child (which never continues its parent's counter). DEKs
+ * unwrapped for reading live in a separate cache and are never used to
+ * encrypt. Concurrent misses for one DEK, on either side, fetch it once
+ * (singleflight); a failed fetch is not cached; reset() bumps an epoch so a
+ * fetch already in flight cannot refill the caches it cleared.
  *
  * Thread safety: all entry points may be called concurrently. Locks are
  * never held while calling anything outside this file and ck_crypto/ck_l1.
@@ -38,15 +40,35 @@
 #define CK_KEYRING_MAX_TENANT 1024
 
 /*
- * Optional hooks run around the AES-GCM pass of values of at least
- * `threshold` bytes, and nowhere else: the binding uses them to release the
- * GIL. Only the data key's own mutex is held in between, never a cache lock.
+ * Hooks the binding uses to release the GIL. The keyring calls leave/enter
+ * (a) around the AES-GCM pass of values of at least `threshold` bytes, with
+ * only the data key's own mutex held, and (b) around every wait for a data
+ * key another thread is fetching, with no lock held at all, so a provider
+ * written in Python can finish its fetch. NULL hooks: a pure C caller.
  */
 typedef struct {
     size_t threshold;
     void *(*leave)(void);
     void (*enter)(void *state);
 } ck_unlock_hooks;
+
+/*
+ * An external key provider (AWS KMS, or any KeyProvider in Python). It makes
+ * and unwraps data keys; the keyring caches them and does everything else.
+ * Both callbacks run with no keyring lock held (they may block or release
+ * the GIL) and must fill err on failure.
+ */
+typedef struct {
+    uint8_t id; /* written into entries; not CK_PROVIDER_LOCAL */
+    void *ctx;
+    /* A fresh 32-byte data key in dek and its wrapped form in
+       wrapped[0..*wrapped_len) (capacity CK_SEAL_MAX_WRAPPED on entry). */
+    int (*generate)(void *ctx, ck_span tenant, unsigned char dek[CK_AEAD_KEY_LEN],
+                    unsigned char *wrapped, size_t *wrapped_len, ck_error *err);
+    /* Unwrap a data key the provider made for tenant. */
+    int (*unwrap)(void *ctx, ck_span tenant, ck_span wrapped, unsigned char dek[CK_AEAD_KEY_LEN],
+                  ck_error *err);
+} ck_key_provider;
 
 typedef struct ck_keyring ck_keyring;
 
@@ -72,7 +94,15 @@ typedef struct {
 /* A keyring with master key M. NULL with err (CK_EINVAL for a bad key). */
 ck_keyring *ck_keyring_new(const unsigned char *master, size_t len, const ck_keyring_limits *lim,
                            ck_error *err);
-/* Add a previous (decrypt-only) master key. */
+/*
+ * A keyring whose data keys come from an external provider. key_id names
+ * the provider's wrapping key; its fingerprint (HKDF-SHA256(key_id, salt
+ * "cachekit/v1/provider-fingerprint", info = provider id)[0..8)) goes into
+ * entries, which only this provider then opens.
+ */
+ck_keyring *ck_keyring_new_external(const ck_key_provider *provider, ck_span key_id,
+                                    const ck_keyring_limits *lim, ck_error *err);
+/* Add a previous (decrypt-only) master key (local provider only). */
 int ck_keyring_add_previous(ck_keyring *kr, const unsigned char *master, size_t len,
                             ck_error *err);
 /* Wipe every key and free. */

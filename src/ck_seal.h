@@ -8,7 +8,7 @@
  *
  *   off     len  field
  *   24      8    key fingerprint: which master key wraps the data key
- *   32      1    key provider: 1 local (master key), 2 AWS KMS
+ *   32      1    key provider: 1 local (master key), 2 AWS KMS, 3..255 others
  *   33      1    w: length of the wrapped data key (1..CK_SEAL_MAX_WRAPPED)
  *   34      12   nonce
  *   46      w    wrapped data key (provider-specific bytes)

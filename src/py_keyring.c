@@ -9,6 +9,7 @@
 #include "py_keyring.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "py_codec.h"
 
@@ -23,6 +24,147 @@ static void gil_enter(void *state)
 }
 
 const ck_unlock_hooks ck_gil_hooks = {CK_KEYRING_NOGIL_MIN, gil_leave, gil_enter};
+const ck_unlock_hooks ck_gil_hooks_wait_only = {SIZE_MAX, gil_leave, gil_enter};
+
+/* ------------------------------------------------- external key providers */
+
+/* Turn the current Python exception from a provider into err and clear it.
+   A provider saying the wrapped key is invalid (KMS InvalidCiphertext) is an
+   authentication failure; anything else is a provider failure. */
+static void provider_error(ck_error *err, const char *method)
+{
+    PyObject *type = NULL, *value = NULL, *tb = NULL, *text = NULL;
+    const char *name, *msg = "";
+
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    name = type != NULL ? ((PyTypeObject *)type)->tp_name : "error";
+    if (value != NULL && (text = PyObject_Str(value)) != NULL) {
+        msg = PyUnicode_AsUTF8(text);
+        if (msg == NULL) {
+            PyErr_Clear();
+            msg = "";
+        }
+    } else {
+        PyErr_Clear();
+    }
+    ck_error_set(err, strstr(name, "InvalidCiphertext") != NULL ? CK_EAUTH : CK_ECRYPTO,
+                 "key provider %s failed: %s: %.80s", method, name, msg);
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* {"cachekit:tenant": tenant}: the encryption context a provider binds. */
+static PyObject *provider_context(ck_span tenant)
+{
+    PyObject *t = PyUnicode_DecodeUTF8((const char *)tenant.p, (Py_ssize_t)tenant.n, "strict");
+    PyObject *ctx = NULL;
+
+    if (t != NULL) {
+        ctx = Py_BuildValue("{s:O}", "cachekit:tenant", t);
+        Py_DECREF(t);
+    }
+    return ctx;
+}
+
+/* Copy a provider's 32-byte plaintext key out of obj, wiping obj if it is
+   writable (a bytearray); immutable bytes cannot be wiped (docs/security.md). */
+static int take_key(PyObject *obj, unsigned char dek[CK_AEAD_KEY_LEN], ck_error *err)
+{
+    Py_buffer b = {0};
+    int rc = -1;
+
+    if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return ck_error_set(err, CK_ECRYPTO, "key provider returned a key that is not bytes");
+    }
+    if (b.len != CK_AEAD_KEY_LEN) {
+        ck_error_set(err, CK_ECRYPTO, "key provider returned a %zd-byte key, not 32", b.len);
+        goto error;
+    }
+    memcpy(dek, b.buf, CK_AEAD_KEY_LEN);
+    if (!b.readonly) {
+        ck_wipe(b.buf, (size_t)b.len);
+    }
+    rc = 0;
+error:
+    PyBuffer_Release(&b);
+    return rc;
+}
+
+static int py_generate(void *ctx, ck_span tenant, unsigned char dek[CK_AEAD_KEY_LEN],
+                       unsigned char *wrapped, size_t *wrapped_len, ck_error *err)
+{
+    PyObject *context = NULL, *res = NULL;
+    Py_buffer w = {0};
+    int rc = -1;
+
+    context = provider_context(tenant);
+    if (context == NULL) {
+        provider_error(err, "generate_data_key");
+        goto error;
+    }
+    res = PyObject_CallMethod((PyObject *)ctx, "generate_data_key", "O", context);
+    if (res == NULL) {
+        provider_error(err, "generate_data_key");
+        goto error;
+    }
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+        ck_error_set(err, CK_ECRYPTO, "generate_data_key must return (plaintext, wrapped)");
+        goto error;
+    }
+    if (take_key(PyTuple_GET_ITEM(res, 0), dek, err) < 0) {
+        goto error;
+    }
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(res, 1), &w, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        ck_error_set(err, CK_ECRYPTO, "key provider returned a wrapped key that is not bytes");
+        goto error;
+    }
+    if (w.len == 0 || (size_t)w.len > *wrapped_len) {
+        ck_error_set(err, CK_ELIMIT, "wrapped data key of %zd bytes (1..%zu fit an entry)", w.len,
+                     *wrapped_len);
+        goto error;
+    }
+    memcpy(wrapped, w.buf, (size_t)w.len);
+    *wrapped_len = (size_t)w.len;
+    rc = 0;
+error:
+    if (rc < 0) {
+        ck_wipe(dek, CK_AEAD_KEY_LEN);
+    }
+    PyBuffer_Release(&w);
+    Py_XDECREF(res);
+    Py_XDECREF(context);
+    return rc;
+}
+
+static int py_unwrap(void *ctx, ck_span tenant, ck_span wrapped, unsigned char dek[CK_AEAD_KEY_LEN],
+                     ck_error *err)
+{
+    PyObject *context = NULL, *blob = NULL, *res = NULL;
+    int rc = -1;
+
+    context = provider_context(tenant);
+    blob = PyBytes_FromStringAndSize((const char *)wrapped.p, (Py_ssize_t)wrapped.n);
+    if (context == NULL || blob == NULL) {
+        provider_error(err, "decrypt_data_key");
+        goto error;
+    }
+    res = PyObject_CallMethod((PyObject *)ctx, "decrypt_data_key", "OO", blob, context);
+    if (res == NULL) {
+        provider_error(err, "decrypt_data_key");
+        goto error;
+    }
+    rc = take_key(res, dek, err);
+error:
+    Py_XDECREF(res);
+    Py_XDECREF(blob);
+    Py_XDECREF(context);
+    return rc;
+}
 
 void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening)
 {
@@ -30,6 +172,8 @@ void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening)
         PyErr_NoMemory();
     } else if (err->code == CK_EAUTH) {
         PyErr_Format(st->DecryptionError, "decryption failed: %s", err->msg);
+    } else if (err->code == CK_ECRYPTO) {
+        PyErr_Format(st->EncryptionError, "%s", err->msg);
     } else if (opening || err->code == CK_EFORMAT || err->code == CK_ECHECKSUM) {
         /* Anything else wrong with stored bytes is a malformed entry. */
         PyErr_Format(st->IntegrityError, "%s", err->msg);
@@ -53,14 +197,60 @@ static int seconds_to_ns(double seconds, const char *name, uint64_t *ns)
 
 /* ------------------------------------------------------------------- new */
 
+/* Build self->kr around a Python provider: provider_id (2..255), key_id
+   (str), generate_data_key(context), decrypt_data_key(wrapped, context).
+   Returns 0 (self->kr may still be NULL with err set), or -1 with a Python
+   exception. */
+static int make_external(ck_keyring_object *self, PyObject *provider,
+                         const ck_keyring_limits *lim, ck_error *err)
+{
+    PyObject *id_obj = NULL, *key_id = NULL;
+    const char *key_id_utf8;
+    Py_ssize_t key_id_len;
+    ck_key_provider p;
+    long id;
+    int rc = -1;
+
+    id_obj = PyObject_GetAttrString(provider, "provider_id");
+    key_id = PyObject_GetAttrString(provider, "key_id");
+    if (id_obj == NULL || key_id == NULL) {
+        goto error;
+    }
+    id = PyLong_AsLong(id_obj);
+    if (id == -1 && PyErr_Occurred()) {
+        goto error;
+    }
+    if (id < 2 || id > 255 || !PyUnicode_Check(key_id)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a key provider needs provider_id in 2..255 and a str key_id");
+        goto error;
+    }
+    key_id_utf8 = PyUnicode_AsUTF8AndSize(key_id, &key_id_len);
+    if (key_id_utf8 == NULL) {
+        goto error;
+    }
+    p.id = (uint8_t)id;
+    p.ctx = provider;
+    p.generate = py_generate;
+    p.unwrap = py_unwrap;
+    self->provider = Py_NewRef(provider);
+    self->kr = ck_keyring_new_external(
+        &p, (ck_span){(const unsigned char *)key_id_utf8, (size_t)key_id_len}, lim, err);
+    rc = 0;
+error:
+    Py_XDECREF(id_obj);
+    Py_XDECREF(key_id);
+    return rc;
+}
+
 static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"master_key",       "previous_keys",   "dek_max_age",
-                             "dek_max_messages", "dek_max_bytes",   "read_max_age",
-                             "read_capacity",    "tenant_capacity", NULL};
+    static char *kwlist[] = {"master_key",       "previous_keys",   "provider",
+                             "dek_max_age",      "dek_max_messages", "dek_max_bytes",
+                             "read_max_age",     "read_capacity",   "tenant_capacity", NULL};
     ck_state *st = ck_state_from_type(type);
     Py_buffer master = {0}, prev = {0};
-    PyObject *previous = NULL, *seq = NULL;
+    PyObject *master_obj = Py_None, *previous = NULL, *seq = NULL, *provider = Py_None;
     double dek_max_age = 3600.0, read_max_age = 3600.0;
     unsigned long long max_messages = CK_KEYRING_MAX_MESSAGES, max_bytes = (1ULL << 36);
     Py_ssize_t read_capacity = 1024, tenant_capacity = 1024, i;
@@ -68,9 +258,17 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     ck_keyring_limits lim;
     ck_error err;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|O$dKKdnn:Keyring", kwlist, &master,
-                                     &previous, &dek_max_age, &max_messages, &max_bytes,
-                                     &read_max_age, &read_capacity, &tenant_capacity)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO$OdKKdnn:Keyring", kwlist, &master_obj,
+                                     &previous, &provider, &dek_max_age, &max_messages,
+                                     &max_bytes, &read_max_age, &read_capacity,
+                                     &tenant_capacity)) {
+        return NULL;
+    }
+    if ((master_obj == Py_None) == (provider == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "Keyring needs exactly one of master_key and provider");
+        return NULL;
+    }
+    if (master_obj != Py_None && PyObject_GetBuffer(master_obj, &master, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     if (seconds_to_ns(dek_max_age, "dek_max_age", &lim.dek_max_age_ns) < 0 ||
@@ -93,7 +291,14 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     if (self == NULL) {
         goto error;
     }
-    self->kr = ck_keyring_new(master.buf, (size_t)master.len, &lim, &err);
+    if (provider != Py_None) {
+        if (make_external(self, provider, &lim, &err) < 0) {
+            Py_CLEAR(self);
+            goto error;
+        }
+    } else {
+        self->kr = ck_keyring_new(master.buf, (size_t)master.len, &lim, &err);
+    }
     if (self->kr == NULL) {
         if (err.code == CK_EINVAL) {
             PyErr_Format(PyExc_ValueError, "%s", err.msg);
@@ -131,11 +336,28 @@ error:
     return (PyObject *)self;
 }
 
+static int keyring_traverse(ck_keyring_object *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->provider);
+    return 0;
+}
+
+static int keyring_clear(ck_keyring_object *self)
+{
+    /* The keyring calls into the provider; it goes first. */
+    ck_keyring_free(self->kr); /* wipes every key */
+    self->kr = NULL;
+    Py_CLEAR(self->provider);
+    return 0;
+}
+
 static void keyring_dealloc(ck_keyring_object *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
 
-    ck_keyring_free(self->kr); /* wipes every key */
+    PyObject_GC_UnTrack(self);
+    (void)keyring_clear(self);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -201,7 +423,7 @@ static PyObject *keyring_seal(ck_keyring_object *self, PyObject *args, PyObject 
     k.n = key.buf == NULL ? 0 : (size_t)key.len;
     /* GIL released for large values only when the input cannot change. */
     if (ck_keyring_seal(self->kr, t, k, (uint8_t)serializer, pt.buf, (size_t)pt.len,
-                        pt.readonly ? &ck_gil_hooks : NULL, &out, &err) < 0) {
+                        pt.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only, &out, &err) < 0) {
         ck_raise_crypto_error(st, &err, 0);
         goto error;
     }
@@ -244,7 +466,8 @@ static PyObject *keyring_open(ck_keyring_object *self, PyObject *args, PyObject 
     k.p = key.buf;
     k.n = key.buf == NULL ? 0 : (size_t)key.len;
     if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, t, k,
-                        entry.readonly ? &ck_gil_hooks : NULL, &pt, &serializer, &err) < 0) {
+                        entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only, &pt, &serializer,
+                        &err) < 0) {
         ck_raise_crypto_error(st, &err, 1);
         goto error;
     }
@@ -332,7 +555,8 @@ static PyObject *keyring_open_value(ck_keyring_object *self, PyObject *args, PyO
     k.p = key.buf;
     k.n = key.buf == NULL ? 0 : (size_t)key.len;
     if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, t, k,
-                        entry.readonly ? &ck_gil_hooks : NULL, &pt, &serializer, &err) < 0) {
+                        entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only, &pt, &serializer,
+                        &err) < 0) {
         ck_raise_crypto_error(st, &err, 1);
         goto error;
     }
@@ -436,14 +660,17 @@ static PyGetSetDef keyring_getset[] = {
 };
 
 PyDoc_STRVAR(keyring_doc,
-             "Keyring(master_key, previous_keys=(), *, dek_max_age=3600.0,\n"
+             "Keyring(master_key=None, previous_keys=(), *, provider=None, dek_max_age=3600.0,\n"
              "        dek_max_messages=2**32, dek_max_bytes=2**36, read_max_age=3600.0,\n"
              "        read_capacity=1024, tenant_capacity=1024)\n--\n\n"
-             "Master keys (raw bytes, >= 32) and the data-key caches of @cache.secure.");
+             "Master keys (raw bytes, >= 32) or an external key provider, and the\n"
+             "data-key caches of @cache.secure.");
 
 static PyType_Slot keyring_slots[] = {
     {Py_tp_new, keyring_new},
     {Py_tp_dealloc, keyring_dealloc},
+    {Py_tp_traverse, keyring_traverse},
+    {Py_tp_clear, keyring_clear},
     {Py_tp_repr, keyring_repr},
     {Py_tp_methods, keyring_methods},
     {Py_tp_getset, keyring_getset},
@@ -454,7 +681,7 @@ static PyType_Slot keyring_slots[] = {
 static PyType_Spec keyring_spec = {
     .name = "cachekit._core.Keyring",
     .basicsize = sizeof(ck_keyring_object),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = keyring_slots,
 };
 

@@ -12,6 +12,7 @@ typedef struct {
     PyObject_HEAD
     ck_keyring *kr;
     size_t n_previous;
+    PyObject *provider; /* external key provider, or NULL */
 } ck_keyring_object;
 
 /* Values at least this large are sealed and opened with the GIL released. */
@@ -19,6 +20,8 @@ typedef struct {
 
 /* Hooks that release the GIL around large AES-GCM passes. */
 extern const ck_unlock_hooks ck_gil_hooks;
+/* The same for waits only: for inputs that could change while unlocked. */
+extern const ck_unlock_hooks ck_gil_hooks_wait_only;
 
 /* Raise the Python exception for a keyring/seal failure. When opening an
    entry, every failure but ENOMEM and a failed authentication means the

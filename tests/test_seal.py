@@ -156,7 +156,7 @@ def test_bad_parameters():
     with pytest.raises(ValueError):
         seal(wrapped_dek=b"x" * 194)
     with pytest.raises(ValueError):
-        seal(provider=9)
+        seal(provider=0)
     with pytest.raises(TypeError):
         _core._seal_entry(VALUE)
     seal(wrapped_dek=b"x" * 193)  # the largest that fits the 255-byte header

@@ -29,6 +29,8 @@ class EncryptionConfig:
     ``CACHEKIT_MASTER_KEY`` and ``CACHEKIT_MASTER_KEY_ROTATION``.
     ``tenant_extractor`` is called with the function's arguments and returns
     the tenant id (a non-empty str); each tenant gets its own keys.
+    ``key_provider`` (e.g. AwsKmsKeyProvider) replaces the master key as the
+    source of data keys.
     """
 
     enabled: bool | None = None
@@ -39,6 +41,7 @@ class EncryptionConfig:
     dek_max_age: float = 3600.0
     dek_max_messages: int = 2**32
     dek_max_bytes: int = 2**36
+    key_provider: Any = None
 
     def __post_init__(self) -> None:
         # Wrap plain strings at once so no repr of this object shows a key.
@@ -60,6 +63,13 @@ class EncryptionConfig:
             raise ConfigurationError("dek_max_messages must be between 1 and 2**32")
         if self.dek_max_bytes <= 0:
             raise ConfigurationError("dek_max_bytes must be positive")
+        if self.key_provider is not None:
+            missing = [a for a in ("provider_id", "key_id", "generate_data_key", "decrypt_data_key")
+                       if not hasattr(self.key_provider, a)]
+            if missing:
+                raise ConfigurationError(
+                    f"key_provider lacks {', '.join(missing)} (see cachekit.key_providers.KeyProvider)"
+                )
 
 
 def decode_master_key(secret: SecretStr | None, source: str) -> bytearray:

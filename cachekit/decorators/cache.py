@@ -26,7 +26,7 @@ _L1_ALIASES = {"l1_enabled": "enabled", "l1_max_size_mb": "max_size_mb", "l1_max
 # Accepted as flat keywords, mapped onto the nested EncryptionConfig.
 _ENCRYPTION_ALIASES = {
     "master_key", "previous_master_keys", "key_rotation_enabled", "tenant_extractor",
-    "dek_max_age", "dek_max_messages", "dek_max_bytes",
+    "dek_max_age", "dek_max_messages", "dek_max_bytes", "key_provider",
 }
 _INTENTS = ("local", "secure")
 
@@ -67,10 +67,11 @@ def _decorate(
             resolved, encryption=dataclasses.replace(resolved.encryption, enabled=True)
         )
     elif resolved.encryption.enabled is None and any(
-        getattr(resolved.encryption, f) for f in ("master_key", "tenant_extractor")
+        getattr(resolved.encryption, f) for f in ("master_key", "tenant_extractor", "key_provider")
     ):
         raise ConfigurationError(
-            "master_key and tenant_extractor only apply to encrypted caching: use @cache.secure"
+            "master_key, key_provider and tenant_extractor only apply to encrypted caching: "
+            "use @cache.secure"
         )
     if resolved.encryption.tenant_extractor is not None:
         resolved = dataclasses.replace(
