@@ -61,35 +61,6 @@ int ck_cached_tenant(ck_cached *self, ck_state *st, PyObject *const *args, size_
     return 0;
 }
 
-/* Open a stored entry and decode it. New reference, or NULL with an
-   exception set (DecryptionError / IntegrityError / SerializationError). */
-static PyObject *open_entry(ck_cached *self, ck_state *st, PyObject *entry, ck_span tenant,
-                            ck_span aad_key)
-{
-    ck_keyring_object *ko = (ck_keyring_object *)self->keyring;
-    PyObject *value = NULL;
-    uint8_t serializer = 0;
-    ck_error err;
-    ck_buf pt;
-
-    ck_buf_init(&pt);
-    if (ck_keyring_open(ko->kr, (const unsigned char *)PyBytes_AS_STRING(entry),
-                        (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant, aad_key,
-                        &ck_gil_hooks, &pt, &serializer, &err) < 0) {
-        ck_raise_crypto_error(st, &err, 1);
-        goto done;
-    }
-    if (serializer != CK_SER_MSGPACK) {
-        PyErr_Format(st->IntegrityError, "entry uses serializer %u, not msgpack", serializer);
-        goto done;
-    }
-    value = ck_py_unpack(st, pt.data, pt.len);
-done:
-    ck_wipe(pt.data, pt.len);
-    ck_buf_free(&pt);
-    return value;
-}
-
 /* Encode and seal result; a new bytes object, or NULL with the failure
    reported (and *fatal set when it must propagate). */
 static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck_span tenant,
@@ -177,7 +148,13 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
     h = ck_key_hash(key.data, key.len, self->seed);
     if (ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
         entry = (PyObject *)hit;
-        result = PyBytes_Check(entry) ? open_entry(self, st, entry, tenant, aad_key) : NULL;
+        result = PyBytes_Check(entry)
+                     ? ck_keyring_open_to_value(
+                           st, ((ck_keyring_object *)self->keyring)->kr,
+                           (const unsigned char *)PyBytes_AS_STRING(entry),
+                           (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant, aad_key,
+                           &ck_gil_hooks)
+                     : NULL;
         Py_CLEAR(entry);
         if (result != NULL) {
             self->hits++;

@@ -395,51 +395,117 @@ static PyObject *keyring_repr(ck_keyring_object *self)
 PyDoc_STRVAR(seal_doc, "seal($self, plaintext, /, tenant='default', cache_key=b'', serializer=1)\n"
                        "--\n\nEncrypt serialized bytes into an entry bound to tenant and cache_key.");
 
-static PyObject *keyring_seal(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+PyDoc_STRVAR(seal_value_doc,
+             "seal_value($self, value, /, tenant='default', cache_key=b'')\n--\n\n"
+             "Serialize value with the msgpack codec and encrypt it: what @cache.secure\n"
+             "stores. The serialized plaintext is wiped once sealed.");
+
+/* seal() takes serialized bytes; seal_value() (encode) packs a value first. */
+static PyObject *seal_impl(ck_keyring_object *self, PyObject *args, PyObject *kwargs, int encode)
 {
     static char *kwlist[] = {"", "tenant", "cache_key", "serializer", NULL};
+    static char *value_kwlist[] = {"", "tenant", "cache_key", NULL};
     ck_state *st = ck_state_from_type(Py_TYPE(self));
-    Py_buffer pt = {0}, key = {0};
+    Py_buffer in = {0}, key = {0};
+    PyObject *value = NULL, *result = NULL;
     const char *tenant = "default";
     Py_ssize_t tenant_len = 7;
     int serializer = CK_SER_MSGPACK;
-    PyObject *result = NULL;
+    const ck_unlock_hooks *hooks = &ck_gil_hooks;
+    const unsigned char *pt;
+    size_t n;
     ck_span t, k;
-    ck_buf out;
+    ck_buf packed, out;
     ck_error err;
 
+    ck_buf_init(&packed);
     ck_buf_init(&out);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|s#y*i:seal", kwlist, &pt, &tenant,
-                                     &tenant_len, &key, &serializer)) {
+    if (encode ? !PyArg_ParseTupleAndKeywords(args, kwargs, "O|s#y*:seal_value", value_kwlist, &value,
+                                              &tenant, &tenant_len, &key)
+               : !PyArg_ParseTupleAndKeywords(args, kwargs, "y*|s#y*i:seal", kwlist, &in, &tenant,
+                                              &tenant_len, &key, &serializer)) {
         return NULL;
     }
     if (serializer < 1 || serializer > 3) {
         PyErr_SetString(PyExc_ValueError, "serializer must be 1 (msgpack), 2 (json) or 3 (arrow)");
         goto error;
     }
+    if (encode) {
+        if (ck_py_pack(st, value, &packed, 0) < 0) {
+            goto error;
+        }
+        pt = packed.data;
+        n = packed.len;
+    } else {
+        pt = in.buf;
+        n = (size_t)in.len;
+        /* The GIL is released around the cipher only when the input cannot change. */
+        hooks = in.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only;
+    }
     t.p = (const unsigned char *)tenant;
     t.n = (size_t)tenant_len;
     k.p = key.buf;
     k.n = key.buf == NULL ? 0 : (size_t)key.len;
-    /* GIL released for large values only when the input cannot change. */
-    if (ck_keyring_seal(self->kr, t, k, (uint8_t)serializer, pt.buf, (size_t)pt.len,
-                        pt.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only, &out, &err) < 0) {
+    if (ck_keyring_seal(self->kr, t, k, (uint8_t)serializer, pt, n, hooks, &out, &err) < 0) {
         ck_raise_crypto_error(st, &err, 0);
         goto error;
     }
     result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
 error:
+    ck_wipe(packed.data, packed.len);
+    ck_buf_free(&packed);
     ck_buf_free(&out);
-    PyBuffer_Release(&pt);
+    PyBuffer_Release(&in);
     PyBuffer_Release(&key);
     return result;
+}
+
+static PyObject *keyring_seal(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+{
+    return seal_impl(self, args, kwargs, 0);
+}
+
+static PyObject *keyring_seal_value(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+{
+    return seal_impl(self, args, kwargs, 1);
+}
+
+PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned char *entry,
+                                   size_t n, size_t max_size, ck_span tenant, ck_span cache_key,
+                                   const ck_unlock_hooks *hooks)
+{
+    PyObject *value = NULL;
+    uint8_t serializer = 0;
+    ck_error err;
+    ck_buf pt;
+
+    ck_buf_init(&pt);
+    if (ck_keyring_open(kr, entry, n, max_size, tenant, cache_key, hooks, &pt, &serializer,
+                        &err) < 0) {
+        ck_raise_crypto_error(st, &err, 1);
+        goto done;
+    }
+    if (serializer != CK_SER_MSGPACK) {
+        PyErr_Format(st->IntegrityError, "entry uses serializer %u, not msgpack", serializer);
+        goto done;
+    }
+    value = ck_py_unpack(st, pt.data, pt.len);
+done:
+    ck_wipe(pt.data, pt.len);
+    ck_buf_free(&pt);
+    return value;
 }
 
 PyDoc_STRVAR(open_doc, "open($self, entry, /, tenant='default', cache_key=b'', max_size=104857600)\n"
                        "--\n\nAuthenticate and decrypt an entry; return (serializer, plaintext).\n"
                        "DecryptionError when it does not authenticate for this tenant and key.");
 
-static PyObject *keyring_open(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+PyDoc_STRVAR(open_value_doc,
+             "open_value($self, entry, /, tenant='default', cache_key=b'', max_size=104857600)\n"
+             "--\n\nAuthenticate, decrypt and decode an entry written by seal_value.");
+
+/* open() and open_value(): the same arguments; decode picks the result. */
+static PyObject *open_impl(ck_keyring_object *self, PyObject *args, PyObject *kwargs, int decode)
 {
     static char *kwlist[] = {"", "tenant", "cache_key", "max_size", NULL};
     ck_state *st = ck_state_from_type(Py_TYPE(self));
@@ -448,13 +514,14 @@ static PyObject *keyring_open(ck_keyring_object *self, PyObject *args, PyObject 
     Py_ssize_t tenant_len = 7, max_size = (Py_ssize_t)CK_ENTRY_DEFAULT_MAX_SIZE;
     PyObject *result = NULL;
     uint8_t serializer = 0;
+    const ck_unlock_hooks *hooks;
     ck_span t, k;
     ck_buf pt;
     ck_error err;
 
     ck_buf_init(&pt);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|s#y*n:open", kwlist, &entry, &tenant,
-                                     &tenant_len, &key, &max_size)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, decode ? "y*|s#y*n:open_value" : "y*|s#y*n:open",
+                                     kwlist, &entry, &tenant, &tenant_len, &key, &max_size)) {
         return NULL;
     }
     if (max_size < 0) {
@@ -465,9 +532,15 @@ static PyObject *keyring_open(ck_keyring_object *self, PyObject *args, PyObject 
     t.n = (size_t)tenant_len;
     k.p = key.buf;
     k.n = key.buf == NULL ? 0 : (size_t)key.len;
-    if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, t, k,
-                        entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only, &pt, &serializer,
-                        &err) < 0) {
+    /* The GIL is released around the cipher only when the input cannot change. */
+    hooks = entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only;
+    if (decode) {
+        result = ck_keyring_open_to_value(st, self->kr, entry.buf, (size_t)entry.len,
+                                          (size_t)max_size, t, k, hooks);
+        goto error;
+    }
+    if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, t, k, hooks,
+                        &pt, &serializer, &err) < 0) {
         ck_raise_crypto_error(st, &err, 1);
         goto error;
     }
@@ -480,97 +553,14 @@ error:
     return result;
 }
 
-PyDoc_STRVAR(seal_value_doc,
-             "seal_value($self, value, /, tenant='default', cache_key=b'')\n--\n\n"
-             "Serialize value with the msgpack codec and encrypt it: what @cache.secure\n"
-             "stores. The serialized plaintext is wiped once sealed.");
-
-static PyObject *keyring_seal_value(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+static PyObject *keyring_open(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"", "tenant", "cache_key", NULL};
-    ck_state *st = ck_state_from_type(Py_TYPE(self));
-    PyObject *value, *result = NULL;
-    Py_buffer key = {0};
-    const char *tenant = "default";
-    Py_ssize_t tenant_len = 7;
-    ck_span t, k;
-    ck_buf pt, out;
-    ck_error err;
-
-    ck_buf_init(&pt);
-    ck_buf_init(&out);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|s#y*:seal_value", kwlist, &value, &tenant,
-                                     &tenant_len, &key)) {
-        return NULL;
-    }
-    if (ck_py_pack(st, value, &pt, 0) < 0) {
-        goto error;
-    }
-    t.p = (const unsigned char *)tenant;
-    t.n = (size_t)tenant_len;
-    k.p = key.buf;
-    k.n = key.buf == NULL ? 0 : (size_t)key.len;
-    if (ck_keyring_seal(self->kr, t, k, CK_SER_MSGPACK, pt.data, pt.len, &ck_gil_hooks, &out,
-                        &err) < 0) {
-        ck_raise_crypto_error(st, &err, 0);
-        goto error;
-    }
-    result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
-error:
-    ck_wipe(pt.data, pt.len);
-    ck_buf_free(&pt);
-    ck_buf_free(&out);
-    PyBuffer_Release(&key);
-    return result;
+    return open_impl(self, args, kwargs, 0);
 }
-
-PyDoc_STRVAR(open_value_doc,
-             "open_value($self, entry, /, tenant='default', cache_key=b'', max_size=104857600)\n"
-             "--\n\nAuthenticate, decrypt and decode an entry written by seal_value.");
 
 static PyObject *keyring_open_value(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"", "tenant", "cache_key", "max_size", NULL};
-    ck_state *st = ck_state_from_type(Py_TYPE(self));
-    Py_buffer entry = {0}, key = {0};
-    const char *tenant = "default";
-    Py_ssize_t tenant_len = 7, max_size = (Py_ssize_t)CK_ENTRY_DEFAULT_MAX_SIZE;
-    PyObject *result = NULL;
-    uint8_t serializer = 0;
-    ck_span t, k;
-    ck_buf pt;
-    ck_error err;
-
-    ck_buf_init(&pt);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|s#y*n:open_value", kwlist, &entry,
-                                     &tenant, &tenant_len, &key, &max_size)) {
-        return NULL;
-    }
-    if (max_size < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_size must be >= 0");
-        goto error;
-    }
-    t.p = (const unsigned char *)tenant;
-    t.n = (size_t)tenant_len;
-    k.p = key.buf;
-    k.n = key.buf == NULL ? 0 : (size_t)key.len;
-    if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, t, k,
-                        entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only, &pt, &serializer,
-                        &err) < 0) {
-        ck_raise_crypto_error(st, &err, 1);
-        goto error;
-    }
-    if (serializer != CK_SER_MSGPACK) {
-        PyErr_Format(st->IntegrityError, "entry uses serializer %u, not msgpack", serializer);
-        goto error;
-    }
-    result = ck_py_unpack(st, pt.data, pt.len);
-error:
-    ck_wipe(pt.data, pt.len);
-    ck_buf_free(&pt);
-    PyBuffer_Release(&entry);
-    PyBuffer_Release(&key);
-    return result;
+    return open_impl(self, args, kwargs, 1);
 }
 
 PyDoc_STRVAR(stats_doc, "stats($self, /)\n--\n\nCounters of the key caches (no key material).");

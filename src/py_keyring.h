@@ -28,4 +28,11 @@ extern const ck_unlock_hooks ck_gil_hooks_wait_only;
    stored bytes are malformed: IntegrityError. */
 void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening);
 
+/* Open an entry and decode its msgpack plaintext (wiped after). New
+   reference, or NULL with DecryptionError / IntegrityError /
+   EncryptionError / SerializationError set. */
+PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned char *entry,
+                                   size_t n, size_t max_size, ck_span tenant, ck_span cache_key,
+                                   const ck_unlock_hooks *hooks);
+
 #endif /* CK_PY_KEYRING_H */
