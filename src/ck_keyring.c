@@ -7,8 +7,8 @@
  *   tenants  tenant bytes -> tenant_state (KEK + current write DEK), LRU
  *            bounded by tenant_capacity, no TTL (DEK age is checked inside).
  *   reads    provider || fp || be16 len || tenant || wrapped DEK -> key_ref
- *            (an unwrapped DEK), LRU bounded by read_capacity, TTL
- *            read_max_age.
+ *            (an unwrapped DEK), LRU bounded by read_capacity; a key older
+ *            than read_max_age on the keyring's clock is dropped on lookup.
  * Values are reference counted; the last release wipes the key material.
  *
  * Singleflight. A write DEK is fetched by one thread per tenant state
@@ -76,8 +76,9 @@ typedef struct {
 /* A reference-counted AES-GCM key: a write DEK, a read DEK. The last
    release wipes it. */
 typedef struct {
-    int refs; /* atomic */
+    int refs;            /* atomic */
     ck_aead *aead;
+    uint64_t created_ns; /* keyring clock when unwrapped (read keys age out) */
 } key_ref;
 
 /* Write state of one tenant. */
@@ -720,6 +721,7 @@ static key_ref *unwrap(ck_keyring *kr, const ck_sealed *s, ck_span tenant, ck_er
     }
     rk = key_new(dek, err);
     if (rk != NULL) {
+        rk->created_ns = keyring_now(kr);
         count(&kr->stats.deks_unwrapped);
     }
 error:
@@ -768,8 +770,16 @@ static key_ref *read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span tenant,
 
     h = ck_key_hash(id, id_len, 0);
     if (ck_l1_get(kr->reads, &kr->read_owner, h, id, id_len, &found, &detached)) {
-        ck_l1_release(kr->reads, detached);
-        return found;
+        rk = found;
+        /* Aged out on the keyring's clock (which tests can move): drop it
+           and unwrap afresh. */
+        if (keyring_now(kr) - rk->created_ns < kr->lim.read_max_age_ns) {
+            ck_l1_release(kr->reads, detached);
+            return rk;
+        }
+        key_release(rk);
+        rk = NULL;
+        (void)ck_l1_remove(kr->reads, &kr->read_owner, h, id, id_len, &detached);
     }
     ck_l1_release(kr->reads, detached);
     detached = NULL;
@@ -811,8 +821,7 @@ static key_ref *read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span tenant,
     rk = unwrap(kr, s, tenant, &f->err);
     /* A reset while we were unwrapping must not be undone by our result. */
     if (rk != NULL && epoch == __atomic_load_n(&kr->epoch, __ATOMIC_ACQUIRE) &&
-        ck_l1_put(kr->reads, &kr->read_owner, h, id, id_len, rk, 0, kr->lim.read_max_age_ns,
-                  &detached, &f->err) < 0) {
+        ck_l1_put(kr->reads, &kr->read_owner, h, id, id_len, rk, 0, 0, &detached, &f->err) < 0) {
         key_release(rk);
         rk = NULL;
     }

@@ -253,3 +253,16 @@ def test_bad_providers_are_refused():
 
     with pytest.raises(EncryptionError, match="32"):
         Keyring(provider=ShortKey()).seal(b"x")
+
+
+def test_read_keys_age_out_on_the_keyring_clock():
+    writer = Keyring(bytes(range(32)))
+    entry = writer.seal(b"x", cache_key=b"k")
+    reader = Keyring(bytes(range(32)), read_max_age=60)
+    reader.open(entry, cache_key=b"k")
+    reader.open(entry, cache_key=b"k")
+    assert reader.stats()["deks_unwrapped"] == 1
+    reader._advance_clock(61)
+    reader.open(entry, cache_key=b"k")
+    assert reader.stats()["deks_unwrapped"] == 2
+    assert reader.stats()["read_keys"] == 1
