@@ -360,7 +360,7 @@ static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, P
         return -1;
     }
     if (rc == 0 && self->tenant_extractor != NULL) {
-        rc = ck_cached_tenant(self, st, args, nargsf, kwnames, key, &tenant);
+        rc = ck_cached_tenant(self, args, nargsf, kwnames, key, &tenant);
         Py_XDECREF(tenant);
     }
     return rc;

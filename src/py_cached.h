@@ -56,7 +56,7 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
 /* Under @cache.secure with a tenant extractor: run it for this call, append
    the tenant to the key bytes and return it (new reference, a str) in
    *tenant. Without an extractor *tenant is NULL. 0, or -1 with an error. */
-int ck_cached_tenant(ck_cached *self, ck_state *st, PyObject *const *args, size_t nargsf,
-                     PyObject *kwnames, ck_buf *key, PyObject **tenant);
+int ck_cached_tenant(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                     ck_buf *key, PyObject **tenant);
 
 #endif /* CK_PY_CACHED_H */

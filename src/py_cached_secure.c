@@ -21,10 +21,10 @@
 
 static const char DEFAULT_TENANT[] = "default";
 
-int ck_cached_tenant(ck_cached *self, ck_state *st, PyObject *const *args, size_t nargsf,
-                     PyObject *kwnames, ck_buf *key, PyObject **tenant)
+int ck_cached_tenant(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                     ck_buf *key, PyObject **tenant)
 {
-    PyObject *t;
+    PyObject *t = NULL;
     msgpack_packer pk;
     const char *utf8;
     Py_ssize_t n;
@@ -40,25 +40,24 @@ int ck_cached_tenant(ck_cached *self, ck_state *st, PyObject *const *args, size_
     if (!PyUnicode_Check(t) || PyUnicode_GET_LENGTH(t) == 0) {
         PyErr_Format(PyExc_TypeError, "tenant_extractor must return a non-empty str, not %.100s",
                      Py_TYPE(t)->tp_name);
-        Py_DECREF(t);
-        return -1;
+        goto error;
     }
     utf8 = PyUnicode_AsUTF8AndSize(t, &n);
     if (utf8 == NULL) {
-        Py_DECREF(t);
-        return -1;
+        goto error;
     }
     /* The key bytes are a complete msgpack array; a str after it is
        unambiguous. */
     msgpack_packer_init(&pk, key, ck_buf_msgpack_write);
     if (msgpack_pack_str_with_body(&pk, utf8, (size_t)n) != 0) {
-        Py_DECREF(t);
         PyErr_NoMemory();
-        return -1;
+        goto error;
     }
-    (void)st;
     *tenant = t;
     return 0;
+error:
+    Py_DECREF(t);
+    return -1;
 }
 
 /* Encode and seal result; a new bytes object, or NULL with the failure
@@ -111,7 +110,7 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
     ck_buf_init(&key);
     ck_buf_init(&full_key);
     rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, &key);
-    if (rc == 0 && ck_cached_tenant(self, st, args, nargsf, kwnames, &key, &tenant_obj) < 0) {
+    if (rc == 0 && ck_cached_tenant(self, args, nargsf, kwnames, &key, &tenant_obj) < 0) {
         rc = -1;
     }
     if (rc != 0) {
