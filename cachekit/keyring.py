@@ -5,8 +5,9 @@ Keyring, and the bytearrays are zeroed straight after, so the raw key bytes
 do not linger in Python objects we control. (The hex text itself lives on in
 the SecretStr and, when it came from there, in ``os.environ``.)
 
-Keyrings are shared between functions with the same keys, and wiped in a
-forked child (the C side also notices a new process id on its own).
+Keyrings are shared between functions with the same keys, and reset in a
+forked child (the C side also notices the fork on its own, through a
+pthread_atfork handler).
 """
 
 from __future__ import annotations
