@@ -19,6 +19,8 @@
 #include "module_state.h"
 
 #include "ck_crypto.h"
+#include "py_args.h"
+#include "py_keyring.h"
 
 /* Below this many bytes AES-GCM (several GB/s with AES-NI) finishes in
    microseconds, less than dropping and retaking the GIL costs. The same
@@ -31,76 +33,9 @@
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static void raise_crypto_error(ck_state *st, const ck_error *err)
-{
-    switch (err->code) {
-    case CK_ENOMEM:
-        PyErr_NoMemory();
-        break;
-    case CK_EAUTH:
-        PyErr_SetString(st->DecryptionError, CK_AUTH_FAILED_MSG);
-        break;
-    default:
-        PyErr_SetString(st->EncryptionError, err->msg);
-        break;
-    }
-}
-
 /* ------------------------------------------------------------------------ */
 /* Argument parsing                                                         */
 /* ------------------------------------------------------------------------ */
-
-/*
- * Vectorcall argument parsing for `f(a0, .., a[npos-1], /, o0=.., o1=..)`:
- * the first npos arguments are required and positional-only; the optional
- * ones may come by position or keyword. Fills slots[0 .. npos + nopt) with
- * borrowed references, NULL for an optional argument not given. Returns 0,
- * or -1 with TypeError set.
- */
-static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames, Py_ssize_t npos, const char *const *optnames,
-                      Py_ssize_t nopt, PyObject **slots)
-{
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    Py_ssize_t i, j;
-
-    if (nargs < npos) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at least %zd positional arguments (%zd given)",
-                     fname, npos, nargs);
-        return -1;
-    }
-    if (nargs > npos + nopt) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
-                     fname, npos + nopt, nargs);
-        return -1;
-    }
-    for (i = 0; i < npos + nopt; i++) {
-        slots[i] = i < nargs ? args[i] : NULL;
-    }
-    /* Keyword values follow the positional ones in args; CPython has already
-       refused duplicate keyword names. */
-    for (i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-
-        for (j = 0; j < nopt; j++) {
-            if (PyUnicode_CompareWithASCIIString(name, optnames[j]) == 0) {
-                break;
-            }
-        }
-        if (j == nopt) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
-                         name);
-            return -1;
-        }
-        if (slots[npos + j] != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
-                         optnames[j]);
-            return -1;
-        }
-        slots[npos + j] = args[nargs + i];
-    }
-    return 0;
-}
 
 /* Pin obj's bytes in view; an absent optional argument (NULL) leaves view
    zeroed, i.e. empty. 0, or -1 with TypeError/BufferError set. */
@@ -212,7 +147,7 @@ static PyObject *py_aes256gcm_seal(PyObject *module, PyObject *const *args, Py_s
     size_t n;
     ck_error err;
 
-    if (parse_args("aes256gcm_seal", args, nargs, kwnames, 3, aead_optnames, 1, slots) < 0) {
+    if (ck_parse_fastcall("aes256gcm_seal", args, nargs, kwnames, 3, aead_optnames, 1, slots) < 0) {
         goto error;
     }
     if (get_fixed_buffer(slots[0], &key, CK_AEAD_KEY_LEN, "key") < 0 ||
@@ -230,7 +165,7 @@ static PyObject *py_aes256gcm_seal(PyObject *module, PyObject *const *args, Py_s
     memcpy(nonce_copy, nonce.buf, CK_AEAD_NONCE_LEN);
     a = ck_aead_new(key.buf, &err);
     if (a == NULL) {
-        raise_crypto_error(st, &err);
+        ck_raise_crypto_error(st, &err, 0);
         goto error;
     }
     /* Seal straight into the bytes object: no copy of the ciphertext. */
@@ -240,7 +175,7 @@ static PyObject *py_aes256gcm_seal(PyObject *module, PyObject *const *args, Py_s
     }
     out = (unsigned char *)PyBytes_AS_STRING(result);
     if (seal_nogil_if_large(a, nonce_copy, &aad, &pt, out, out + n, &err) < 0) {
-        raise_crypto_error(st, &err);
+        ck_raise_crypto_error(st, &err, 0);
         Py_CLEAR(result);
         goto error;
     }
@@ -272,7 +207,7 @@ static PyObject *py_aes256gcm_open(PyObject *module, PyObject *const *args, Py_s
     size_t n;
     ck_error err;
 
-    if (parse_args("aes256gcm_open", args, nargs, kwnames, 3, aead_optnames, 1, slots) < 0) {
+    if (ck_parse_fastcall("aes256gcm_open", args, nargs, kwnames, 3, aead_optnames, 1, slots) < 0) {
         goto error;
     }
     if (get_fixed_buffer(slots[0], &key, CK_AEAD_KEY_LEN, "key") < 0 ||
@@ -290,7 +225,7 @@ static PyObject *py_aes256gcm_open(PyObject *module, PyObject *const *args, Py_s
     memcpy(nonce_copy, nonce.buf, CK_AEAD_NONCE_LEN);
     a = ck_aead_new(key.buf, &err);
     if (a == NULL) {
-        raise_crypto_error(st, &err);
+        ck_raise_crypto_error(st, &err, 0);
         goto error;
     }
     /* For n == 0 this is the shared empty bytes object; the core writes
@@ -303,7 +238,7 @@ static PyObject *py_aes256gcm_open(PyObject *module, PyObject *const *args, Py_s
        out of result before it is dropped. */
     if (open_nogil_if_large(a, nonce_copy, &aad, &data, (unsigned char *)PyBytes_AS_STRING(result),
                             &err) < 0) {
-        raise_crypto_error(st, &err);
+        ck_raise_crypto_error(st, &err, 0);
         Py_CLEAR(result);
         goto error;
     }
@@ -338,7 +273,7 @@ static PyObject *py_hkdf_sha256(PyObject *module, PyObject *const *args, Py_ssiz
     Py_ssize_t length = 32;
     ck_error err;
 
-    if (parse_args("hkdf_sha256", args, nargs, kwnames, 1, hkdf_optnames, 3, slots) < 0) {
+    if (ck_parse_fastcall("hkdf_sha256", args, nargs, kwnames, 1, hkdf_optnames, 3, slots) < 0) {
         goto error;
     }
     if (slots[3] != NULL) {
@@ -369,7 +304,7 @@ static PyObject *py_hkdf_sha256(PyObject *module, PyObject *const *args, Py_ssiz
     if (ck_hkdf_sha256(ikm.buf, (size_t)ikm.len, salt.buf, (size_t)salt.len, info.buf,
                        (size_t)info.len, (unsigned char *)PyBytes_AS_STRING(result),
                        (size_t)length, &err) < 0) {
-        raise_crypto_error(st, &err);
+        ck_raise_crypto_error(st, &err, 0);
         Py_CLEAR(result);
         goto error;
     }

@@ -14,6 +14,7 @@
 #include "module_state.h"
 
 #include "ck_format.h"
+#include "py_args.h"
 #include "py_codec.h"
 
 /* Below this many bytes LZ4 and XXH3 finish in microseconds, less than the
@@ -55,55 +56,30 @@ typedef struct {
     Py_ssize_t value; /* the default on entry, the caller's value on return */
 } int_param;
 
-/*
- * Vectorcall argument parsing for `f(x, /, p0=d0, p1=d1, ...)`: args[0] is
- * required and positional-only; the params may come by position or keyword.
- * Integer values go through __index__, so floats are refused with TypeError.
- * Returns 0, or -1 with TypeError/OverflowError set.
- */
+/* Parse f(x, /, p0=d0, p1=d1, ...): x positional-only, the integer params
+   by position or keyword (through __index__, so floats are refused).
+   0, or -1 with TypeError/OverflowError set. */
+#define CK_MAX_INT_PARAMS 4
+
 static int parse_int_params(const char *fname, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames, int_param *params, Py_ssize_t nparams)
 {
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    Py_ssize_t i, j;
+    const char *names[CK_MAX_INT_PARAMS];
+    PyObject *slots[1 + CK_MAX_INT_PARAMS];
+    Py_ssize_t i;
 
-    if (nargs < 1) {
-        PyErr_Format(PyExc_TypeError, "%s() missing required positional argument", fname);
+    for (i = 0; i < nparams; i++) {
+        names[i] = params[i].name;
+    }
+    if (ck_parse_fastcall(fname, args, nargs, kwnames, 1, names, nparams, slots) < 0) {
         return -1;
     }
-    if (nargs > 1 + nparams) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
-                     fname, 1 + nparams, nargs);
-        return -1;
-    }
-    for (i = 1; i < nargs; i++) {
-        params[i - 1].value = PyNumber_AsSsize_t(args[i], PyExc_OverflowError);
-        if (params[i - 1].value == -1 && PyErr_Occurred()) {
-            return -1;
+    for (i = 0; i < nparams; i++) {
+        if (slots[1 + i] == NULL) {
+            continue;
         }
-    }
-    /* Keyword values follow the positional ones in args; CPython has already
-       refused duplicate keyword names. */
-    for (i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-
-        for (j = 0; j < nparams; j++) {
-            if (PyUnicode_CompareWithASCIIString(name, params[j].name) == 0) {
-                break;
-            }
-        }
-        if (j == nparams) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
-                         name);
-            return -1;
-        }
-        if (j < nargs - 1) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
-                         params[j].name);
-            return -1;
-        }
-        params[j].value = PyNumber_AsSsize_t(args[nargs + i], PyExc_OverflowError);
-        if (params[j].value == -1 && PyErr_Occurred()) {
+        params[i].value = PyNumber_AsSsize_t(slots[1 + i], PyExc_OverflowError);
+        if (params[i].value == -1 && PyErr_Occurred()) {
             return -1;
         }
     }
