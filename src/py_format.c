@@ -206,8 +206,10 @@ PyDoc_STRVAR(unframe_doc,
              "is malformed, truncated, encrypted, fails its checksum, or claims a\n"
              "plaintext larger than max_size or max_ratio times its compressed size.");
 
-static PyObject *py_unframe(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames)
+/* unframe() and decode_entry(): the same checks; decode picks the result
+   (the plaintext, or the value it encodes). */
+static PyObject *unframe_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, int decode)
 {
     ck_state *st = ck_state_from_module(module);
     int_param params[] = {
@@ -224,7 +226,8 @@ static PyObject *py_unframe(PyObject *module, PyObject *const *args, Py_ssize_t 
     ck_error err;
 
     ck_buf_init(&out);
-    if (parse_int_params("unframe", args, nargs, kwnames, params, 2) < 0) {
+    if (parse_int_params(decode ? "decode_entry" : "unframe", args, nargs, kwnames, params, 2) <
+        0) {
         goto error;
     }
     if (limits_from_args(params[0].value, params[1].value, &lim) < 0) {
@@ -237,13 +240,30 @@ static PyObject *py_unframe(PyObject *module, PyObject *const *args, Py_ssize_t 
         raise_decode_error(st, &err);
         goto error;
     }
-    /* plaintext may point into view: build the bytes before releasing it. */
-    result = Py_BuildValue("(iy#)", (int)h.serializer, (const char *)plaintext,
-                           (Py_ssize_t)plaintext_len);
+    /* plaintext may point into view: build the result before releasing it. */
+    if (!decode) {
+        result = Py_BuildValue("(iy#)", (int)h.serializer, (const char *)plaintext,
+                               (Py_ssize_t)plaintext_len);
+        goto error;
+    }
+    /* The bytes came from storage, not from the caller: an entry written by
+       another serializer is one this reader cannot use, like a corrupt one. */
+    if (h.serializer != CK_SER_MSGPACK) {
+        PyErr_Format(st->IntegrityError, "entry serializer %d is not msgpack (1)",
+                     (int)h.serializer);
+        goto error;
+    }
+    result = ck_py_unpack(st, plaintext, plaintext_len);
 error:
     PyBuffer_Release(&view);
     ck_buf_free(&out);
     return result;
+}
+
+static PyObject *py_unframe(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    return unframe_impl(module, args, nargs, kwnames, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -341,46 +361,7 @@ PyDoc_STRVAR(decode_entry_doc,
 static PyObject *py_decode_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames)
 {
-    ck_state *st = ck_state_from_module(module);
-    int_param params[] = {
-        {"max_size", (Py_ssize_t)CK_ENTRY_DEFAULT_MAX_SIZE},
-        {"max_ratio", CK_ENTRY_MAX_LZ4_RATIO},
-    };
-    Py_buffer view = {0};
-    PyObject *result = NULL;
-    const unsigned char *plaintext = NULL;
-    size_t plaintext_len = 0;
-    ck_entry_limits lim;
-    ck_entry_header h;
-    ck_buf out;
-    ck_error err;
-
-    ck_buf_init(&out);
-    if (parse_int_params("decode_entry", args, nargs, kwnames, params, 2) < 0) {
-        goto error;
-    }
-    if (limits_from_args(params[0].value, params[1].value, &lim) < 0) {
-        goto error;
-    }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        goto error;
-    }
-    if (decode_nogil_if_large(&view, &lim, &h, &plaintext, &plaintext_len, &out, &err) < 0) {
-        raise_decode_error(st, &err);
-        goto error;
-    }
-    /* The bytes came from storage, not from the caller: an entry written by
-       another serializer is one this reader cannot use, like a corrupt one. */
-    if (h.serializer != CK_SER_MSGPACK) {
-        PyErr_Format(st->IntegrityError, "entry serializer %d is not msgpack (1)",
-                     (int)h.serializer);
-        goto error;
-    }
-    result = ck_py_unpack(st, plaintext, plaintext_len);
-error:
-    PyBuffer_Release(&view);
-    ck_buf_free(&out);
-    return result;
+    return unframe_impl(module, args, nargs, kwnames, 1);
 }
 
 /* ------------------------------------------------------------------------ */
