@@ -14,7 +14,8 @@ CACHEKIT_EXTRA_CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover
 CACHEKIT_EXTRA_LDFLAGS="-fsanitize=address,undefined -shared-libasan" \
     python3 setup.py -q build_ext --inplace >build.log 2>&1 || { cat build.log; exit 1; }
 so=$(ls cachekit/_core*.so)
-nm -D "$so" | grep -q __asan_report || { echo "sanitize: $so is not instrumented"; exit 1; }
+# grep without -q reads all of nm's output, so pipefail never sees a SIGPIPE.
+nm -D "$so" | grep __asan_report >/dev/null || { echo "sanitize: $so is not instrumented"; exit 1; }
 asan=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
 # Leak checking is off: CPython's own allocations at exit drown real reports.
 export LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
