@@ -121,6 +121,47 @@ static const EVP_CIPHER *aes256gcm_get(ck_error *err)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Memory for key material                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* 1 MiB holds thousands of keys (a ck_aead is ~100 bytes, a keyring ~1.5 KB);
+   allocations beyond it fall back to the ordinary heap. */
+#define CK_SECURE_HEAP_SIZE ((size_t)1 << 20)
+#define CK_SECURE_HEAP_MIN 64
+
+static pthread_once_t secure_heap_once = PTHREAD_ONCE_INIT;
+
+static void secure_heap_init(void)
+{
+    /* Another library may own the process's secure heap already; share it.
+       A result of 2 (pages not locked, e.g. a low RLIMIT_MEMLOCK) still
+       leaves the heap usable and excluded from core dumps. */
+    if (!CRYPTO_secure_malloc_initialized()) {
+        (void)CRYPTO_secure_malloc_init(CK_SECURE_HEAP_SIZE, CK_SECURE_HEAP_MIN);
+    }
+}
+
+void *ck_secure_zalloc(size_t n)
+{
+    void *p;
+
+    (void)pthread_once(&secure_heap_once, secure_heap_init);
+    p = OPENSSL_secure_zalloc(n);
+    return p != NULL ? p : OPENSSL_zalloc(n);
+}
+
+void ck_secure_free(void *p, size_t n)
+{
+    /* Wipes first; handles memory from either heap. */
+    OPENSSL_secure_clear_free(p, n);
+}
+
+long ck_secure_used(void)
+{
+    return CRYPTO_secure_malloc_initialized() ? (long)CRYPTO_secure_used() : -1;
+}
+
+/* ------------------------------------------------------------------------ */
 /* ck_aead lifetime                                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -137,7 +178,8 @@ ck_aead *ck_aead_new(const unsigned char key[CK_AEAD_KEY_LEN], ck_error *err)
     if (cipher == NULL) {
         goto error;
     }
-    a = calloc(1, sizeof(*a));
+    /* The struct holds a key copy until both directions are keyed. */
+    a = ck_secure_zalloc(sizeof(*a));
     if (a == NULL) {
         ck_error_set(err, CK_ENOMEM, "out of memory");
         goto error;
@@ -169,8 +211,7 @@ void ck_aead_free(ck_aead *a)
     }
     /* Wipes the key copy, if still held, and leaves no context pointers
        behind for a use-after-free to follow. */
-    OPENSSL_cleanse(a, sizeof(*a));
-    free(a);
+    ck_secure_free(a, sizeof(*a));
 }
 
 /* ------------------------------------------------------------------------ */

@@ -57,4 +57,16 @@ int ck_random_bytes(unsigned char *out, size_t n, ck_error *err);
 /* Wipe memory in a way the compiler cannot elide (OPENSSL_cleanse). */
 void ck_wipe(void *p, size_t n);
 
+/*
+ * Zeroed memory for key material, from OpenSSL's secure heap: pages
+ * excluded from core dumps (MADV_DONTDUMP) and locked in RAM where
+ * RLIMIT_MEMLOCK allows. cachekit sets the heap up on first use unless the
+ * process already did. When it is full, ordinary memory is used instead.
+ * ck_secure_free wipes and frees either kind (NULL is fine).
+ */
+void *ck_secure_zalloc(size_t n);
+void ck_secure_free(void *p, size_t n);
+/* Bytes of the secure heap in use, or -1 when the process has none. */
+long ck_secure_used(void);
+
 #endif /* CK_CRYPTO_H */

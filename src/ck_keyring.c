@@ -322,19 +322,20 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         return NULL;
     }
     (void)pthread_once(&atfork_once, register_atfork);
-    kr = calloc(1, sizeof(*kr));
+    /* The keyring holds the master keys. */
+    kr = ck_secure_zalloc(sizeof(*kr));
     if (kr == NULL) {
         ck_error_set(err, CK_ENOMEM, "out of memory for a keyring");
         return NULL;
     }
     if (pthread_mutex_init(&kr->flight_lock, NULL) != 0) {
-        free(kr);
+        ck_secure_free(kr, sizeof(*kr));
         ck_error_set(err, CK_ENOMEM, "cannot create a mutex");
         return NULL;
     }
     if (pthread_cond_init(&kr->flight_cond, NULL) != 0) {
         pthread_mutex_destroy(&kr->flight_lock);
-        free(kr);
+        ck_secure_free(kr, sizeof(*kr));
         ck_error_set(err, CK_ENOMEM, "cannot create a condition variable");
         return NULL;
     }
@@ -419,10 +420,9 @@ void ck_keyring_free(ck_keyring *kr)
     }
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
-    ck_wipe(kr->masters, sizeof(kr->masters));
     (void)pthread_cond_destroy(&kr->flight_cond);
     (void)pthread_mutex_destroy(&kr->flight_lock);
-    free(kr);
+    ck_secure_free(kr, sizeof(*kr)); /* wipes the master keys */
 }
 
 void ck_keyring_current_fp(const ck_keyring *kr, unsigned char fp[CK_SEAL_FP_LEN])

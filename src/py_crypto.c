@@ -315,6 +315,17 @@ error:
     return result;
 }
 
+PyDoc_STRVAR(secure_heap_used_doc,
+             "secure_heap_used($module, /)\n--\n\n"
+             "Bytes of OpenSSL's secure heap in use (where cachekit keeps master keys\n"
+             "and AES contexts' key copies), or -1 when the process has none.");
+
+static PyObject *py_secure_heap_used(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return PyLong_FromLong(ck_secure_used());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Registration                                                             */
 /* ------------------------------------------------------------------------ */
@@ -329,6 +340,7 @@ static PyMethodDef crypto_methods[] = {
     {"aes256gcm_open", FASTCALL_KW(py_aes256gcm_open), METH_FASTCALL | METH_KEYWORDS,
      aes256gcm_open_doc},
     {"hkdf_sha256", FASTCALL_KW(py_hkdf_sha256), METH_FASTCALL | METH_KEYWORDS, hkdf_sha256_doc},
+    {"secure_heap_used", py_secure_heap_used, METH_NOARGS, secure_heap_used_doc},
     {NULL, NULL, 0, NULL},
 };
 

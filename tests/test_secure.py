@@ -375,3 +375,25 @@ def test_concurrent_sealing_gives_unique_nonces():
              for e in results}
     assert len(pairs) == len(results) == 1600
     gc.collect()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_key_material_lives_outside_core_dumps():
+    from cachekit import _core
+
+    before = max(_core.secure_heap_used(), 0)
+    kr = Keyring(bytes.fromhex(KEY))
+    kr.seal(b"x")
+    assert _core.secure_heap_used() > before  # master key and AES key copies
+    flagged = []
+    region = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and all(c in "0123456789abcdef-" for c in head[0]):
+                region = head[0]
+            elif line.startswith("VmFlags") and " dd" in line and region is not None:
+                lo, hi = (int(x, 16) for x in region.split("-"))
+                flagged.append(hi - lo)
+    assert any(size >= 1 << 20 for size in flagged)  # the secure heap
+    del kr
