@@ -397,3 +397,22 @@ def test_key_material_lives_outside_core_dumps():
                 flagged.append(hi - lo)
     assert any(size >= 1 << 20 for size in flagged)  # the secure heap
     del kr
+
+
+def test_no_raw_key_in_traceback_locals():
+    """A malformed key fails at decoration; none of cachekit's frames in the
+    traceback holds the key text (error reporters capture locals)."""
+    bad = "ab" * 31  # hex, but one byte short
+    with pytest.raises(ConfigurationError) as info:
+        cache.secure(master_key=bad, previous_master_keys=["cd" * 32])(lambda: 1)
+    tb = info.value.__traceback__
+    frames = 0
+    while tb is not None:
+        frame = tb.tb_frame
+        if "cachekit" in frame.f_code.co_filename:
+            frames += 1
+            for name, value in frame.f_locals.items():
+                text = repr(value)
+                assert bad not in text and "cd" * 32 not in text, (frame.f_code.co_name, name)
+        tb = tb.tb_next
+    assert frames >= 2

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from cachekit.config.decorator import DecoratorConfig, L1CacheConfig
 from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor
+from cachekit.config.secret import SecretStr
 from cachekit.decorators.wrapper import wrap
 from cachekit.exceptions import ConfigurationError
 
@@ -29,6 +30,19 @@ _ENCRYPTION_ALIASES = {
     "dek_max_age", "dek_max_messages", "dek_max_bytes", "key_provider",
 }
 _INTENTS = ("local", "secure")
+
+
+def _hide_secrets(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Wrap key arguments in SecretStr first thing, so no frame of ours holds
+    a raw key a traceback (or an error reporter capturing locals) could show."""
+    if isinstance(overrides.get("master_key"), str):
+        overrides["master_key"] = SecretStr(overrides["master_key"])
+    previous = overrides.get("previous_master_keys")
+    if previous:
+        overrides["previous_master_keys"] = tuple(
+            k if isinstance(k, SecretStr) else SecretStr(k) for k in previous
+        )
+    return overrides
 
 
 def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> DecoratorConfig:
@@ -97,7 +111,7 @@ def cache(
     **manual_overrides: Any,
 ) -> Any:
     """Cache a function's results. See the module docstring for the forms."""
-    return _decorate(func, config, _intent, manual_overrides)
+    return _decorate(func, config, _intent, _hide_secrets(manual_overrides))
 
 
 def _intent(name: str) -> Callable[..., Any]:
@@ -108,7 +122,7 @@ def _intent(name: str) -> Callable[..., Any]:
         _intent: str | None = name,
         **manual_overrides: Any,
     ) -> Any:
-        return _decorate(func, config, _intent, manual_overrides)
+        return _decorate(func, config, _intent, _hide_secrets(manual_overrides))
 
     preset.__name__ = preset.__qualname__ = f"cache.{name}"
     preset.__doc__ = f"``@cache`` with the {name!r} preset."
