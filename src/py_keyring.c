@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "py_args.h"
 #include "py_codec.h"
 
 static void *gil_leave(void)
@@ -400,53 +401,99 @@ PyDoc_STRVAR(seal_value_doc,
              "Serialize value with the msgpack codec and encrypt it: what @cache.secure\n"
              "stores. The serialized plaintext is wiped once sealed.");
 
-/* seal() takes serialized bytes; seal_value() (encode) packs a value first. */
-static PyObject *seal_impl(ck_keyring_object *self, PyObject *args, PyObject *kwargs, int encode)
+/* Arguments shared by seal, seal_value, open and open_value:
+   f(x, /, tenant='default', cache_key=b'', <extra>=...), parsed with the
+   vectorcall parser (these sit on benchmarked paths). */
+typedef struct {
+    PyObject *slots[4]; /* x, tenant, cache_key, extra (borrowed; NULL: not given) */
+    Py_buffer key;      /* pinned cache_key, or zeroed */
+    ck_span tenant;
+    ck_span cache_key;
+} keyring_args;
+
+static int parse_keyring_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, const char *extra, Py_ssize_t *extra_value,
+                              keyring_args *a)
 {
-    static char *kwlist[] = {"", "tenant", "cache_key", "serializer", NULL};
-    static char *value_kwlist[] = {"", "tenant", "cache_key", NULL};
+    const char *names[3] = {"tenant", "cache_key", extra};
+    Py_ssize_t n;
+
+    memset(a, 0, sizeof(*a));
+    if (ck_parse_fastcall(fname, args, nargs, kwnames, 1, names, extra != NULL ? 3 : 2,
+                          a->slots) < 0) {
+        return -1;
+    }
+    a->tenant.p = (const unsigned char *)"default";
+    a->tenant.n = 7;
+    if (a->slots[1] != NULL) {
+        if (!PyUnicode_Check(a->slots[1])) {
+            PyErr_Format(PyExc_TypeError, "%s(): tenant must be str", fname);
+            return -1;
+        }
+        a->tenant.p = (const unsigned char *)PyUnicode_AsUTF8AndSize(a->slots[1], &n);
+        if (a->tenant.p == NULL) {
+            return -1;
+        }
+        a->tenant.n = (size_t)n;
+    }
+    if (a->slots[2] != NULL) {
+        if (PyObject_GetBuffer(a->slots[2], &a->key, PyBUF_SIMPLE) < 0) {
+            return -1;
+        }
+        a->cache_key.p = a->key.buf;
+        a->cache_key.n = (size_t)a->key.len;
+    }
+    if (extra != NULL && a->slots[3] != NULL) {
+        *extra_value = PyNumber_AsSsize_t(a->slots[3], PyExc_OverflowError);
+        if (*extra_value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* seal() takes serialized bytes; seal_value() (encode) packs a value first. */
+static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, int encode)
+{
     ck_state *st = ck_state_from_type(Py_TYPE(self));
-    Py_buffer in = {0}, key = {0};
-    PyObject *value = NULL, *result = NULL;
-    const char *tenant = "default";
-    Py_ssize_t tenant_len = 7;
-    int serializer = CK_SER_MSGPACK;
+    Py_buffer in = {0};
+    PyObject *result = NULL;
+    Py_ssize_t serializer = CK_SER_MSGPACK;
     const ck_unlock_hooks *hooks = &ck_gil_hooks;
     const unsigned char *pt;
+    keyring_args a;
     size_t n;
-    ck_span t, k;
     ck_buf packed, out;
     ck_error err;
 
     ck_buf_init(&packed);
     ck_buf_init(&out);
-    if (encode ? !PyArg_ParseTupleAndKeywords(args, kwargs, "O|s#y*:seal_value", value_kwlist, &value,
-                                              &tenant, &tenant_len, &key)
-               : !PyArg_ParseTupleAndKeywords(args, kwargs, "y*|s#y*i:seal", kwlist, &in, &tenant,
-                                              &tenant_len, &key, &serializer)) {
-        return NULL;
+    if (parse_keyring_args(encode ? "seal_value" : "seal", args, nargs, kwnames,
+                           encode ? NULL : "serializer", &serializer, &a) < 0) {
+        goto error;
     }
     if (serializer < 1 || serializer > 3) {
         PyErr_SetString(PyExc_ValueError, "serializer must be 1 (msgpack), 2 (json) or 3 (arrow)");
         goto error;
     }
     if (encode) {
-        if (ck_py_pack(st, value, &packed, 0) < 0) {
+        if (ck_py_pack(st, a.slots[0], &packed, 0) < 0) {
             goto error;
         }
         pt = packed.data;
         n = packed.len;
     } else {
+        if (PyObject_GetBuffer(a.slots[0], &in, PyBUF_SIMPLE) < 0) {
+            goto error;
+        }
         pt = in.buf;
         n = (size_t)in.len;
         /* The GIL is released around the cipher only when the input cannot change. */
         hooks = in.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only;
     }
-    t.p = (const unsigned char *)tenant;
-    t.n = (size_t)tenant_len;
-    k.p = key.buf;
-    k.n = key.buf == NULL ? 0 : (size_t)key.len;
-    if (ck_keyring_seal(self->kr, t, k, (uint8_t)serializer, pt, n, hooks, &out, &err) < 0) {
+    if (ck_keyring_seal(self->kr, a.tenant, a.cache_key, (uint8_t)serializer, pt, n, hooks, &out,
+                        &err) < 0) {
         ck_raise_crypto_error(st, &err, 0);
         goto error;
     }
@@ -456,18 +503,20 @@ error:
     ck_buf_free(&packed);
     ck_buf_free(&out);
     PyBuffer_Release(&in);
-    PyBuffer_Release(&key);
+    PyBuffer_Release(&a.key);
     return result;
 }
 
-static PyObject *keyring_seal(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+static PyObject *keyring_seal(ck_keyring_object *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
 {
-    return seal_impl(self, args, kwargs, 0);
+    return seal_impl(self, args, nargs, kwnames, 0);
 }
 
-static PyObject *keyring_seal_value(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+static PyObject *keyring_seal_value(ck_keyring_object *self, PyObject *const *args,
+                                    Py_ssize_t nargs, PyObject *kwnames)
 {
-    return seal_impl(self, args, kwargs, 1);
+    return seal_impl(self, args, nargs, kwnames, 1);
 }
 
 PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned char *entry,
@@ -505,42 +554,40 @@ PyDoc_STRVAR(open_value_doc,
              "--\n\nAuthenticate, decrypt and decode an entry written by seal_value.");
 
 /* open() and open_value(): the same arguments; decode picks the result. */
-static PyObject *open_impl(ck_keyring_object *self, PyObject *args, PyObject *kwargs, int decode)
+static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, int decode)
 {
-    static char *kwlist[] = {"", "tenant", "cache_key", "max_size", NULL};
     ck_state *st = ck_state_from_type(Py_TYPE(self));
-    Py_buffer entry = {0}, key = {0};
-    const char *tenant = "default";
-    Py_ssize_t tenant_len = 7, max_size = (Py_ssize_t)CK_ENTRY_DEFAULT_MAX_SIZE;
+    Py_buffer entry = {0};
+    Py_ssize_t max_size = (Py_ssize_t)CK_ENTRY_DEFAULT_MAX_SIZE;
     PyObject *result = NULL;
     uint8_t serializer = 0;
     const ck_unlock_hooks *hooks;
-    ck_span t, k;
+    keyring_args a;
     ck_buf pt;
     ck_error err;
 
     ck_buf_init(&pt);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, decode ? "y*|s#y*n:open_value" : "y*|s#y*n:open",
-                                     kwlist, &entry, &tenant, &tenant_len, &key, &max_size)) {
-        return NULL;
+    if (parse_keyring_args(decode ? "open_value" : "open", args, nargs, kwnames, "max_size",
+                           &max_size, &a) < 0) {
+        goto error;
     }
     if (max_size < 0) {
         PyErr_SetString(PyExc_ValueError, "max_size must be >= 0");
         goto error;
     }
-    t.p = (const unsigned char *)tenant;
-    t.n = (size_t)tenant_len;
-    k.p = key.buf;
-    k.n = key.buf == NULL ? 0 : (size_t)key.len;
+    if (PyObject_GetBuffer(a.slots[0], &entry, PyBUF_SIMPLE) < 0) {
+        goto error;
+    }
     /* The GIL is released around the cipher only when the input cannot change. */
     hooks = entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only;
     if (decode) {
         result = ck_keyring_open_to_value(st, self->kr, entry.buf, (size_t)entry.len,
-                                          (size_t)max_size, t, k, hooks);
+                                          (size_t)max_size, a.tenant, a.cache_key, hooks);
         goto error;
     }
-    if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, t, k, hooks,
-                        &pt, &serializer, &err) < 0) {
+    if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, a.tenant,
+                        a.cache_key, hooks, &pt, &serializer, &err) < 0) {
         ck_raise_crypto_error(st, &err, 1);
         goto error;
     }
@@ -549,18 +596,20 @@ error:
     ck_wipe(pt.data, pt.len);
     ck_buf_free(&pt);
     PyBuffer_Release(&entry);
-    PyBuffer_Release(&key);
+    PyBuffer_Release(&a.key);
     return result;
 }
 
-static PyObject *keyring_open(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+static PyObject *keyring_open(ck_keyring_object *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
 {
-    return open_impl(self, args, kwargs, 0);
+    return open_impl(self, args, nargs, kwnames, 0);
 }
 
-static PyObject *keyring_open_value(ck_keyring_object *self, PyObject *args, PyObject *kwargs)
+static PyObject *keyring_open_value(ck_keyring_object *self, PyObject *const *args,
+                                    Py_ssize_t nargs, PyObject *kwnames)
 {
-    return open_impl(self, args, kwargs, 1);
+    return open_impl(self, args, nargs, kwnames, 1);
 }
 
 PyDoc_STRVAR(stats_doc, "stats($self, /)\n--\n\nCounters of the key caches (no key material).");
@@ -629,11 +678,11 @@ static PyObject *keyring_previous_fingerprints(ck_keyring_object *self,
 }
 
 static PyMethodDef keyring_methods[] = {
-    {"seal", (PyCFunction)(void (*)(void))keyring_seal, METH_VARARGS | METH_KEYWORDS, seal_doc},
-    {"open", (PyCFunction)(void (*)(void))keyring_open, METH_VARARGS | METH_KEYWORDS, open_doc},
-    {"seal_value", (PyCFunction)(void (*)(void))keyring_seal_value, METH_VARARGS | METH_KEYWORDS,
+    {"seal", (PyCFunction)(void (*)(void))keyring_seal, METH_FASTCALL | METH_KEYWORDS, seal_doc},
+    {"open", (PyCFunction)(void (*)(void))keyring_open, METH_FASTCALL | METH_KEYWORDS, open_doc},
+    {"seal_value", (PyCFunction)(void (*)(void))keyring_seal_value, METH_FASTCALL | METH_KEYWORDS,
      seal_value_doc},
-    {"open_value", (PyCFunction)(void (*)(void))keyring_open_value, METH_VARARGS | METH_KEYWORDS,
+    {"open_value", (PyCFunction)(void (*)(void))keyring_open_value, METH_FASTCALL | METH_KEYWORDS,
      open_value_doc},
     {"stats", (PyCFunction)keyring_stats, METH_NOARGS, stats_doc},
     {"reset", (PyCFunction)keyring_reset, METH_NOARGS, reset_doc},
