@@ -416,3 +416,28 @@ def test_no_raw_key_in_traceback_locals():
                 assert bad not in text and "cd" * 32 not in text, (frame.f_code.co_name, name)
         tb = tb.tb_next
     assert frames >= 2
+
+
+def test_entries_moved_between_functions_calls_or_tenants_are_misses():
+    from contextvars import ContextVar
+
+    tenant = ContextVar("tenant", default="t1")
+
+    @cache.secure(master_key=KEY, tenant_extractor=lambda x: tenant.get())
+    def f(x):
+        return {"f": x, "tenant": tenant.get()}
+
+    @cache.secure(master_key=KEY, tenant_extractor=lambda x: tenant.get())
+    def g(x):
+        return {"g": x, "tenant": tenant.get()}
+
+    f(1), f(2), g(1)
+    f._poke(g._peek(1), 1)          # another function's entry, same arguments
+    assert f(1) == {"f": 1, "tenant": "t1"}
+    f._poke(f._peek(2), 1)          # same function, another call
+    assert f(1) == {"f": 1, "tenant": "t1"}
+    moved = f._peek(1)
+    tenant.set("t2")
+    f._poke(moved, 1)               # same call, another tenant
+    assert f(1) == {"f": 1, "tenant": "t2"}
+    assert f.cache_stats()["decrypt_errors"] == 3
