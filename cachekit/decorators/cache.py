@@ -60,8 +60,6 @@ def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> 
     if l1_changes:
         overrides["l1"] = dataclasses.replace(overrides.get("l1", base.l1), **l1_changes)
     if enc_changes:
-        if "previous_master_keys" in enc_changes:
-            enc_changes["previous_master_keys"] = tuple(enc_changes["previous_master_keys"] or ())
         overrides["encryption"] = dataclasses.replace(
             overrides.get("encryption", base.encryption), **enc_changes
         )
