@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 from cachekit._core import Keyring
 from cachekit.config.encryption import EncryptionConfig, decode_master_key, wipe
@@ -49,14 +50,22 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
         wipe(raw_master)
         for raw in raw_previous:
             wipe(raw)
-    identity = (keyring.fingerprint, keyring.previous_fingerprints, enc.dek_max_age,
-                enc.dek_max_messages, enc.dek_max_bytes)
+    return _shared((keyring.fingerprint, keyring.previous_fingerprints, *_limits(enc)),
+                   lambda: keyring)
+
+
+def _limits(enc: EncryptionConfig) -> tuple[float, int, int]:
+    return enc.dek_max_age, enc.dek_max_messages, enc.dek_max_bytes
+
+
+def _shared(identity: tuple[object, ...], build: Callable[[], Keyring]) -> Keyring:
+    """The keyring registered under identity, or build() registered now and
+    reset in forked children. Shared keyrings live for the process."""
     with _lock:
-        shared = _keyrings.get(identity)
-        if shared is not None:
-            return shared
-        _keyrings[identity] = keyring
-    # Shared keyrings live for the process, so a strong reference is fine.
+        keyring = _keyrings.get(identity)
+        if keyring is not None:
+            return keyring
+        keyring = _keyrings[identity] = build()
     os.register_at_fork(after_in_child=keyring.reset)
     return keyring
 
@@ -65,21 +74,12 @@ def _provider_keyring(enc: EncryptionConfig) -> Keyring:
     """A keyring fed by an external provider, shared per provider object."""
     if enc.master_key is not None:
         raise ConfigurationError("give either master_key or key_provider, not both")
-    identity = ("provider", id(enc.key_provider), enc.dek_max_age, enc.dek_max_messages,
-                enc.dek_max_bytes)
-    with _lock:
-        shared = _keyrings.get(identity)
-        if shared is not None:
-            return shared
+
+    def build() -> Keyring:
         try:
-            keyring = Keyring(
-                provider=enc.key_provider,
-                dek_max_age=enc.dek_max_age,
-                dek_max_messages=enc.dek_max_messages,
-                dek_max_bytes=enc.dek_max_bytes,
-            )
+            return Keyring(provider=enc.key_provider, dek_max_age=enc.dek_max_age,
+                           dek_max_messages=enc.dek_max_messages, dek_max_bytes=enc.dek_max_bytes)
         except ValueError as exc:
             raise ConfigurationError(f"key_provider: {exc}") from None
-        _keyrings[identity] = keyring
-    os.register_at_fork(after_in_child=keyring.reset)
-    return keyring
+
+    return _shared(("provider", id(enc.key_provider), *_limits(enc)), build)

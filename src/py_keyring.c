@@ -8,11 +8,11 @@
  */
 #include "py_keyring.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "py_args.h"
 #include "py_codec.h"
+#include "py_store.h"
 
 static void *gil_leave(void)
 {
@@ -183,19 +183,6 @@ void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening)
     }
 }
 
-static int seconds_to_ns(double seconds, const char *name, uint64_t *ns)
-{
-    if (!(seconds > 0) || !isfinite(seconds) || seconds > 1.8e10) {
-        PyErr_Format(PyExc_ValueError, "%s must be a positive number of seconds", name);
-        return -1;
-    }
-    *ns = (uint64_t)(seconds * 1e9);
-    if (*ns == 0) {
-        *ns = 1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------- new */
 
 /* Build self->kr around a Python provider: provider_id (2..255), key_id
@@ -272,8 +259,8 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     if (master_obj != Py_None && PyObject_GetBuffer(master_obj, &master, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    if (seconds_to_ns(dek_max_age, "dek_max_age", &lim.dek_max_age_ns) < 0 ||
-        seconds_to_ns(read_max_age, "read_max_age", &lim.read_max_age_ns) < 0) {
+    if (ck_seconds_to_ns(dek_max_age, "dek_max_age", &lim.dek_max_age_ns) < 0 ||
+        ck_seconds_to_ns(read_max_age, "read_max_age", &lim.read_max_age_ns) < 0) {
         goto error;
     }
     if (max_messages == 0 || max_messages > CK_KEYRING_MAX_MESSAGES || max_bytes == 0 ||
@@ -648,7 +635,7 @@ static PyObject *keyring_advance(ck_keyring_object *self, PyObject *arg)
     if (seconds == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    if (seconds_to_ns(seconds, "seconds", &ns) < 0) {
+    if (ck_seconds_to_ns(seconds, "seconds", &ns) < 0) {
         return NULL;
     }
     ck_keyring_advance_clock(self->kr, ns);

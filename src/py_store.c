@@ -11,6 +11,20 @@
 #include <math.h>
 #include <structmember.h>
 
+int ck_seconds_to_ns(double seconds, const char *name, uint64_t *ns)
+{
+    /* Beyond ~570 years the nanoseconds no longer fit in 64 bits. */
+    if (!(seconds > 0.0) || !isfinite(seconds) || seconds >= 1.8e10) {
+        PyErr_Format(PyExc_ValueError, "%s must be a positive number of seconds", name);
+        return -1;
+    }
+    *ns = (uint64_t)(seconds * 1e9);
+    if (*ns == 0) {
+        *ns = 1; /* a positive duration below 1 ns still counts */
+    }
+    return 0;
+}
+
 int ck_parse_ttl(PyObject *obj, uint64_t *ttl_ns)
 {
     double seconds;
@@ -28,20 +42,12 @@ int ck_parse_ttl(PyObject *obj, uint64_t *ttl_ns)
     if (seconds == -1.0 && PyErr_Occurred()) {
         return -1;
     }
-    if (!(seconds > 0.0) || !isfinite(seconds)) {
-        PyErr_SetString(PyExc_ValueError, "ttl must be a positive number of seconds, or None");
-        return -1;
-    }
-    if (seconds >= 1.8e10) {
-        /* Over 570 years does not fit in 64-bit nanoseconds: never expires. */
+    if (seconds >= 1.8e10 && isfinite(seconds)) {
+        /* Longer than 64-bit nanoseconds can count: never expires. */
         *ttl_ns = 0;
         return 0;
     }
-    *ttl_ns = (uint64_t)(seconds * 1e9);
-    if (*ttl_ns == 0) {
-        *ttl_ns = 1; /* a positive TTL below 1 ns still expires */
-    }
-    return 0;
+    return ck_seconds_to_ns(seconds, "ttl (or None)", ttl_ns);
 }
 
 static void value_retain(void *v)

@@ -26,6 +26,10 @@ static inline void ck_store_release(ck_store_object *so, ck_l1_entry *detached)
     }
 }
 
+/* A positive, finite duration in seconds (below 1.8e10) as nanoseconds
+   (at least 1). 0, or -1 with ValueError naming `name`. */
+int ck_seconds_to_ns(double seconds, const char *name, uint64_t *ns);
+
 /* Parse a TTL in seconds: None -> 0 (no expiry); a positive finite number ->
    nanoseconds. Returns 0, or -1 with ValueError/TypeError set. */
 int ck_parse_ttl(PyObject *obj, uint64_t *ttl_ns);
