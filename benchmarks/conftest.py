@@ -2,7 +2,7 @@
 of its group (measured in the same run) at the end of the session.
 
 Each benchmark test calls ``record(benchmark, group, name, baseline=...)``
-after running; the summary shows ``name: median, ratio to baseline``.
+after running; the summary shows ``name: median, ratio to and difference from baseline``.
 With --benchmark-disable (the smoke run in scripts/test.sh) nothing is
 timed and the summary is skipped.
 """
@@ -39,5 +39,7 @@ def pytest_terminal_summary(terminalreporter):
         base = rows.get(base_name) if base_name else None
         tr.write_line(f"{group}:")
         for name, median in rows.items():
-            ratio = f"{median / base:6.2f}x {base_name}" if base else ""
+            # The ratio, and the difference for targets stated in absolute
+            # terms ("encryption adds at most 1 us").
+            ratio = f"{median / base:6.2f}x {(median - base) * 1e9:+10.1f} ns  vs {base_name}" if base else ""
             tr.write_line(f"  {name:<32} {median * 1e9:>12.1f} ns   {ratio}")

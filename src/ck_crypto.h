@@ -1,6 +1,6 @@
 /*
- * ck_crypto.h - AES-256-GCM, HKDF-SHA256 and randomness on OpenSSL 3 EVP
- * (pure C, no Python).
+ * ck_crypto.h - AES-256-GCM (ck_aead.c), HKDF-SHA256, randomness and key
+ * memory (ck_crypto.c), all on OpenSSL 3 (pure C, no Python).
  *
  * A ck_aead holds one 256-bit key with its key schedule set up once, so
  * sealing a small value costs one IV set-up and one pass, not a key
@@ -53,6 +53,12 @@ int ck_hkdf_sha256(const unsigned char *ikm, size_t ikm_len, const unsigned char
 
 /* Cryptographically secure random bytes (OpenSSL's DRBG). */
 int ck_random_bytes(unsigned char *out, size_t n, ck_error *err);
+
+/*
+ * Record an OpenSSL failure in err (CK_ECRYPTO) as "<what>: <reason>" and
+ * drain the thread's OpenSSL error queue. Returns -1.
+ */
+int ck_crypto_error(ck_error *err, const char *what);
 
 /* Wipe memory in a way the compiler cannot elide (OPENSSL_cleanse). */
 void ck_wipe(void *p, size_t n);

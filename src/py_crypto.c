@@ -4,7 +4,8 @@
  * Owns the module functions aes256gcm_seal, aes256gcm_open and hkdf_sha256:
  * argument parsing, length checks on keys and nonces, pinning inputs with
  * Py_buffer, releasing the GIL around large seals and opens, and turning
- * ck_error into Python exceptions. All cryptography lives in ck_crypto.c.
+ * ck_error into Python exceptions. All cryptography lives in ck_aead.c and
+ * ck_crypto.c.
  *
  * These functions build a ck_aead per call and free it (which wipes the key
  * schedule) before returning, on every path. The entry layer keeps

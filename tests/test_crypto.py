@@ -181,7 +181,9 @@ def test_hkdf_rfc5869_vectors(vectors):
 # Round trips and agreement with the cryptography package
 # --------------------------------------------------------------------------
 
-SIZES = [0, 1, 15, 16, 17, MiB]
+# Around the AES block and on both sides of the size where OpenSSL's x86-64
+# GCM moves to its bulk (stitched AES-NI + GHASH) code.
+SIZES = [0, 1, 15, 16, 17, 100, 287, 288, 289, 4097, MiB]
 
 
 @pytest.mark.parametrize("size", SIZES)
