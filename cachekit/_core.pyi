@@ -75,6 +75,7 @@ class L1Store:
 class CachedFunction(Generic[_P, _R]):
     store: L1Store
     keyring: Keyring | None
+    fail_closed: bool
     __wrapped__: Callable[_P, _R]
     def __init__(
         self,
@@ -95,6 +96,7 @@ class CachedFunction(Generic[_P, _R]):
         max_value_size: int = ...,
         keyring: Keyring | None = None,
         tenant_extractor: Callable[..., str] | None = None,
+        fail_closed: bool = False,
     ) -> None: ...
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
     def __get__(self, obj: object, objtype: type | None = None) -> Any: ...

@@ -169,21 +169,22 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     static char *kwlist[] = {"func",         "store",     "key_prefix", "ttl",
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
-                             "info_type",    "max_value_size", "keyring", "tenant_extractor", NULL};
+                             "info_type",    "max_value_size", "keyring", "tenant_extractor",
+                             "fail_closed",  NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
-    int varargs, varkw, self_is_instance;
+    int varargs, varkw, self_is_instance, fail_closed = 0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOO:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOp:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
-                                     &tenant_extractor)) {
+                                     &tenant_extractor, &fail_closed)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -240,6 +241,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                                           : (vectorcallfunc)ck_cached_secure_vectorcall;
     self->keyring = keyring == Py_None ? NULL : Py_NewRef(keyring);
     self->tenant_extractor = tenant_extractor == Py_None ? NULL : Py_NewRef(tenant_extractor);
+    self->fail_closed = (char)(fail_closed != 0);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
     /* The key hash is seeded by the function's identity (key_prefix names
@@ -553,6 +555,9 @@ static PyMemberDef cached_members[] = {
     {"store", T_OBJECT, offsetof(ck_cached, store), READONLY, "The L1Store holding the entries."},
     {"keyring", T_OBJECT, offsetof(ck_cached, keyring), READONLY,
      "The Keyring of @cache.secure, else None."},
+    {"fail_closed", T_BOOL, offsetof(ck_cached, fail_closed), READONLY,
+     "Whether a result that cannot be encrypted raises EncryptionError (else it is "
+     "logged and returned uncached)."},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -27,6 +27,7 @@ typedef struct {
     PyObject *info_type;     /* CacheInfo named tuple class */
     PyObject *keyring;       /* ck_keyring_object under @cache.secure, else NULL */
     PyObject *tenant_extractor; /* callable(*args, **kwargs) -> str, or NULL */
+    char fail_closed;        /* @cache.secure: a failed seal raises instead of being logged */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
     PyObject *weakreflist;
     /* Counters. Updated with the GIL held. */

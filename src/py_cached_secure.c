@@ -11,7 +11,10 @@
  *     qualname) followed by the key bytes, not just their hash.
  * An entry that fails to open (tampered, truncated, wrong key, unknown
  * master key) is a counted, logged miss: the function runs and its result
- * replaces the entry. Plaintext buffers are wiped after use.
+ * replaces the entry. A result that fails to seal (a key provider down) is
+ * counted and logged and returned uncached, or with fail_closed the
+ * EncryptionError propagates to the caller. Plaintext buffers are wiped
+ * after use.
  */
 #include "py_cached.h"
 
@@ -61,7 +64,8 @@ error:
 }
 
 /* Encode and seal result; a new bytes object, or NULL with the failure
-   reported (and *fatal set when it must propagate). */
+   reported (and *fatal set, the exception left set, when it must
+   propagate). */
 static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck_span tenant,
                              ck_span aad_key, int *fatal)
 {
@@ -78,9 +82,12 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
     if (ck_keyring_seal(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len, &ck_gil_hooks,
                         &out, &err) < 0) {
         ck_raise_crypto_error(st, &err, 0);
-    } else {
-        entry = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+        self->store_errors++;
+        /* Fail closed: the caller learns the value could not be protected. */
+        *fatal = self->fail_closed || ck_cached_report_failure(self, "store_error") < 0;
+        goto done;
     }
+    entry = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
     if (entry == NULL) {
         self->store_errors++;
         *fatal = ck_cached_report_failure(self, "store_error") < 0;

@@ -29,9 +29,11 @@ def test_environment_parsing():
             "CACHEKIT_L1_MAX_SIZE_MB": "8",
             "CACHEKIT_MASTER_KEY": KEY,
             "CACHEKIT_MASTER_KEY_ROTATION": "aa" * 32 + ", " + "bb" * 32,
+            "CACHEKIT_ENCRYPTION_FAIL_CLOSED": "1",
         }
     )
     assert (s.namespace, s.default_ttl, s.l1_enabled, s.l1_max_size_mb) == ("svc", 30.0, False, 8)
+    assert s.encryption_fail_closed is True
     assert s.master_key.get_secret_value() == KEY
     assert [k.get_secret_value() for k in s.previous_master_keys] == ["aa" * 32, "bb" * 32]
 
@@ -44,7 +46,12 @@ def test_keyword_overrides_win():
 
 @pytest.mark.parametrize(
     "var, value",
-    [("CACHEKIT_DEFAULT_TTL", "-3"), ("CACHEKIT_L1_ENABLED", "maybe"), ("CACHEKIT_L1_MAX_SIZE_MB", "x")],
+    [
+        ("CACHEKIT_DEFAULT_TTL", "-3"),
+        ("CACHEKIT_L1_ENABLED", "maybe"),
+        ("CACHEKIT_L1_MAX_SIZE_MB", "x"),
+        ("CACHEKIT_ENCRYPTION_FAIL_CLOSED", "sometimes"),
+    ],
 )
 def test_invalid_values_name_the_variable(var, value):
     with pytest.raises(ConfigurationError, match=var):

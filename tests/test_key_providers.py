@@ -266,3 +266,71 @@ def test_read_keys_age_out_on_the_keyring_clock():
     reader.open(entry, cache_key=b"k")
     assert reader.stats()["deks_unwrapped"] == 2
     assert reader.stats()["read_keys"] == 1
+
+
+# ------------------------------------------------ fail_closed
+
+
+def test_fail_closed_raises_on_write_and_stores_nothing(kms):
+    client, _ = kms
+    bad = AwsKmsKeyProvider("alias/does-not-exist", client=client)
+    runs = []
+
+    @cache.secure(key_provider=bad, fail_closed=True)
+    def f(x):
+        runs.append(x)
+        return x * 2
+
+    assert f.fail_closed is True
+    for _ in range(2):
+        with pytest.raises(EncryptionError, match="generate_data_key failed"):
+            f(2)
+    assert runs == [2, 2]  # nothing was cached
+    assert f.cache_stats()["store_errors"] == 2
+    assert f.cache_info().currsize == 0
+
+
+def test_fail_closed_from_the_environment(monkeypatch):
+    from cachekit.config import reset_settings
+
+    provider = SlowProvider(delay=0, fail_times=1)
+    monkeypatch.setenv("CACHEKIT_ENCRYPTION_FAIL_CLOSED", "true")
+    reset_settings()
+    try:
+        @cache.secure(key_provider=provider)
+        def f(x):
+            return x + 1
+
+        @cache.secure(key_provider=provider, fail_closed=False)  # the argument wins
+        def g(x):
+            return x + 1
+    finally:
+        monkeypatch.delenv("CACHEKIT_ENCRYPTION_FAIL_CLOSED")
+        reset_settings()
+    assert f.fail_closed is True and g.fail_closed is False
+    with pytest.raises(EncryptionError, match="provider unreachable"):
+        f(1)
+    assert f(1) == 2 and f(1) == 2  # the provider is back: cached from now on
+    assert f.cache_stats()["hits"] == 1
+
+
+def test_fail_closed_still_treats_a_bad_entry_as_a_miss():
+    provider = SlowProvider(delay=0)
+
+    @cache.secure(key_provider=provider, fail_closed=True)
+    def f(x):
+        return [x]
+
+    assert f(1) == [1]
+    blob = bytearray(f._peek(1))
+    blob[-1] ^= 1
+    f._poke(bytes(blob), 1)
+    assert f(1) == [1]
+    assert f.cache_stats()["decrypt_errors"] == 1
+
+
+def test_fail_closed_must_be_a_bool():
+    from cachekit.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="fail_closed"):
+        cache.secure(key_provider=SlowProvider(delay=0), fail_closed="yes")(lambda: 1)

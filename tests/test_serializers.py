@@ -96,6 +96,19 @@ def test_cache_with_encryption_wrapper_stores_ciphertext():
     assert isinstance(blob, bytes) and b"Ada" not in blob
 
 
+def test_encryption_wrapper_fail_closed_reaches_the_decorator():
+    for fail_closed in (False, True):
+        wrapper = EncryptionWrapper(master_key=bytes.fromhex(KEY), fail_closed=fail_closed)
+
+        @cache(serializer=wrapper)
+        def f(x):
+            return x
+
+        assert f.fail_closed is fail_closed
+    with pytest.raises(ConfigurationError, match="fail_closed"):
+        EncryptionWrapper(master_key=bytes.fromhex(KEY), fail_closed="no")
+
+
 def test_cache_with_standard_serializer_object():
     @cache(serializer=StandardSerializer())
     def f(x):

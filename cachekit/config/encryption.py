@@ -30,7 +30,10 @@ class EncryptionConfig:
     ``tenant_extractor`` is called with the function's arguments and returns
     the tenant id (a non-empty str); each tenant gets its own keys.
     ``key_provider`` (e.g. AwsKmsKeyProvider) replaces the master key as the
-    source of data keys.
+    source of data keys. ``fail_closed`` (None: ``CACHEKIT_ENCRYPTION_FAIL_CLOSED``,
+    default False) decides what a result that cannot be encrypted does: False
+    logs and counts it and returns the result uncached; True raises
+    EncryptionError to the caller. Nothing is ever stored unencrypted.
     """
 
     enabled: bool | None = None
@@ -42,6 +45,7 @@ class EncryptionConfig:
     dek_max_messages: int = 2**32
     dek_max_bytes: int = 2**36
     key_provider: Any = None
+    fail_closed: bool | None = None
 
     def __post_init__(self) -> None:
         # Wrap plain strings at once so no repr of this object shows a key.
@@ -53,6 +57,8 @@ class EncryptionConfig:
         object.__setattr__(self, "previous_master_keys", previous)
 
     def validate(self) -> None:
+        if self.fail_closed is not None and not isinstance(self.fail_closed, bool):
+            raise ConfigurationError("fail_closed must be True, False or None")
         if self.tenant_extractor is not None and not callable(self.tenant_extractor) and not hasattr(
             self.tenant_extractor, "extract"
         ):

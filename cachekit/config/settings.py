@@ -83,6 +83,7 @@ class CachekitConfig:
     l1_max_entries: int = 0
     master_key: SecretStr | None = None
     previous_master_keys: tuple[SecretStr, ...] = ()
+    encryption_fail_closed: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CachekitConfig:
@@ -159,4 +160,5 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "l1_max_entries": (_parse_non_negative_int, False),
     "master_key": (_parse_secret, True),
     "previous_master_keys": (_parse_secret_list, True),
+    "encryption_fail_closed": (_parse_bool, False),
 }

@@ -39,10 +39,12 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
     if isinstance(serializer, str) or isinstance(serializer, StandardSerializer):
         if not config.encrypted:
             return {}
+        fail_closed = config.encryption.fail_closed
         # Builds (and validates) the keys now, at decoration time.
         return {
             "keyring": keyring_for(config.encryption, settings),
             "tenant_extractor": config.encryption.tenant_extractor,
+            "fail_closed": settings.encryption_fail_closed if fail_closed is None else fail_closed,
         }
     if isinstance(serializer, EncryptionWrapper) and isinstance(serializer.serializer, StandardSerializer):
         if config.encrypted:
@@ -51,6 +53,7 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
         return {
             "keyring": serializer.keyring,
             "tenant_extractor": None if tenant == "default" else _constant_tenant(tenant),
+            "fail_closed": bool(serializer.fail_closed),
         }
     raise ConfigurationError(
         f"serializer {type(serializer).__name__} is not available with @cache in this release; "

@@ -37,7 +37,14 @@ def _raw_key(key: bytes | bytearray | str | SecretStr, what: str) -> bytearray:
 
 
 class EncryptionWrapper:
-    """Encrypt what ``serializer`` (default: StandardSerializer) produces."""
+    """Encrypt what ``serializer`` (default: StandardSerializer) produces.
+
+    serialize and deserialize raise EncryptionError / DecryptionError on
+    failure. ``fail_closed`` applies when the wrapper is given to
+    ``@cache(serializer=...)``: True makes a result that cannot be encrypted
+    raise EncryptionError to the caller; False (the default) logs it and
+    returns the result uncached.
+    """
 
     def __init__(
         self,
@@ -53,6 +60,8 @@ class EncryptionWrapper:
             enable_integrity_checking=False
         )
         self.tenant_id = tenant_id
+        if not isinstance(fail_closed, bool):
+            raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
         settings = get_settings()
         if master_key is None:
