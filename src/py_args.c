@@ -5,6 +5,24 @@
  */
 #include "py_args.h"
 
+#include <string.h>
+
+/*
+ * Whether the keyword name equals the ASCII string opt. Keyword names at
+ * call sites are almost always compact ASCII, compared here with one
+ * memcmp; anything else takes CPython's general comparison.
+ */
+static int name_is(PyObject *name, const char *opt)
+{
+    size_t n;
+
+    if (PyUnicode_IS_COMPACT_ASCII(name)) {
+        n = strlen(opt);
+        return (size_t)PyUnicode_GET_LENGTH(name) == n && memcmp(PyUnicode_DATA(name), opt, n) == 0;
+    }
+    return PyUnicode_CompareWithASCIIString(name, opt) == 0;
+}
+
 /*
  * Vectorcall argument parsing for `f(a0, .., a[npos-1], /, o0=.., o1=..)`:
  * the first npos arguments are required and positional-only; the optional
@@ -38,7 +56,7 @@ int ck_parse_fastcall(const char *fname, PyObject *const *args, Py_ssize_t nargs
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
 
         for (j = 0; j < nopt; j++) {
-            if (PyUnicode_CompareWithASCIIString(name, optnames[j]) == 0) {
+            if (name_is(name, optnames[j])) {
                 break;
             }
         }

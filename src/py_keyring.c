@@ -423,7 +423,11 @@ static int parse_keyring_args(const char *fname, PyObject *const *args, Py_ssize
         }
         a->tenant.n = (size_t)n;
     }
-    if (a->slots[2] != NULL) {
+    if (a->slots[2] != NULL && PyBytes_CheckExact(a->slots[2])) {
+        /* The common case: immutable and borrowed for the call, no pinning. */
+        a->cache_key.p = (const unsigned char *)PyBytes_AS_STRING(a->slots[2]);
+        a->cache_key.n = (size_t)PyBytes_GET_SIZE(a->slots[2]);
+    } else if (a->slots[2] != NULL) {
         if (PyObject_GetBuffer(a->slots[2], &a->key, PyBUF_SIMPLE) < 0) {
             return -1;
         }
