@@ -342,31 +342,52 @@ static int check_aead_args(const ck_aead *a, const unsigned char *nonce, const u
     return 0;
 }
 
+/*
+ * Start one message: take a's lock, get the context for the direction and
+ * set the nonce (a NULL key keeps the key schedule and resets the GCM
+ * state). Returns the context with the lock held, or NULL with err and the
+ * lock released.
+ */
+static void *begin_message(ck_aead *a, int encrypt, const unsigned char *nonce, ck_error *err)
+{
+    const gcm_impl *impl = a->impl;
+    void *ctx;
+    int ok;
+
+    if (pthread_mutex_lock(&a->lock) != 0) {
+        ck_error_set(err, CK_ECRYPTO, "cannot take the AEAD lock");
+        return NULL;
+    }
+    ctx = aead_ctx(a, encrypt, err);
+    if (ctx == NULL) {
+        goto error;
+    }
+    ok = encrypt ? impl->encrypt_init(ctx, NULL, 0, nonce, CK_AEAD_NONCE_LEN, NULL)
+                 : impl->decrypt_init(ctx, NULL, 0, nonce, CK_AEAD_NONCE_LEN, NULL);
+    if (ok != 1) {
+        ck_crypto_error(err, "AES-256-GCM nonce setup");
+        goto error;
+    }
+    return ctx;
+error:
+    (void)pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
 int ck_aead_seal(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
                  const unsigned char *aad, size_t aad_len, const unsigned char *pt, size_t n,
                  unsigned char *ct, unsigned char tag[CK_AEAD_TAG_LEN], ck_error *err)
 {
     OSSL_PARAM params[2];
     const gcm_impl *impl;
-    void *ctx = NULL; /* borrowed from a */
-    int locked = 0;
+    void *ctx = NULL; /* borrowed from a; non-NULL while a->lock is held */
 
     if (check_aead_args(a, nonce, aad, aad_len, pt, ct, n, tag, err) < 0) {
         goto error;
     }
     impl = a->impl;
-    if (pthread_mutex_lock(&a->lock) != 0) {
-        ck_error_set(err, CK_ECRYPTO, "cannot take the AEAD lock");
-        goto error;
-    }
-    locked = 1;
-    ctx = aead_ctx(a, 1, err);
+    ctx = begin_message(a, 1, nonce, err);
     if (ctx == NULL) {
-        goto error;
-    }
-    /* NULL key: keep the key schedule, reset the GCM state for this nonce. */
-    if (impl->encrypt_init(ctx, NULL, 0, nonce, CK_AEAD_NONCE_LEN, NULL) != 1) {
-        ck_crypto_error(err, "AES-256-GCM nonce setup");
         goto error;
     }
     if (feed(impl, ctx, NULL, aad, aad_len) < 0) {
@@ -387,7 +408,7 @@ int ck_aead_seal(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
     (void)pthread_mutex_unlock(&a->lock);
     return 0;
 error:
-    if (locked) {
+    if (ctx != NULL) {
         (void)pthread_mutex_unlock(&a->lock);
     }
     return -1;
@@ -399,24 +420,14 @@ int ck_aead_open(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
 {
     OSSL_PARAM params[2];
     const gcm_impl *impl;
-    void *ctx = NULL; /* borrowed from a */
-    int locked = 0;
+    void *ctx = NULL; /* borrowed from a; non-NULL while a->lock is held */
 
     if (check_aead_args(a, nonce, aad, aad_len, ct, pt, n, tag, err) < 0) {
         goto error;
     }
     impl = a->impl;
-    if (pthread_mutex_lock(&a->lock) != 0) {
-        ck_error_set(err, CK_ECRYPTO, "cannot take the AEAD lock");
-        goto error;
-    }
-    locked = 1;
-    ctx = aead_ctx(a, 0, err);
+    ctx = begin_message(a, 0, nonce, err);
     if (ctx == NULL) {
-        goto error;
-    }
-    if (impl->decrypt_init(ctx, NULL, 0, nonce, CK_AEAD_NONCE_LEN, NULL) != 1) {
-        ck_crypto_error(err, "AES-256-GCM nonce setup");
         goto error;
     }
     /* The expected tag must be in place before the final step compares it.
@@ -447,7 +458,7 @@ int ck_aead_open(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
     (void)pthread_mutex_unlock(&a->lock);
     return 0;
 error:
-    if (locked) {
+    if (ctx != NULL) {
         (void)pthread_mutex_unlock(&a->lock);
     }
     /* Whatever was decrypted is unauthenticated: never hand it out. */
