@@ -16,7 +16,6 @@
 
 #include <limits.h>
 #include <pthread.h>
-#include <string.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
