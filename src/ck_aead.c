@@ -257,6 +257,21 @@ void ck_aead_free(ck_aead *a)
 /* ------------------------------------------------------------------------ */
 
 /*
+ * Initialise ctx for one direction (encrypt != 0: seal) with a key, a nonce
+ * or both; a NULL one is left as it is. 0, or -1 on failure.
+ */
+static int init_direction(const gcm_impl *impl, void *ctx, int encrypt, const unsigned char *key,
+                          const unsigned char *nonce)
+{
+    /* The two init functions have the same signature. */
+    OSSL_FUNC_cipher_encrypt_init_fn *init = encrypt ? impl->encrypt_init : impl->decrypt_init;
+    size_t key_len = key != NULL ? CK_AEAD_KEY_LEN : 0;
+    size_t nonce_len = nonce != NULL ? CK_AEAD_NONCE_LEN : 0;
+
+    return init(ctx, key, key_len, nonce, nonce_len, NULL) == 1 ? 0 : -1;
+}
+
+/*
  * The context for one direction (encrypt != 0: seal), created and keyed on
  * first use. Called with a->lock held. NULL with err on failure; a later
  * call retries, since the key copy is kept until both contexts exist.
@@ -266,7 +281,6 @@ static void *aead_ctx(ck_aead *a, int encrypt, ck_error *err)
     const gcm_impl *impl = a->impl;
     void **slot = encrypt ? &a->enc : &a->dec;
     void *ctx = NULL;
-    int ok;
 
     if (*slot != NULL) {
         return *slot;
@@ -278,9 +292,7 @@ static void *aead_ctx(ck_aead *a, int encrypt, ck_error *err)
     }
     /* The key schedule is computed here, once; GCM's default IV length is
        12 bytes, the only one we use. */
-    ok = encrypt ? impl->encrypt_init(ctx, a->key, CK_AEAD_KEY_LEN, NULL, 0, NULL)
-                 : impl->decrypt_init(ctx, a->key, CK_AEAD_KEY_LEN, NULL, 0, NULL);
-    if (ok != 1) {
+    if (init_direction(impl, ctx, encrypt, a->key, NULL) < 0) {
         ck_crypto_error(err, "AES-256-GCM key setup");
         goto error;
     }
@@ -350,9 +362,7 @@ static int check_aead_args(const ck_aead *a, const unsigned char *nonce, const u
  */
 static void *begin_message(ck_aead *a, int encrypt, const unsigned char *nonce, ck_error *err)
 {
-    const gcm_impl *impl = a->impl;
     void *ctx;
-    int ok;
 
     if (pthread_mutex_lock(&a->lock) != 0) {
         ck_error_set(err, CK_ECRYPTO, "cannot take the AEAD lock");
@@ -362,9 +372,7 @@ static void *begin_message(ck_aead *a, int encrypt, const unsigned char *nonce, 
     if (ctx == NULL) {
         goto error;
     }
-    ok = encrypt ? impl->encrypt_init(ctx, NULL, 0, nonce, CK_AEAD_NONCE_LEN, NULL)
-                 : impl->decrypt_init(ctx, NULL, 0, nonce, CK_AEAD_NONCE_LEN, NULL);
-    if (ok != 1) {
+    if (init_direction(a->impl, ctx, encrypt, NULL, nonce) < 0) {
         ck_crypto_error(err, "AES-256-GCM nonce setup");
         goto error;
     }
