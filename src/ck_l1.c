@@ -40,9 +40,35 @@ struct ck_l1_entry {
     uint64_t expires_ns;         /* 0: never */
     size_t charge;               /* bytes counted against max_bytes */
     void *value;                 /* one reference, taken with ops.retain */
-    size_t key_len;
-    unsigned char key[];         /* full key bytes, compared on lookup */
+    uint32_t key_len;
+    uint32_t flags;              /* ENTRY_GROUPED | user flags */
+    unsigned char key[];         /* full key bytes, compared on lookup; a
+                                    grouped entry's ck_l1_glink follows at
+                                    glink_offset(key_len) */
 };
+
+/* Store-private flag: the entry is threaded on a group's list. */
+#define ENTRY_GROUPED 0x1u
+
+/* What a grouped entry carries after its key: its link on the group's list
+   and a pointer back to itself (a link alone cannot find its entry, whose
+   key length varies). */
+typedef struct {
+    ck_l1_glink link; /* must stay first */
+    ck_l1_entry *entry;
+} group_tail;
+
+static inline size_t group_tail_offset(size_t key_len)
+{
+    size_t a = _Alignof(group_tail);
+    size_t end = sizeof(ck_l1_entry) + key_len;
+    return (end + a - 1) / a * a;
+}
+
+static inline group_tail *group_tail_of(ck_l1_entry *e)
+{
+    return (group_tail *)((unsigned char *)e + group_tail_offset(e->key_len));
+}
 
 struct ck_l1 {
     pthread_mutex_t lock;
@@ -131,6 +157,11 @@ static void detach(ck_l1 *s, ck_l1_entry *e, ck_l1_entry **detached)
     }
     *pp = e->hnext;
     lru_unlink(e);
+    if (e->flags & ENTRY_GROUPED) {
+        ck_l1_glink *g = &group_tail_of(e)->link;
+        g->prev->next = g->next;
+        g->next->prev = g->prev;
+    }
     s->count--;
     s->bytes -= e->charge;
     e->owner->count--;
@@ -211,6 +242,14 @@ void ck_l1_free(ck_l1 *s)
 int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
               size_t key_len, void **value, ck_l1_entry **detached)
 {
+    uint32_t flags;
+
+    return ck_l1_get_ex(s, owner, h, key, key_len, value, &flags, detached);
+}
+
+int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                 size_t key_len, void **value, uint32_t *flags, ck_l1_entry **detached)
+{
     ck_l1_entry *e;
     int hit = 0;
 
@@ -231,6 +270,7 @@ int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
             }
             s->ops.retain(e->value);
             *value = e->value;
+            *flags = e->flags & CK_L1_USER_FLAGS_MASK;
             hit = 1;
         }
     }
@@ -242,19 +282,40 @@ int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
               size_t key_len, void *value, size_t charge, uint64_t ttl_ns,
               ck_l1_entry **detached, ck_error *err)
 {
+    return ck_l1_put_ex(s, owner, NULL, h, key, key_len, value, charge, ttl_ns, 0, detached, err);
+}
+
+/* Drop (owner, h, key) if present: a put that cannot store its value must
+   not leave the value it was meant to replace answering for the key. */
+static void remove_stale(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                         size_t key_len, ck_l1_entry **detached)
+{
+    (void)ck_l1_remove(s, owner, h, key, key_len, detached);
+}
+
+int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
+                 const unsigned char *key, size_t key_len, void *value, size_t charge,
+                 uint64_t ttl_ns, uint32_t flags, ck_l1_entry **detached, ck_error *err)
+{
     ck_l1_entry *e, *old;
+    size_t alloc;
     uint64_t now = 0;
     int i;
 
-    if (key_len > SIZE_MAX - sizeof(*e) || charge > SIZE_MAX - key_len - CK_L1_ENTRY_OVERHEAD) {
+    if (key_len > UINT32_MAX || charge > SIZE_MAX / 2) {
+        remove_stale(s, owner, h, key, key_len, detached);
         return ck_error_set(err, CK_ELIMIT, "cache entry too large");
     }
-    charge += key_len + CK_L1_ENTRY_OVERHEAD;
+    alloc = group != NULL ? group_tail_offset(key_len) + sizeof(group_tail)
+                          : sizeof(*e) + key_len;
+    charge += key_len + CK_L1_ENTRY_OVERHEAD + (group != NULL ? sizeof(group_tail) : 0);
     if (charge > s->max_bytes) {
+        remove_stale(s, owner, h, key, key_len, detached);
         return 0;
     }
-    e = malloc(sizeof(*e) + key_len);
+    e = malloc(alloc);
     if (e == NULL) {
+        remove_stale(s, owner, h, key, key_len, detached);
         return ck_error_set(err, CK_ENOMEM, "out of memory for a cache entry");
     }
     if (ttl_ns != 0) {
@@ -265,7 +326,8 @@ int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
     e->expires_ns = ttl_ns == 0 ? 0 : (ttl_ns > UINT64_MAX - now ? UINT64_MAX : now + ttl_ns);
     e->charge = charge;
     e->value = value;
-    e->key_len = key_len;
+    e->key_len = (uint32_t)key_len;
+    e->flags = (flags & CK_L1_USER_FLAGS_MASK) | (group != NULL ? ENTRY_GROUPED : 0);
     memcpy(e->key, key, key_len);
 
     pthread_mutex_lock(&s->lock);
@@ -279,6 +341,14 @@ int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
     e->hnext = *bucket_of(s, h);
     *bucket_of(s, h) = e;
     lru_push_front(s, e);
+    if (group != NULL) {
+        group_tail *t = group_tail_of(e);
+        t->entry = e;
+        t->link.next = group->head.next;
+        t->link.prev = &group->head;
+        group->head.next->prev = &t->link;
+        group->head.next = &t->link;
+    }
     s->count++;
     s->bytes += charge;
     owner->count++;
@@ -334,6 +404,21 @@ void ck_l1_clear(ck_l1 *s, ck_l1_owner *owner, ck_l1_entry **detached)
         if (owner == NULL || e->owner == owner) {
             detach(s, e, detached);
         }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ck_l1_group_init(ck_l1_group *g)
+{
+    g->head.next = g->head.prev = &g->head;
+}
+
+void ck_l1_clear_group(ck_l1 *s, ck_l1_group *g, ck_l1_entry **detached)
+{
+    pthread_mutex_lock(&s->lock);
+    while (g->head.next != &g->head) {
+        /* detach() unlinks the entry from g, so the loop advances. */
+        detach(s, ((group_tail *)g->head.next)->entry, detached);
     }
     pthread_mutex_unlock(&s->lock);
 }

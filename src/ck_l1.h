@@ -42,6 +42,23 @@ typedef struct {
     size_t bytes;
 } ck_l1_owner;
 
+/* Group links: an entry put with a group is also threaded on the group's
+   list, so every entry of the group can be dropped at once without scanning
+   the store (the entries of one method instance, dropped when it dies). */
+typedef struct ck_l1_glink {
+    struct ck_l1_glink *prev, *next;
+} ck_l1_glink;
+
+/* A group must outlive its entries: call ck_l1_clear_group() before freeing
+   it. Initialise with ck_l1_group_init(). Guarded by the store's lock. */
+typedef struct {
+    ck_l1_glink head;
+} ck_l1_group;
+
+/* Flags a caller may attach to an entry (returned by ck_l1_get_ex). The
+   store keeps them and never interprets them. */
+#define CK_L1_USER_FLAGS_MASK 0xffff0000u
+
 typedef struct {
     size_t count;
     size_t bytes;
@@ -54,8 +71,9 @@ typedef struct {
 /* XXH3-128 of key bytes with a seed: the hash every lookup uses. */
 ck_hash128 ck_key_hash(const unsigned char *key, size_t len, uint64_t seed);
 
-/* Fixed cost charged per entry on top of the value and key sizes. */
-#define CK_L1_ENTRY_OVERHEAD 64
+/* Fixed cost charged per entry on top of the value and key sizes: the
+   entry header (80 bytes), its allocator header and its bucket slot. */
+#define CK_L1_ENTRY_OVERHEAD 96
 
 /* max_entries / max_bytes of 0 mean "no bound". Returns NULL on ENOMEM. */
 ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops);
@@ -73,16 +91,33 @@ uint64_t ck_l1_now_ns(void);
 int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
               size_t key_len, void **value, ck_l1_entry **detached);
 
+/* ck_l1_get that also returns the entry's user flags (see ck_l1_put_ex). */
+int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                 size_t key_len, void **value, uint32_t *flags, ck_l1_entry **detached);
+
 /*
  * Insert or replace (owner, hash, key) -> value, retaining value. ttl_ns of 0
  * means no expiry. charge is the value's size in bytes. Evicts least recently
  * used entries (and a few expired ones) onto *detached to respect the bounds.
  * Returns 1 if stored, 0 if the entry alone exceeds max_bytes (nothing
- * stored), -1 with err on allocation failure.
+ * stored; an older entry of the same key is removed, so a value that can no
+ * longer be stored is never answered by the one it replaces), -1 with err
+ * on allocation failure (the old entry is removed then too).
  */
 int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
               size_t key_len, void *value, size_t charge, uint64_t ttl_ns,
               ck_l1_entry **detached, ck_error *err);
+
+/* ck_l1_put with a group (NULL: none) and user flags (within
+   CK_L1_USER_FLAGS_MASK) kept with the entry. */
+int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
+                 const unsigned char *key, size_t key_len, void *value, size_t charge,
+                 uint64_t ttl_ns, uint32_t flags, ck_l1_entry **detached, ck_error *err);
+
+void ck_l1_group_init(ck_l1_group *g);
+
+/* Remove every entry of a group. */
+void ck_l1_clear_group(ck_l1 *s, ck_l1_group *g, ck_l1_entry **detached);
 
 /* Remove one key. Returns 1 if it was present. */
 int ck_l1_remove(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,

@@ -13,7 +13,7 @@ import pytest
 
 from cachekit._core import L1Store
 
-OVERHEAD = 64  # CK_L1_ENTRY_OVERHEAD: fixed charge per entry
+OVERHEAD = 96  # CK_L1_ENTRY_OVERHEAD: fixed charge per entry
 
 
 def key(i: int) -> bytes:
@@ -91,6 +91,15 @@ def test_entry_larger_than_max_bytes_is_not_stored():
     assert s.put(b"big", 2, charge=5000) is False
     assert s.get(b"big") is None
     assert s.get(b"small") == 1  # nothing was evicted for it
+
+
+def test_over_bound_replacement_removes_the_old_value():
+    # The new value cannot be stored; the old one must not keep answering.
+    s = L1Store(max_bytes=1000)
+    s.put(b"k", "old", charge=10)
+    assert s.put(b"k", "new", charge=5000) is False
+    assert s.get(b"k") is None
+    assert s.stats()["count"] == 0 and s.stats()["bytes"] == 0
 
 
 def test_ttl_expiry_is_never_served():
