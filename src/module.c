@@ -111,7 +111,8 @@ static int ck_exec(PyObject *module)
         return -1;
     }
     if (ck_codec_exec(module) < 0 || ck_format_exec(module) < 0 || ck_store_exec(module) < 0 ||
-        ck_cached_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
+        ck_cached_exec(module) < 0 || ck_cached_instances_exec(module) < 0 ||
+        ck_cached_bound_exec(module) < 0 || ck_cached_async_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
         ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0) {
         return -1;
     }
@@ -121,7 +122,8 @@ static int ck_exec(PyObject *module)
 #define VISIT_ALL(X)                                                                           \
     X(CachekitError) X(SerializationError) X(UnsupportedTypeError) X(IntegrityError)           \
     X(EncryptionError) X(DecryptionError)                                                      \
-    X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(DecimalType) X(UUIDType) X(ZoneInfoType)             \
+    X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
+    X(BoundCachedMethodType) X(ReadyType) X(DecimalType) X(UUIDType) X(ZoneInfoType)                        \
     X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)
 
 static int ck_traverse(PyObject *module, visitproc visit, void *arg)

@@ -29,6 +29,9 @@ typedef struct {
     PyTypeObject *L1StoreType;
     PyTypeObject *CachedFunctionType;
     PyTypeObject *KeyringType;
+    PyTypeObject *InstanceTrackerType;
+    PyTypeObject *BoundCachedMethodType;
+    PyTypeObject *ReadyType;
 
     /* Types the codec recognises, imported once at module exec. */
     PyObject *DecimalType;  /* decimal.Decimal */
@@ -59,6 +62,9 @@ int ck_codec_exec(PyObject *module);
 int ck_format_exec(PyObject *module);
 int ck_store_exec(PyObject *module);
 int ck_cached_exec(PyObject *module);
+int ck_cached_instances_exec(PyObject *module);
+int ck_cached_bound_exec(PyObject *module);
+int ck_cached_async_exec(PyObject *module);
 int ck_crypto_exec(PyObject *module);
 int ck_seal_exec(PyObject *module);
 int ck_keyring_exec(PyObject *module);

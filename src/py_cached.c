@@ -21,6 +21,7 @@
 #include "py_cached.h"
 
 #include <structmember.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "py_codec.h"
@@ -60,12 +61,6 @@ error:
     return rc;
 }
 
-PyObject *ck_cached_call_uncached(ck_cached *self, PyObject *const *args, size_t nargsf,
-                               PyObject *kwnames)
-{
-    return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
-}
-
 /* Check the codec can store result and return its encoded size, or -1 with
    the failure reported (and cleared when the call may go on; *fatal is set
    when it may not). */
@@ -88,23 +83,90 @@ error:
     return -1;
 }
 
+void ck_cached_touch(ck_cached *self)
+{
+    struct timespec ts;
+
+    /* The coarse clock is a vDSO read of the last tick (a few ns): cheap
+       enough for every call, and a millisecond is precision enough here. */
+    (void)clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    self->last_op_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+PyObject *ck_cached_run(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
+                        size_t nargsf, PyObject *kwnames)
+{
+    if (mode == NULL) {
+        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+    }
+    if (mode->result != NULL) {
+        return Py_NewRef(mode->result);
+    }
+    mode->missed = 1;
+    return NULL;
+}
+
+PyObject *ck_cached_run_uncached(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
+                                 size_t nargsf, PyObject *kwnames)
+{
+    if (mode != NULL) {
+        if (mode->result != NULL) {
+            return Py_NewRef(mode->result); /* nothing to store it under */
+        }
+        mode->bypassed = 1;
+    }
+    return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+}
+
+int ck_cached_missed(ck_call_mode *mode, const ck_buf *key)
+{
+    if (mode == NULL || !mode->missed) {
+        return 0;
+    }
+    mode->key = PyBytes_FromStringAndSize((const char *)key->data, (Py_ssize_t)key->len);
+    return 1;
+}
+
+int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *identity,
+                  PyObject *value, size_t charge, uint32_t flags, ck_l1_entry **detached)
+{
+    ck_l1_group *group = NULL;
+    ck_error err;
+    int rc;
+
+    if (identity != NULL && ck_cached_instance_group(self, identity, &group) < 0) {
+        self->store_errors++;
+        return ck_cached_report_failure(self, "store_error");
+    }
+    rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key->data, key->len, value,
+                      charge, self->ttl_ns, flags, detached, &err);
+    if (rc < 0 && err.code == CK_ENOMEM) {
+        /* Keep the result; the store just could not take it. */
+        self->store_errors++;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- hot path */
 
-static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                   PyObject *kwnames)
+/* One call of a plain @cache function. mode is NULL for a call through
+   vectorcall; the async path passes one to look up without running the
+   function, or to store a result it computed (ck_call_mode). */
+static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames, ck_call_mode *mode)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     ck_l1_entry *detached = NULL;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *identity;
     void *hit = NULL;
     ck_hash128 h;
     ck_buf key, value;
-    ck_error err;
     int rc, fatal = 0;
 
+    ck_cached_touch(self);
     ck_buf_init(&key);
-    rc = ck_key_build(st, &self->spec, args, nargs, kwnames, &key);
+    rc = ck_key_build(st, &self->spec, args, nargs, kwnames, &key, &identity);
     if (rc != 0) {
         if (rc < 0) {
             self->key_errors++;
@@ -113,29 +175,29 @@ static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_
             }
         }
         self->misses++; /* the function runs: every call is a hit or a miss */
-        result = ck_cached_call_uncached(self, args, nargsf, kwnames);
+        result = ck_cached_run_uncached(self, mode, args, nargsf, kwnames);
         goto done;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
-    if (ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
+    if (!CK_MODE_STORING(mode) &&
+        ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
         self->hits++;
         result = (PyObject *)hit;
         goto done;
     }
-    self->misses++;
-    result = ck_cached_call_uncached(self, args, nargsf, kwnames);
+    if (!CK_MODE_STORING(mode)) {
+        self->misses++;
+    }
+    result = ck_cached_run(self, mode, args, nargsf, kwnames);
     if (result == NULL) {
+        (void)ck_cached_missed(mode, &key);
         goto done; /* exceptions are not cached */
     }
     ck_buf_init(&value);
     if (ck_cached_encode_result(self, st, result, &value, &fatal) == 0) {
-        rc = ck_l1_put(self->store->store, &self->owner, h, key.data, key.len, result, value.len,
-                       self->ttl_ns, &detached, &err);
-        if (rc < 0 && err.code == CK_ENOMEM) {
-            /* Keep the result; the store just could not take it. */
-            self->store_errors++;
-        }
-    } else if (fatal) {
+        fatal = ck_cached_put(self, h, &key, identity, result, value.len, 0, &detached) < 0;
+    }
+    if (fatal) {
         Py_CLEAR(result);
     }
     ck_buf_free(&value);
@@ -143,6 +205,19 @@ done:
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
     return result;
+}
+
+static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    return cached_call(self, args, nargsf, kwnames, NULL);
+}
+
+PyObject *ck_cached_call_mode(ck_cached *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames, ck_call_mode *mode)
+{
+    return self->keyring != NULL ? ck_cached_secure_call(self, args, nargsf, kwnames, mode)
+                                 : cached_call(self, args, nargsf, kwnames, mode);
 }
 
 /* ----------------------------------------------------------- constructor */
@@ -170,21 +245,21 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
-                             "fail_closed",  NULL};
+                             "fail_closed",  "async_miss", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
-        *info_type, *keyring = Py_None, *tenant_extractor = Py_None;
+        *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOp:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
-                                     &tenant_extractor, &fail_closed)) {
+                                     &tenant_extractor, &fail_closed, &async_miss)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -224,6 +299,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_ValueError, "max_value_size must be > 0");
         return NULL;
     }
+    if (async_miss != Py_None && !PyCallable_Check(async_miss)) {
+        PyErr_SetString(PyExc_TypeError, "async_miss must be callable or None");
+        return NULL;
+    }
     if (on_event != Py_None && !PyCallable_Check(on_event)) {
         PyErr_SetString(PyExc_TypeError, "on_event must be callable or None");
         return NULL;
@@ -237,8 +316,13 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     /* The call strategy is chosen once, here. */
-    self->vectorcall = keyring == Py_None ? (vectorcallfunc)cached_vectorcall
-                                          : (vectorcallfunc)ck_cached_secure_vectorcall;
+    if (async_miss != Py_None) {
+        self->vectorcall = (vectorcallfunc)ck_cached_async_vectorcall;
+        self->async_miss = Py_NewRef(async_miss);
+    } else {
+        self->vectorcall = keyring == Py_None ? (vectorcallfunc)cached_vectorcall
+                                              : (vectorcallfunc)ck_cached_secure_vectorcall;
+    }
     self->keyring = keyring == Py_None ? NULL : Py_NewRef(keyring);
     self->tenant_extractor = tenant_extractor == Py_None ? NULL : Py_NewRef(tenant_extractor);
     self->fail_closed = (char)(fail_closed != 0);
@@ -275,6 +359,7 @@ static void drop_entries(ck_cached *self)
         ck_l1_clear(self->store->store, &self->owner, &detached);
         ck_store_release(self->store, detached);
     }
+    ck_cached_touch(self);
 }
 
 static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
@@ -292,7 +377,8 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->spec.kwonly_names);
     Py_VISIT(self->spec.defaults);
     Py_VISIT(self->spec.self_type);
-    Py_VISIT(self->spec.self_type_key);
+    Py_VISIT(self->instances);
+    Py_VISIT(self->async_miss);
     return 0;
 }
 
@@ -302,6 +388,8 @@ static int cached_clear(ck_cached *self)
        the store's traversal reports those edges, and clearing our entries
        breaks the cycle. */
     drop_entries(self);
+    ck_cached_forget_instances(self);
+    Py_CLEAR(self->async_miss);
     Py_CLEAR(self->func);
     Py_CLEAR(self->store);
     Py_CLEAR(self->key_prefix);
@@ -314,7 +402,6 @@ static int cached_clear(ck_cached *self)
     Py_CLEAR(self->spec.kwonly_names);
     Py_CLEAR(self->spec.defaults);
     Py_CLEAR(self->spec.self_type);
-    Py_CLEAR(self->spec.self_type_key);
     return 0;
 }
 
@@ -337,7 +424,7 @@ static PyObject *cached_descr_get(PyObject *self, PyObject *obj, PyObject *type)
     if (obj == Py_None || obj == NULL) {
         return Py_NewRef(self);
     }
-    return PyMethod_New(self, obj);
+    return ck_bound_new(ck_state_from_type(Py_TYPE(self)), (ck_cached *)self, obj);
 }
 
 static PyObject *cached_repr(ck_cached *self)
@@ -355,7 +442,9 @@ static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, P
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
     PyObject *tenant = NULL;
-    int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key);
+    PyObject *identity;
+    int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key,
+                          &identity);
 
     if (rc == 1) {
         PyErr_Format(PyExc_TypeError, "arguments do not match the signature of %R", self->func);
@@ -371,9 +460,10 @@ static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, P
 PyDoc_STRVAR(invalidate_doc,
              "invalidate_cache($self, /, *args, **kwargs)\n--\n\n"
              "Forget the entry of the call f(*args, **kwargs). Returns True if there\n"
-             "was one. For a method, pass the instance (or class) first.");
+             "was one. For a method, pass the instance first, or call it on the bound\n"
+             "method: obj.method.invalidate_cache(*args).");
 
-static PyObject *cached_invalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
+PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
                                    PyObject *kwnames)
 {
     ck_l1_entry *detached = NULL;
@@ -388,7 +478,24 @@ static PyObject *cached_invalidate(ck_cached *self, PyObject *const *args, size_
     }
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
+    ck_cached_touch(self);
     return removed < 0 ? NULL : PyBool_FromLong(removed);
+}
+
+PyDoc_STRVAR(ainvalidate_doc, "ainvalidate_cache($self, /, *args, **kwargs)\n--\n\n"
+                              "invalidate_cache as an awaitable, for async code.");
+
+PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames)
+{
+    PyObject *removed = ck_cached_invalidate(self, args, nargsf, kwnames), *res;
+
+    if (removed == NULL) {
+        return NULL;
+    }
+    res = ck_ready_new(ck_state_from_type(Py_TYPE(self)), removed);
+    Py_DECREF(removed);
+    return res;
 }
 
 PyDoc_STRVAR(cache_key_doc,
@@ -396,7 +503,7 @@ PyDoc_STRVAR(cache_key_doc,
              "Return the printable cache key of the call f(*args, **kwargs):\n"
              "'<namespace>:<module>.<qualname>:<32 hex digits of XXH3-128>'.");
 
-static PyObject *cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
+PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
                                   PyObject *kwnames)
 {
     static const char hex[] = "0123456789abcdef";
@@ -493,6 +600,42 @@ static PyObject *cached_cache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(acache_clear_doc, "acache_clear($self, /)\n--\n\n"
+                               "cache_clear as an awaitable, for async code.");
+
+static PyObject *cached_acache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    drop_entries(self);
+    return ck_ready_new(ck_state_from_type(Py_TYPE(self)), Py_None);
+}
+
+PyDoc_STRVAR(complete_doc,
+             "_complete($self, result, /, *args, **kwargs)\n--\n\n"
+             "Async path only: store result as the value of f(*args, **kwargs), as a\n"
+             "miss would have. Returns result.");
+
+static PyObject *cached_complete(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    ck_call_mode mode = {NULL, 0, 0, NULL};
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "_complete needs the result");
+        return NULL;
+    }
+    mode.result = args[0];
+    return ck_cached_call_mode(self, args + 1, (size_t)(nargs - 1), kwnames, &mode);
+}
+
+PyDoc_STRVAR(reduce_doc, "__reduce__($self, /)\n--\n\n"
+                         "Pickled by reference (module and qualified name), as functions are.");
+
+static PyObject *cached_reduce(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_GetAttrString((PyObject *)self, "__qualname__");
+}
+
 PyDoc_STRVAR(cache_info_doc,
              "cache_info($self, /)\n--\n\n"
              "Return a CacheInfo: hits, misses, l1_hits, l2_hits, maxsize, currsize,\n"
@@ -501,21 +644,28 @@ PyDoc_STRVAR(cache_info_doc,
 static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
     ck_l1_stats st;
-    PyObject *maxsize = NULL, *res = NULL;
+    PyObject *maxsize = NULL, *res = NULL, *last_op;
 
+    if (self->last_op_ns == 0) {
+        last_op = Py_NewRef(Py_None);
+    } else if ((last_op = PyFloat_FromDouble((double)self->last_op_ns / 1e9)) == NULL) {
+        return NULL;
+    }
     ck_l1_get_stats(self->store->store, &st);
     if (st.max_entries == 0) {
         maxsize = Py_NewRef(Py_None);
     } else if ((maxsize = PyLong_FromSize_t(st.max_entries)) == NULL) {
+        Py_DECREF(last_op);
         return NULL;
     }
     /* Counts are read without the store lock: a snapshot, not a transaction. */
     res = PyObject_CallFunction(self->info_type, "KKKiOndOOn", (unsigned long long)self->hits,
                                 (unsigned long long)self->misses,
                                 (unsigned long long)self->hits, 0, maxsize,
-                                (Py_ssize_t)self->owner.count, 0.0, Py_None, Py_None,
+                                (Py_ssize_t)self->owner.count, 0.0, last_op, Py_None,
                                 (Py_ssize_t)self->owner.bytes);
     Py_DECREF(maxsize);
+    Py_DECREF(last_op);
     return res;
 }
 
@@ -536,11 +686,17 @@ static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored
 }
 
 static PyMethodDef cached_methods[] = {
-    {"invalidate_cache", (PyCFunction)(void (*)(void))cached_invalidate,
+    {"invalidate_cache", (PyCFunction)(void (*)(void))ck_cached_invalidate,
      METH_FASTCALL | METH_KEYWORDS, invalidate_doc},
-    {"cache_key", (PyCFunction)(void (*)(void))cached_cache_key, METH_FASTCALL | METH_KEYWORDS,
-     cache_key_doc},
+    {"ainvalidate_cache", (PyCFunction)(void (*)(void))ck_cached_ainvalidate,
+     METH_FASTCALL | METH_KEYWORDS, ainvalidate_doc},
+    {"cache_key", (PyCFunction)(void (*)(void))ck_cached_cache_key,
+     METH_FASTCALL | METH_KEYWORDS, cache_key_doc},
     {"cache_clear", (PyCFunction)cached_cache_clear, METH_NOARGS, cache_clear_doc},
+    {"acache_clear", (PyCFunction)cached_acache_clear, METH_NOARGS, acache_clear_doc},
+    {"_complete", (PyCFunction)(void (*)(void))cached_complete, METH_FASTCALL | METH_KEYWORDS,
+     complete_doc},
+    {"__reduce__", (PyCFunction)cached_reduce, METH_NOARGS, reduce_doc},
     {"_peek", (PyCFunction)(void (*)(void))cached_peek, METH_FASTCALL | METH_KEYWORDS, peek_doc},
     {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},
     {"cache_info", (PyCFunction)cached_cache_info, METH_NOARGS, cache_info_doc},

@@ -28,6 +28,10 @@ typedef struct {
     PyObject *keyring;       /* ck_keyring_object under @cache.secure, else NULL */
     PyObject *tenant_extractor; /* callable(*args, **kwargs) -> str, or NULL */
     char fail_closed;        /* @cache.secure: a failed seal raises instead of being logged */
+    PyObject *instances;     /* dict: address -> tracker of each instance whose
+                                entries are keyed by identity, or NULL */
+    PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
+                                -> awaitable computing a miss, else NULL */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
     PyObject *weakreflist;
     /* Counters. Updated with the GIL held. */
@@ -36,14 +40,58 @@ typedef struct {
     uint64_t key_errors;
     uint64_t store_errors;
     uint64_t decrypt_errors;
+    int64_t last_op_ns;      /* wall-clock time of the last call or
+                                invalidation (coarse clock), 0: none yet */
 } ck_cached;
+
+/* Record that an operation happened now (CacheInfo.last_operation_at). */
+void ck_cached_touch(ck_cached *self);
+
+/* The vectorcall of an async function (py_cached_async.c). */
+PyObject *ck_cached_async_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames);
 
 /* Report the current exception to on_event(kind, exc) and clear it.
    0: the call may go on uncached; -1: the error must propagate. */
 int ck_cached_report_failure(ck_cached *self, const char *kind);
 
-PyObject *ck_cached_call_uncached(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                  PyObject *kwnames);
+/*
+ * How a call completes, for the async path (py_cached_async.c), which
+ * cannot run the function inside the call: it looks up first
+ * (lookup-only: a miss returns NULL with no exception and sets missed and
+ * key), awaits the function itself, then stores the result by calling again
+ * with result set (the key is rebuilt from the same arguments; nothing is
+ * counted twice). Sync calls pass NULL.
+ */
+typedef struct {
+    PyObject *result; /* borrowed: the result to store; NULL to look up */
+    int missed;       /* out: lookup found nothing */
+    int bypassed;     /* out: the call could not be keyed and the function
+                         was called uncached; the call returned its result */
+    PyObject *key;    /* out, new reference: the key bytes of a miss (bytes) */
+} ck_call_mode;
+
+#define CK_MODE_STORING(mode) ((mode) != NULL && (mode)->result != NULL)
+
+/* Run the function on a miss, or as mode says (see ck_call_mode). */
+PyObject *ck_cached_run(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
+                        size_t nargsf, PyObject *kwnames);
+/* Run the function for a call that cannot be cached. */
+PyObject *ck_cached_run_uncached(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
+                                 size_t nargsf, PyObject *kwnames);
+/* After ck_cached_run returned NULL: 1 when it was a lookup-only miss
+   (mode->key set to the key bytes, NULL with an exception on ENOMEM), 0
+   when an exception is set. */
+int ck_cached_missed(ck_call_mode *mode, const ck_buf *key);
+
+/* Store value under key, in the instance's group when the key holds an
+   instance's identity. 0, or -1 when a failure must propagate. */
+int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *identity,
+                  PyObject *value, size_t charge, uint32_t flags, ck_l1_entry **detached);
+
+/* A call of either path (plain or secure) with a mode. */
+PyObject *ck_cached_call_mode(ck_cached *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames, ck_call_mode *mode);
 
 /* Encode result into buf for storing. 0, or -1 with the failure reported
    as a store_error (*fatal set when it must propagate instead). */
@@ -53,11 +101,33 @@ int ck_cached_encode_result(ck_cached *self, ck_state *st, PyObject *result, ck_
 /* The @cache.secure call path (py_cached_secure.c), chosen at creation. */
 PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
                                       PyObject *kwnames);
+PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames, ck_call_mode *mode);
+
+/* Methods shared with bound methods (py_cached_bound.c). */
+PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames);
+PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames);
+PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames);
+PyObject *ck_bound_new(ck_state *st, ck_cached *func, PyObject *self);
+
+/* py_cached_async.c: an awaitable that completes at once with value. */
+PyObject *ck_ready_new(ck_state *st, PyObject *value);
 
 /* Under @cache.secure with a tenant extractor: run it for this call, append
    the tenant to the key bytes and return it (new reference, a str) in
    *tenant. Without an extractor *tenant is NULL. 0, or -1 with an error. */
 int ck_cached_tenant(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
                      ck_buf *key, PyObject **tenant);
+
+/* py_cached_instances.c: the L1 group of a method's entries keyed by the
+   identity of instance (registering it on first use, so they are dropped
+   when it dies). *group stays valid while the instance lives. 0 or -1. */
+int ck_cached_instance_group(ck_cached *self, PyObject *instance, ck_l1_group **group);
+
+/* Stop tracking every instance, dropping their entries (function teardown). */
+void ck_cached_forget_instances(ck_cached *self);
 
 #endif /* CK_PY_CACHED_H */

@@ -99,24 +99,25 @@ done:
     return entry;
 }
 
-PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                      PyObject *kwnames)
+PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames, ck_call_mode *mode)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
     ck_l1_entry *detached = NULL;
-    PyObject *result = NULL, *tenant_obj = NULL, *entry = NULL;
+    PyObject *result = NULL, *tenant_obj = NULL, *entry = NULL, *identity;
     void *hit = NULL;
     const char *prefix;
     Py_ssize_t prefix_len;
     ck_span tenant, aad_key;
     ck_buf key, full_key;
     ck_hash128 h;
-    ck_error err;
     int rc, fatal = 0;
 
+    ck_cached_touch(self);
     ck_buf_init(&key);
     ck_buf_init(&full_key);
-    rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, &key);
+    rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, &key,
+                      &identity);
     if (rc == 0 && ck_cached_tenant(self, args, nargsf, kwnames, &key, &tenant_obj) < 0) {
         rc = -1;
     }
@@ -128,7 +129,7 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
             }
         }
         self->misses++;
-        result = ck_cached_call_uncached(self, args, nargsf, kwnames);
+        result = ck_cached_run_uncached(self, mode, args, nargsf, kwnames);
         goto done;
     }
     if (tenant_obj != NULL) {
@@ -152,7 +153,8 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
     aad_key.n = full_key.len;
 
     h = ck_key_hash(key.data, key.len, self->seed);
-    if (ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
+    if (!CK_MODE_STORING(mode) &&
+        ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
         entry = (PyObject *)hit;
         result = PyBytes_Check(entry)
                      ? ck_keyring_open_to_value(
@@ -175,20 +177,21 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
         }
         /* The bad entry is replaced below once the function has run. */
     }
-    self->misses++;
-    result = ck_cached_call_uncached(self, args, nargsf, kwnames);
+    if (!CK_MODE_STORING(mode)) {
+        self->misses++;
+    }
+    result = ck_cached_run(self, mode, args, nargsf, kwnames);
     if (result == NULL) {
+        (void)ck_cached_missed(mode, &key);
         goto done;
     }
     entry = seal_result(self, st, result, tenant, aad_key, &fatal);
     if (entry != NULL) {
-        rc = ck_l1_put(self->store->store, &self->owner, h, key.data, key.len, entry,
-                       (size_t)PyBytes_GET_SIZE(entry), self->ttl_ns, &detached, &err);
-        if (rc < 0 && err.code == CK_ENOMEM) {
-            self->store_errors++;
-        }
+        fatal = ck_cached_put(self, h, &key, identity, entry, (size_t)PyBytes_GET_SIZE(entry), 0,
+                              &detached) < 0;
         Py_DECREF(entry);
-    } else if (fatal) {
+    }
+    if (fatal) {
         Py_CLEAR(result);
     }
 done:
@@ -197,4 +200,10 @@ done:
     ck_buf_free(&full_key);
     ck_store_release(self->store, detached);
     return result;
+}
+
+PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                      PyObject *kwnames)
+{
+    return ck_cached_secure_call(self, args, nargsf, kwnames, NULL);
 }

@@ -37,7 +37,12 @@ enum {
     /* Key mode only; never produced for stored values, refused by decode. */
     CK_EXT_KEY_CLASS = 64,
     CK_EXT_KEY_CUSTOM = 65,
+    CK_EXT_KEY_INSTANCE = 96, /* a method's self keyed by identity (py_keys.c) */
 };
+
+/* 1 if instances of tp are keyed by value in key mode (Enum members, named
+   tuples, frozen dataclasses), 0 if not, -1 with an exception set. */
+int ck_py_key_by_value(PyTypeObject *tp);
 
 /*
  * Append the msgpack encoding of obj to out.

@@ -42,61 +42,107 @@ static int type_defines(PyTypeObject *type, PyObject *name)
     return 0;
 }
 
-/* Remember the key bytes out[start:] of class tp for the next call. A
-   failure only loses the memo, so it is not reported. */
-static void memo_self_type(ck_key_spec *spec, PyTypeObject *tp, const ck_buf *out, size_t start)
+/* 1 when instances of tp are keyed by their value: the type defines
+   __cachekit_key__, or the key encoding understands its values. */
+static int keyed_by_value(ck_state *st, PyTypeObject *tp)
 {
-    PyObject *bytes;
+    int has = type_defines(tp, st->str_cachekit_key);
 
-    if (!(tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
-        return;
+    if (has != 0) {
+        return has;
     }
-    bytes = PyBytes_FromStringAndSize((const char *)out->data + start,
-                                      (Py_ssize_t)(out->len - start));
-    if (bytes == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    Py_XSETREF(spec->self_type_key, bytes);
-    Py_XSETREF(spec->self_type, (PyTypeObject *)Py_NewRef(tp));
-    spec->self_type_version = tp->tp_version_tag;
+    return ck_py_key_by_value(tp);
 }
 
-/* The `self` slot of a method: its __cachekit_key__() if its class defines
-   one (the codec calls it), else the class itself. */
-static int pack_self(ck_state *st, ck_key_spec *spec, PyObject *self, ck_buf *out)
+/* How a method's `self` of type tp is keyed (see ck_self_mode). */
+static int classify_self(ck_state *st, PyObject *self, PyTypeObject *tp)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-    size_t start = out->len;
-    int has;
+    int by_value;
 
-    if (tp == spec->self_type && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
-        tp->tp_version_tag == spec->self_type_version) {
-        if (ck_buf_append(out, PyBytes_AS_STRING(spec->self_type_key),
-                          (size_t)PyBytes_GET_SIZE(spec->self_type_key)) < 0) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        return 0;
+    if (PyType_Check(self)) {
+        return CK_SELF_VALUE; /* a class: by module and qualified name */
     }
-    has = type_defines(tp, st->str_cachekit_key);
-    if (has < 0) {
+    by_value = keyed_by_value(st, tp);
+    if (by_value < 0) {
         return -1;
     }
-    if (has) {
-        return ck_py_pack(st, self, out, KEY_FLAGS);
+    if (by_value) {
+        return CK_SELF_VALUE;
     }
-    if (ck_py_pack(st, (PyObject *)tp, out, KEY_FLAGS) < 0) {
+    /* Builtin values (ints, strs, tuples...) are not weakly referenceable
+       and are keyed by value by the codec; an instance that is neither gets
+       a clear error below. */
+    return tp->tp_weaklistoffset != 0 ? CK_SELF_IDENTITY : CK_SELF_UNTRACKABLE;
+}
+
+/* The identity key of an instance: a key-only extension holding its
+   address. Valid only while the instance lives: the caller ties every
+   entry keyed so to the instance's lifetime (*identity). */
+static int pack_identity(ck_buf *out, PyObject *self)
+{
+    unsigned char ext[2 + 1 + 8];
+    uint64_t addr = (uint64_t)(uintptr_t)self;
+    int i;
+
+    ext[0] = 0xd7; /* fixext 8 */
+    ext[1] = (unsigned char)CK_EXT_KEY_INSTANCE;
+    for (i = 0; i < 8; i++) {
+        ext[2 + i] = (unsigned char)(addr >> (56 - 8 * i));
+    }
+    if (ck_buf_append(out, ext, 10) < 0) {
+        PyErr_NoMemory();
         return -1;
     }
-    memo_self_type(spec, tp, out, start);
     return 0;
 }
 
-static int pack_slot(ck_state *st, ck_key_spec *spec, Py_ssize_t i, PyObject *v, ck_buf *out)
+/* The `self` slot of a method. Two instances share an entry only when the
+   user said they may (__cachekit_key__) or the type has value semantics the
+   key encoding understands (Enum, named tuples, frozen dataclasses); any
+   other instance is keyed by its identity, and *identity is set to it. */
+static int pack_self(ck_state *st, ck_key_spec *spec, PyObject *self, ck_buf *out,
+                     PyObject **identity)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    int mode;
+
+    if (tp == spec->self_type && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
+        tp->tp_version_tag == spec->self_type_version) {
+        mode = spec->self_mode;
+    } else {
+        mode = classify_self(st, self, tp);
+        if (mode < 0) {
+            return -1;
+        }
+        /* Memoised while the class is unmodified (its version tag holds). */
+        if (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) {
+            Py_XSETREF(spec->self_type, (PyTypeObject *)Py_NewRef(tp));
+            spec->self_type_version = tp->tp_version_tag;
+            spec->self_mode = mode;
+        }
+    }
+    if (mode == CK_SELF_IDENTITY) {
+        *identity = self;
+        return pack_identity(out, self);
+    }
+    if (ck_py_pack(st, self, out, KEY_FLAGS) == 0) {
+        return 0;
+    }
+    if (mode == CK_SELF_UNTRACKABLE && PyErr_ExceptionMatches(st->UnsupportedTypeError)) {
+        PyErr_Format(st->UnsupportedTypeError,
+                     "cannot key a cached method on a %.200s instance: it cannot be weakly "
+                     "referenced (add '__weakref__' to its __slots__) and has no "
+                     "__cachekit_key__() method",
+                     tp->tp_name);
+    }
+    return -1;
+}
+
+static int pack_slot(ck_state *st, ck_key_spec *spec, Py_ssize_t i, PyObject *v, ck_buf *out,
+                     PyObject **identity)
 {
     if (i == 0 && spec->self_is_instance) {
-        return pack_self(st, spec, v, out);
+        return pack_self(st, spec, v, out, identity);
     }
     return ck_py_pack(st, v, out, KEY_FLAGS);
 }
@@ -127,7 +173,7 @@ static Py_ssize_t find_name(PyObject *names, Py_ssize_t start, PyObject *name)
 }
 
 static int build_general(ck_state *st, ck_key_spec *spec, PyObject *const *args,
-                         Py_ssize_t nargs, PyObject *kwnames, ck_buf *out)
+                         Py_ssize_t nargs, PyObject *kwnames, ck_buf *out, PyObject **identity)
 {
     PyObject *slots[CK_KEY_MAX_PARAMS]; /* borrowed; [0, n_named) used */
     PyObject *varkw = NULL;             /* owned */
@@ -188,7 +234,7 @@ static int build_general(ck_state *st, ck_key_spec *spec, PyObject *const *args,
         goto error;
     }
     for (i = 0; i < n_named; i++) {
-        if (pack_slot(st, spec, i, slots[i], out) < 0) {
+        if (pack_slot(st, spec, i, slots[i], out, identity) < 0) {
             goto error;
         }
     }
@@ -220,13 +266,14 @@ error:
 }
 
 int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssize_t nargs,
-                 PyObject *kwnames, ck_buf *out)
+                 PyObject *kwnames, ck_buf *out, PyObject **identity)
 {
     Py_ssize_t i;
 
+    *identity = NULL;
     if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != spec->n_pos ||
         spec->n_kwonly != 0 || spec->has_varkw) {
-        return build_general(st, spec, args, nargs, kwnames, out);
+        return build_general(st, spec, args, nargs, kwnames, out, identity);
     }
     /* Fast path: exactly the positional parameters, nothing else. */
     if (pack_array_header(out, slot_count(spec)) < 0) {
@@ -234,7 +281,7 @@ int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssiz
         return -1;
     }
     for (i = 0; i < nargs; i++) {
-        if (pack_slot(st, spec, i, args[i], out) < 0) {
+        if (pack_slot(st, spec, i, args[i], out, identity) < 0) {
             return -1;
         }
     }
@@ -242,5 +289,12 @@ int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssiz
         PyErr_NoMemory();
         return -1;
     }
+    return 0;
+}
+
+/* TEMPORARY until the codec's value-type key encodings land. */
+int ck_py_key_by_value(PyTypeObject *tp)
+{
+    (void)tp;
     return 0;
 }

@@ -24,33 +24,42 @@ typedef struct {
     Py_ssize_t n_kwonly;
     int has_varargs;
     int has_varkw;
-    int self_is_instance;   /* parameter 0 is a method's `self`: keyed by its
-                               __cachekit_key__() if its class defines one,
-                               else by its class */
-    /* Memo of the last class keyed for `self` (strong references, owned by
-       the spec's holder): its key bytes, valid while the class's version
-       tag is unchanged, i.e. until the class is modified. Saves encoding
-       module and qualname on every method call. */
+    int self_is_instance;   /* parameter 0 is a method's `self` (see ck_self_mode) */
+    /* Memo of how the last class seen as `self` is keyed (a strong
+       reference, owned by the spec's holder), valid while the class's
+       version tag is unchanged, i.e. until the class is modified. Saves the
+       MRO walks on every method call. */
     PyTypeObject *self_type;
     unsigned int self_type_version;
-    PyObject *self_type_key; /* bytes */
+    int self_mode;
 } ck_key_spec;
+
+/* How a method's `self` is keyed. */
+enum ck_self_mode {
+    CK_SELF_VALUE = 1,       /* by value: __cachekit_key__(), a value type the
+                                key encoding understands, or a class */
+    CK_SELF_IDENTITY = 2,    /* by identity: the entry lives with the instance */
+    CK_SELF_UNTRACKABLE = 3, /* neither: refused unless the codec can key it */
+};
 
 /* Bumped whenever the key bytes of some call change, so keys written by an
    older scheme are never matched. Seeds every key hash. */
-#define CK_KEY_SCHEME_VERSION 1
+#define CK_KEY_SCHEME_VERSION 2
 
 /* Most parameters a signature may have (keeps the binding array on the stack). */
 #define CK_KEY_MAX_PARAMS 255
 
 /*
- * Append the key bytes of a vectorcall-shaped call to out.
+ * Append the key bytes of a vectorcall-shaped call to out. *identity is set
+ * (borrowed) to the method's `self` when it is keyed by identity: the
+ * caller must then tie the entry to that instance's lifetime (an entry keyed
+ * by an address must die with the object living there), else NULL.
  * Returns 0 when built, 1 when the arguments do not bind to the signature
  * (the caller runs the function so Python reports the error as usual), or
  * -1 with an exception set (e.g. UnsupportedTypeError for an argument the
  * key encoding cannot represent).
  */
 int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssize_t nargs,
-                 PyObject *kwnames, ck_buf *out);
+                 PyObject *kwnames, ck_buf *out, PyObject **identity);
 
 #endif /* CK_PY_KEYS_H */
