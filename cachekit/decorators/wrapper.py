@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from cachekit._core import CachedFunction
 from cachekit.config.decorator import DecoratorConfig
 from cachekit.config.singleton import get_settings
+from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.decorators.events import event_reporter
 from cachekit.decorators.signature import key_spec
 from cachekit.exceptions import ConfigurationError
@@ -74,6 +76,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
     namespace = config.namespace or settings.namespace
     ttl = config.ttl if config.ttl is not None else settings.default_ttl
     secure = _secure_options(config, settings)
+    is_async = inspect.iscoroutinefunction(func)
     cached = CachedFunction(
         func,
         store_for(config.l1, settings),
@@ -82,8 +85,11 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
         on_event=event_reporter(identity),
         info_type=CacheInfo,
         max_value_size=settings.max_value_size,
+        async_miss=make_async_miss(func) if is_async else None,
         **secure,
         **key_spec(func),
     )
     functools.update_wrapper(cached, func)
+    if is_async:
+        mark_coroutine_function(cached, func)
     return cached
