@@ -147,6 +147,32 @@ int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *id
     return 0;
 }
 
+int ck_cached_reference_charge(ck_cached *self, PyObject *result, size_t *charge)
+{
+    PyObject *size = PyObject_CallMethod(result, "__sizeof__", NULL);
+    Py_ssize_t n;
+
+    if (size == NULL) {
+        goto error;
+    }
+    n = PyLong_AsSsize_t(size);
+    Py_DECREF(size);
+    if (n < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "__sizeof__() returned a negative size");
+        }
+        goto error;
+    }
+    /* A reference entry holds the object the caller holds too: it is
+       charged the object itself (with its GC header), not what it refers
+       to, which it shares with the program. */
+    *charge = (size_t)n + (PyObject_IS_GC(result) ? 16 : 0);
+    return 0;
+error:
+    self->store_errors++;
+    return ck_cached_report_failure(self, "store_error") < 0 ? -1 : 1;
+}
+
 /* -------------------------------------------------------------- hot path */
 
 /* One call of a plain @cache function. mode is NULL for a call through
@@ -194,7 +220,14 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         goto done; /* exceptions are not cached */
     }
     ck_buf_init(&value);
-    if (ck_cached_encode_result(self, st, result, &value, &fatal) == 0) {
+    if (self->reference) {
+        size_t charge;
+        rc = ck_cached_reference_charge(self, result, &charge);
+        if (rc == 0) {
+            fatal = ck_cached_put(self, h, &key, identity, result, charge, 0, &detached) < 0;
+        }
+        fatal = fatal || rc < 0;
+    } else if (ck_cached_encode_result(self, st, result, &value, &fatal) == 0) {
         fatal = ck_cached_put(self, h, &key, identity, result, value.len, 0, &detached) < 0;
     }
     if (fatal) {
@@ -245,21 +278,22 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
-                             "fail_closed",  "async_miss", NULL};
+                             "fail_closed",  "async_miss", "reference", "copy", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
-    int varargs, varkw, self_is_instance, fail_closed = 0;
+    int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpO:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOpp:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
-                                     &tenant_extractor, &fail_closed, &async_miss)) {
+                                     &tenant_extractor, &fail_closed, &async_miss, &reference,
+                                     &copy)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -299,6 +333,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_ValueError, "max_value_size must be > 0");
         return NULL;
     }
+    if (reference && keyring != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "reference caching cannot be encrypted");
+        return NULL;
+    }
     if (async_miss != Py_None && !PyCallable_Check(async_miss)) {
         PyErr_SetString(PyExc_TypeError, "async_miss must be callable or None");
         return NULL;
@@ -326,6 +364,8 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->keyring = keyring == Py_None ? NULL : Py_NewRef(keyring);
     self->tenant_extractor = tenant_extractor == Py_None ? NULL : Py_NewRef(tenant_extractor);
     self->fail_closed = (char)(fail_closed != 0);
+    self->reference = (char)(reference != 0);
+    self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
     /* The key hash is seeded by the function's identity (key_prefix names

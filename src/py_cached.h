@@ -28,6 +28,9 @@ typedef struct {
     PyObject *keyring;       /* ck_keyring_object under @cache.secure, else NULL */
     PyObject *tenant_extractor; /* callable(*args, **kwargs) -> str, or NULL */
     char fail_closed;        /* @cache.secure: a failed seal raises instead of being logged */
+    char reference;          /* @cache.local: entries are the result objects
+                                themselves, by identity, never encoded */
+    char copy;               /* hits of mutable results return fresh copies */
     PyObject *instances;     /* dict: address -> tracker of each instance whose
                                 entries are keyed by identity, or NULL */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
@@ -83,6 +86,11 @@ PyObject *ck_cached_run_uncached(ck_cached *self, ck_call_mode *mode, PyObject *
    (mode->key set to the key bytes, NULL with an exception on ENOMEM), 0
    when an exception is set. */
 int ck_cached_missed(ck_call_mode *mode, const ck_buf *key);
+
+/* What a reference entry (@cache.local) is charged: the result's own size.
+   0; 1 when it cannot be sized (reported, the result is returned uncached);
+   -1 when the failure must propagate. */
+int ck_cached_reference_charge(ck_cached *self, PyObject *result, size_t *charge);
 
 /* Store value under key, in the instance's group when the key holds an
    instance's identity. 0, or -1 when a failure must propagate. */

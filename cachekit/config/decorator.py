@@ -91,6 +91,9 @@ class DecoratorConfig:
     interop: Any = None
     refresh_ttl_on_get: bool = False
     ttl_refresh_threshold: float = 0.5
+    # cachekit's own: False shares one stored object between callers, as
+    # functools.lru_cache does (see docs/usage.md, "What a hit returns").
+    copy: bool = True
 
     def validate(self) -> None:
         """Raise ConfigurationError for anything wrong or not available yet."""
@@ -128,6 +131,8 @@ class DecoratorConfig:
             raise ConfigurationError(
                 "l1.enabled=False leaves no store: with no backend nothing would be cached"
             )
+        if not isinstance(self.copy, bool):
+            raise ConfigurationError(f"copy must be True or False, not {self.copy!r}")
         for name, default in NOT_YET_AVAILABLE.items():
             if getattr(self, name) != default:
                 raise ConfigurationError(

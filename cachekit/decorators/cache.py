@@ -96,7 +96,7 @@ def _decorate(
     resolved.validate()
 
     def decorator(f: F) -> F:
-        return wrap(f, resolved)  # type: ignore[no-any-return]
+        return wrap(f, resolved, reference=intent == "local")  # type: ignore[no-any-return]
 
     return decorator(func) if func is not None else decorator
 

@@ -63,11 +63,12 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
     )
 
 
-def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
+def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool = False) -> Any:
     """Build the cached callable for func, or return a classmethod/staticmethod
-    around it when func is one."""
+    around it when func is one. reference: @cache.local, which keeps and
+    returns the result objects themselves."""
     if isinstance(func, (classmethod, staticmethod)):
-        return type(func)(wrap(func.__func__, config))
+        return type(func)(wrap(func.__func__, config, reference=reference))
     if not callable(func):
         raise ConfigurationError(f"@cache needs a callable, not {type(func).__name__}")
     config.validate()
@@ -86,6 +87,8 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig) -> Any:
         info_type=CacheInfo,
         max_value_size=settings.max_value_size,
         async_miss=make_async_miss(func) if is_async else None,
+        reference=reference,
+        copy=config.copy,
         **secure,
         **key_spec(func),
     )
