@@ -42,8 +42,9 @@ enum {
 /*
  * Append the msgpack encoding of obj to out.
  * Returns 0, or -1 with an exception set: UnsupportedTypeError (a TypeError)
- * naming the type for anything the codec cannot store, ValueError for
- * nesting deeper than CK_CODEC_MAX_DEPTH, MemoryError.
+ * naming the type for anything the codec cannot store, SerializationError
+ * for nesting deeper than CK_CODEC_MAX_DEPTH (which is also how a value
+ * containing itself fails) or a length over msgpack's 32 bits, MemoryError.
  * On failure out may hold a partial encoding; the caller discards it.
  */
 int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);

@@ -59,7 +59,8 @@ static PyMethodDef codec_methods[] = {
      "Supported: None, bool, int, float, str, bytes, bytearray, list, tuple, dict,\n"
      "set, frozenset, datetime, date, time, timedelta, Decimal, UUID, matched by\n"
      "exact type so the round trip preserves types. Raises UnsupportedTypeError\n"
-     "(a TypeError) for anything else and ValueError for nesting deeper than 64."},
+     "(a TypeError) for anything else and SerializationError for nesting deeper\n"
+     "than 64 levels (or a value containing itself)."},
     {"unpack", codec_unpack, METH_O,
      "unpack($module, data, /)\n--\n\n"
      "Decode one value from data (any bytes-like object) produced by pack().\n\n"

@@ -54,14 +54,15 @@ int pack_check_len32(pack_ctx *c, size_t n, const char *what)
 /* Open one level of nesting: lists, tuples, dicts, sets and every extension
    whose payload is nested msgpack. The explicit limit makes the result
    decodable (ck_py_unpack enforces the same limit) and turns a
-   self-referencing list into a ValueError; Py_EnterRecursiveCall also
-   protects the C stack when we are called deep inside Python code. */
+   self-referencing list into a SerializationError, the codec's one failure
+   class, so callers treating "cannot encode" as "do not cache" catch it with
+   the rest; Py_EnterRecursiveCall also protects the C stack when we are
+   called deep inside Python code. */
 int pack_depth_enter(pack_ctx *c)
 {
     if (c->depth >= CK_CODEC_MAX_DEPTH) {
-        PyErr_Format(PyExc_ValueError,
-                     "cachekit cannot store values nested deeper than %d levels "
-                     "(or a container that contains itself)",
+        PyErr_Format(c->st->SerializationError,
+                     "value nested deeper than %d levels or containing itself",
                      CK_CODEC_MAX_DEPTH);
         return -1;
     }

@@ -10,7 +10,6 @@
 #include "py_codec_pack_internal.h"
 
 #include <datetime.h>
-#include <stdlib.h>
 
 int pack_scalar_init(void)
 {

@@ -442,34 +442,45 @@ def nested_list(depth: int) -> list:
 
 def test_pack_depth_limit():
     roundtrip(nested_list(MAX_DEPTH))
-    with pytest.raises(ValueError, match="deeper than 64"):
+    with pytest.raises(SerializationError, match="deeper than 64"):
         pack(nested_list(MAX_DEPTH + 1))
     t: tuple = ()
     for _ in range(MAX_DEPTH):
         t = (t,)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(t)
     # A datetime opens a level too: 64 lists around one are too deep.
     value: object = dt.datetime(2024, 1, 1)
     for _ in range(MAX_DEPTH):
         value = [value]
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(value)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack_key(value)
 
 
 def test_self_referencing_containers():
     a: list = []
     a.append(a)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(a)
     d: dict = {}
     d["self"] = d
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(d)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         _core._pack_key(d)
+
+
+def test_depth_failure_is_serialization_error_not_value_error():
+    a: list = []
+    a.append(a)
+    with pytest.raises(SerializationError) as info:
+        pack(a)
+    assert not isinstance(info.value, ValueError)
+    assert str(info.value) == "value nested deeper than 64 levels or containing itself"
+    with pytest.raises(SerializationError, match="containing itself"):
+        pack_key(nested_list(MAX_DEPTH + 1))
 
 
 def test_unpack_depth_limit():
@@ -487,7 +498,7 @@ def test_unpack_depth_counts_ext_payloads():
     for _ in range(MAX_DEPTH - 1):
         t = (t,)
     assert unpack(pack(t)) == t
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack([t])
     # Forge 65 levels of tuples by hand.
     inner = b"\x90"
@@ -619,7 +630,7 @@ def test_key_custom_errors_propagate():
 
     with pytest.raises(KeyError):
         pack_key(Broken())
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack_key(Recursive())
 
 
