@@ -14,6 +14,11 @@
 /* Nesting deeper than this is refused when packing and when unpacking. */
 #define CK_CODEC_MAX_DEPTH 64
 
+/* Decoding refuses a map or set of more elements than this in which more
+   than this many keys share one hash: a hash-flooding guard that keeps decode
+   time linear in the entry size (py_codec_unpack.c, docs/format.md). */
+#define CK_CODEC_MAX_SAME_HASH 32
+
 /* Flags for ck_py_pack. */
 #define CK_PACK_CANONICAL 0x1 /* equal values give equal bytes: dict items and
                                  set elements sorted by their encoding */
