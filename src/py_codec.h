@@ -23,8 +23,10 @@
 #define CK_PACK_CANONICAL 0x1 /* equal values give equal bytes: dict items and
                                  set elements sorted by their encoding */
 #define CK_PACK_KEY 0x2       /* cache-key mode: also accepts classes (by
-                                 module + qualname) and objects defining
-                                 __cachekit_key__(); output is never decoded */
+                                 module + qualname), objects defining
+                                 __cachekit_key__(), Enum members, named
+                                 tuples and frozen dataclasses (by type and
+                                 value); output is never decoded */
 
 /* msgpack extension type codes (docs/format.md, "Extension types"). */
 enum {
@@ -42,6 +44,9 @@ enum {
     /* Key mode only; never produced for stored values, refused by decode. */
     CK_EXT_KEY_CLASS = 64,
     CK_EXT_KEY_CUSTOM = 65,
+    CK_EXT_KEY_ENUM = 66,
+    CK_EXT_KEY_NAMEDTUPLE = 67,
+    CK_EXT_KEY_DATACLASS = 68,
 };
 
 /*
@@ -53,6 +58,17 @@ enum {
  * On failure out may hold a partial encoding; the caller discards it.
  */
 int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);
+
+/*
+ * 1 if instances of tp are keyed by value in CK_PACK_KEY mode: tp defines
+ * __cachekit_key__ (not None), or is an Enum class, a tuple subclass with
+ * _fields (collections.namedtuple, typing.NamedTuple) or a frozen dataclass.
+ * 0 otherwise (instances are unsupported in keys, or keyed by their exact
+ * builtin type), -1 with an exception set on error. Looks at the class only
+ * (can run metaclass code for frozen dataclasses' parameters); not memoised,
+ * so callers on a hot path cache the answer per type version.
+ */
+int ck_py_key_by_value(PyTypeObject *tp);
 
 /*
  * Decode exactly one msgpack value occupying all of data[0..len).

@@ -127,7 +127,8 @@ int pack_raise_unsupported(pack_ctx *c, PyObject *obj)
                  "date, time, timedelta, Decimal, UUID%s",
                  name,
                  (c->flags & CK_PACK_KEY)
-                     ? " (in cache keys also classes and objects defining __cachekit_key__())"
+                     ? " (in cache keys also classes, Enum members, named tuples, frozen "
+                       "dataclasses and objects defining __cachekit_key__())"
                      : "");
     Py_DECREF(name);
     return -1;

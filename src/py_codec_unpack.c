@@ -891,6 +891,9 @@ static PyObject *read_ext(reader *r, const mp_head *h)
         return read_nested_ext(r, h);
     case CK_EXT_KEY_CLASS:
     case CK_EXT_KEY_CUSTOM:
+    case CK_EXT_KEY_ENUM:
+    case CK_EXT_KEY_NAMEDTUPLE:
+    case CK_EXT_KEY_DATACLASS:
         return fail(r, "extension type %d at offset %zu is only used in cache keys and cannot "
                        "be decoded",
                     h->ext_type, h->offset);
