@@ -107,7 +107,8 @@ static int ck_exec(PyObject *module)
     if (intern(&st->str_cachekit_key, "__cachekit_key__") < 0 ||
         intern(&st->str_module, "__module__") < 0 ||
         intern(&st->str_qualname, "__qualname__") < 0 || intern(&st->str_key, "key") < 0 ||
-        intern(&st->str_int, "int") < 0 || intern(&st->str_bytes, "bytes") < 0) {
+        intern(&st->str_int, "int") < 0 || intern(&st->str_bytes, "bytes") < 0 ||
+        intern(&st->str_value_, "_value_") < 0) {
         return -1;
     }
     if (ck_codec_exec(module) < 0 || ck_format_exec(module) < 0 || ck_store_exec(module) < 0 ||
@@ -123,24 +124,37 @@ static int ck_exec(PyObject *module)
     X(CachekitError) X(SerializationError) X(UnsupportedTypeError) X(IntegrityError)           \
     X(EncryptionError) X(DecryptionError)                                                      \
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
-    X(BoundCachedMethodType) X(ReadyType) X(DecimalType) X(UUIDType) X(ZoneInfoType)                        \
-    X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)
+    X(BoundCachedMethodType) X(ReadyType) X(DecimalType) X(UUIDType) X(ZoneInfoType)            \
+    X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
+    X(str_value_)
 
 static int ck_traverse(PyObject *module, visitproc visit, void *arg)
 {
     ck_state *st = ck_state_from_module(module);
+    int i;
 #define VISIT(name) Py_VISIT(st->name);
     VISIT_ALL(VISIT)
 #undef VISIT
+    for (i = 0; i < CK_KEY_TYPE_MEMO; i++) {
+        Py_VISIT(st->key_types[i].type);
+        Py_VISIT(st->key_types[i].name);
+        Py_VISIT(st->key_types[i].fields);
+    }
     return 0;
 }
 
 static int ck_clear(PyObject *module)
 {
     ck_state *st = ck_state_from_module(module);
+    int i;
 #define CLEAR(name) Py_CLEAR(st->name);
     VISIT_ALL(CLEAR)
 #undef CLEAR
+    for (i = 0; i < CK_KEY_TYPE_MEMO; i++) {
+        Py_CLEAR(st->key_types[i].type);
+        Py_CLEAR(st->key_types[i].name);
+        Py_CLEAR(st->key_types[i].fields);
+    }
     return 0;
 }
 

@@ -12,6 +12,22 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/*
+ * One remembered key-mode decision for a type (py_codec_pack_key.c): how its
+ * instances are keyed by value, with the pieces every call needs. Valid while
+ * type->tp_version_tag equals `version` (CPython changes the tag whenever the
+ * class or a base is modified). All references are strong.
+ */
+typedef struct {
+    PyTypeObject *type; /* NULL: empty slot */
+    unsigned int version;
+    int kind;           /* CK_KEY_KIND_* in py_codec_pack_key.c */
+    PyObject *name;     /* "module:qualname" of type */
+    PyObject *fields;   /* frozen dataclass: tuple of field names, else NULL */
+} ck_key_type_memo;
+
+#define CK_KEY_TYPE_MEMO 16 /* direct-mapped by type address */
+
 typedef struct {
     /* Exceptions. UnsupportedTypeError derives from SerializationError and
        TypeError, so callers may catch either. IntegrityError (bad frame,
@@ -45,6 +61,10 @@ typedef struct {
     PyObject *str_key;          /* "key" (ZoneInfo.key) */
     PyObject *str_int;          /* "int" (UUID.int) */
     PyObject *str_bytes;        /* "bytes" (UUID.bytes) */
+    PyObject *str_value_;       /* "_value_" (Enum members) */
+
+    /* Key-mode decisions per type (Enum, named tuple, frozen dataclass). */
+    ck_key_type_memo key_types[CK_KEY_TYPE_MEMO];
 } ck_state;
 
 static inline ck_state *ck_state_from_module(PyObject *module)

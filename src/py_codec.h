@@ -14,12 +14,19 @@
 /* Nesting deeper than this is refused when packing and when unpacking. */
 #define CK_CODEC_MAX_DEPTH 64
 
+/* Decoding refuses a map or set of more elements than this in which more
+   than this many keys share one hash: a hash-flooding guard that keeps decode
+   time linear in the entry size (py_codec_unpack.c, docs/format.md). */
+#define CK_CODEC_MAX_SAME_HASH 32
+
 /* Flags for ck_py_pack. */
 #define CK_PACK_CANONICAL 0x1 /* equal values give equal bytes: dict items and
                                  set elements sorted by their encoding */
 #define CK_PACK_KEY 0x2       /* cache-key mode: also accepts classes (by
-                                 module + qualname) and objects defining
-                                 __cachekit_key__(); output is never decoded */
+                                 module + qualname), objects defining
+                                 __cachekit_key__(), Enum members, named
+                                 tuples and frozen dataclasses (by type and
+                                 value); output is never decoded */
 
 /* msgpack extension type codes (docs/format.md, "Extension types"). */
 enum {
@@ -37,21 +44,32 @@ enum {
     /* Key mode only; never produced for stored values, refused by decode. */
     CK_EXT_KEY_CLASS = 64,
     CK_EXT_KEY_CUSTOM = 65,
+    CK_EXT_KEY_ENUM = 66,
+    CK_EXT_KEY_NAMEDTUPLE = 67,
+    CK_EXT_KEY_DATACLASS = 68,
     CK_EXT_KEY_INSTANCE = 96, /* a method's self keyed by identity (py_keys.c) */
 };
-
-/* 1 if instances of tp are keyed by value in key mode (Enum members, named
-   tuples, frozen dataclasses), 0 if not, -1 with an exception set. */
-int ck_py_key_by_value(PyTypeObject *tp);
 
 /*
  * Append the msgpack encoding of obj to out.
  * Returns 0, or -1 with an exception set: UnsupportedTypeError (a TypeError)
- * naming the type for anything the codec cannot store, ValueError for
- * nesting deeper than CK_CODEC_MAX_DEPTH, MemoryError.
+ * naming the type for anything the codec cannot store, SerializationError
+ * for nesting deeper than CK_CODEC_MAX_DEPTH (which is also how a value
+ * containing itself fails) or a length over msgpack's 32 bits, MemoryError.
  * On failure out may hold a partial encoding; the caller discards it.
  */
 int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);
+
+/*
+ * 1 if instances of tp are keyed by value in CK_PACK_KEY mode: tp defines
+ * __cachekit_key__ (not None), or is an Enum class, a tuple subclass with
+ * _fields (collections.namedtuple, typing.NamedTuple) or a frozen dataclass.
+ * 0 otherwise (instances are unsupported in keys, or keyed by their exact
+ * builtin type), -1 with an exception set on error. Looks at the class only
+ * (can run metaclass code for frozen dataclasses' parameters); not memoised,
+ * so callers on a hot path cache the answer per type version.
+ */
+int ck_py_key_by_value(PyTypeObject *tp);
 
 /*
  * Decode exactly one msgpack value occupying all of data[0..len).

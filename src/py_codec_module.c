@@ -1,10 +1,10 @@
 /*
  * py_codec_module.c - Python-visible entry points of the codec.
  *
- * Owns cachekit._core.pack(), unpack() and _pack_key(): thin wrappers that
- * move bytes between Python and ck_py_pack()/ck_py_unpack(), and
- * ck_codec_exec(), which registers them and runs the per-file setup of the
- * codec's translation units.
+ * Owns cachekit._core.pack(), unpack(), _pack_key() and _key_by_value():
+ * thin wrappers that move bytes between Python and ck_py_pack() /
+ * ck_py_unpack(), and ck_codec_exec(), which registers them and runs the
+ * per-file setup of the codec's translation units.
  */
 #include "py_codec.h"
 
@@ -52,6 +52,22 @@ static PyObject *codec_unpack(PyObject *module, PyObject *data)
     return res;
 }
 
+static PyObject *codec_key_by_value(PyObject *module, PyObject *tp)
+{
+    int rc;
+
+    (void)module;
+    if (!PyType_Check(tp)) {
+        PyErr_SetString(PyExc_TypeError, "_key_by_value() expects a class");
+        return NULL;
+    }
+    rc = ck_py_key_by_value((PyTypeObject *)tp);
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(rc);
+}
+
 static PyMethodDef codec_methods[] = {
     {"pack", codec_pack, METH_O,
      "pack($module, obj, /)\n--\n\n"
@@ -59,7 +75,8 @@ static PyMethodDef codec_methods[] = {
      "Supported: None, bool, int, float, str, bytes, bytearray, list, tuple, dict,\n"
      "set, frozenset, datetime, date, time, timedelta, Decimal, UUID, matched by\n"
      "exact type so the round trip preserves types. Raises UnsupportedTypeError\n"
-     "(a TypeError) for anything else and ValueError for nesting deeper than 64."},
+     "(a TypeError) for anything else and SerializationError for nesting deeper\n"
+     "than 64 levels (or a value containing itself)."},
     {"unpack", codec_unpack, METH_O,
      "unpack($module, data, /)\n--\n\n"
      "Decode one value from data (any bytes-like object) produced by pack().\n\n"
@@ -70,6 +87,11 @@ static PyMethodDef codec_methods[] = {
      "Encode obj the way cache keys are built: canonical (dict items and set\n"
      "elements sorted by their encoding), and also accepting classes and objects\n"
      "defining __cachekit_key__(). The result is never decoded; for tests."},
+    {"_key_by_value", codec_key_by_value, METH_O,
+     "_key_by_value($module, cls, /)\n--\n\n"
+     "True if instances of cls are keyed by value in cache keys: cls defines\n"
+     "__cachekit_key__, or is an Enum, a named tuple or a frozen dataclass.\n"
+     "Exposes ck_py_key_by_value() for tests."},
     {NULL, NULL, 0, NULL},
 };
 

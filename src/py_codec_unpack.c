@@ -24,6 +24,9 @@
  *     more than CK_CODEC_MAX_DEPTH are refused, which also bounds the C stack
  *     (so no Py_EnterRecursiveCall, whose RecursionError would not be a
  *     SerializationError);
+ *   - maps and sets of more than CK_CODEC_MAX_SAME_HASH elements count their
+ *     keys' hashes and are refused when too many share one, so inserting
+ *     them stays linear (see "Hash-flooding guard" below);
  *   - exactly one value must consume all the input; extension payloads are
  *     parsed as nested msgpack inside a window [body, body + len) that must
  *     likewise be consumed exactly;
@@ -36,6 +39,8 @@
  * their int fields without boxing them.
  */
 #include "py_codec.h"
+
+#include "ck_hashcount.h"
 
 #include <assert.h>
 #include <datetime.h>
@@ -415,6 +420,62 @@ error:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Hash-flooding guard                                                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Inserting n keys that share one hash into a dict or set costs n*n/2 __eq__
+ * calls (CPython probes every entry with that hash), and hashes of ints,
+ * tuples of ints and the like are not randomised: multiples of 2**61 - 1 all
+ * hash to 0, so a 145 KB map of them took seconds to decode. Maps and sets
+ * of more than CK_CODEC_MAX_SAME_HASH elements therefore count their keys'
+ * hashes (ck_hashcount.h) and are refused once more than that many share
+ * one: the insertions then cost at most n * CK_CODEC_MAX_SAME_HASH
+ * comparisons, linear in the entry size. Honest data gets nowhere near it:
+ * distinct ints below 2**61 never share a hash, strs and bytes use seeded
+ * SipHash, and equal keys (1, 1.0, True) are duplicates, refused anyway.
+ * Smaller containers skip the guard: none of their keys can exceed it.
+ */
+static int guard_init(ck_hashcount *hc, size_t n, int *on)
+{
+    /* Seeded from the interpreter's hash secret, so the table's own slots
+       cannot be targeted (see ck_hashcount.h). */
+    uint64_t seed = (uint64_t)_Py_HashSecret.siphash.k0 ^ (uint64_t)_Py_HashSecret.siphash.k1;
+
+    *on = n > CK_CODEC_MAX_SAME_HASH;
+    if (*on && ck_hashcount_init(hc, n, CK_CODEC_MAX_SAME_HASH, seed) < 0) {
+        *on = 0;
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Hash a map key (is_map) or set element and count it. 0, or -1 with
+   SerializationError set (also for an unhashable key, which the insertion
+   would refuse with the same message). */
+static int guard_add(reader *r, ck_hashcount *hc, PyObject *key, int is_map,
+                     size_t container_offset, size_t key_offset)
+{
+    Py_hash_t h = PyObject_Hash(key);
+
+    if (h == -1) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fail(r, "unhashable %s at offset %zu", is_map ? "key in map" : "set element",
+                 key_offset);
+        }
+        return -1;
+    }
+    if (ck_hashcount_add(hc, (uint64_t)h) < 0) {
+        fail(r, "%s at offset %zu: more than %d keys share one hash (refused as hash "
+                "flooding)",
+             is_map ? "map" : "set", container_offset, CK_CODEC_MAX_SAME_HASH);
+        return -1;
+    }
+    return 0;
+}
+
 /* Insert into a fresh dict, refusing unhashable and duplicate keys: pack
    never emits duplicates, and refusing them keeps one encoding per value. */
 static int map_insert(reader *r, PyObject *dict, PyObject *key, PyObject *value, size_t offset)
@@ -439,10 +500,15 @@ static PyObject *read_map(reader *r, const mp_head *h)
     PyObject *dict = NULL;
     PyObject *key = NULL;
     PyObject *value = NULL;
+    ck_hashcount hc;
     size_t i, key_offset;
+    int guarded = 0;
 
     if (depth_enter(r) < 0) {
         return NULL;
+    }
+    if (guard_init(&hc, h->len, &guarded) < 0) {
+        goto error;
     }
     dict = PyDict_New();
     if (dict == NULL) {
@@ -454,6 +520,11 @@ static PyObject *read_map(reader *r, const mp_head *h)
         if (key == NULL) {
             goto error;
         }
+        /* Counted before the value is decoded: a flood is refused after
+           CK_CODEC_MAX_SAME_HASH + 1 keys, not after reading them all. */
+        if (guarded && guard_add(r, &hc, key, 1, h->offset, key_offset) < 0) {
+            goto error;
+        }
         value = read_value(r);
         if (value == NULL || map_insert(r, dict, key, value, key_offset) < 0) {
             goto error;
@@ -461,9 +532,15 @@ static PyObject *read_map(reader *r, const mp_head *h)
         Py_CLEAR(key);
         Py_CLEAR(value);
     }
+    if (guarded) {
+        ck_hashcount_free(&hc);
+    }
     r->depth--;
     return dict;
 error:
+    if (guarded) {
+        ck_hashcount_free(&hc);
+    }
     Py_XDECREF(key);
     Py_XDECREF(value);
     Py_XDECREF(dict);
@@ -527,11 +604,16 @@ static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
 {
     PyObject *set = NULL;
     PyObject *item = NULL;
+    ck_hashcount hc;
     size_t i, n, item_offset;
     Py_ssize_t before;
+    int guarded = 0;
 
     if (read_payload_array(r, ext, -1, &n) < 0) {
         return NULL;
+    }
+    if (guard_init(&hc, n, &guarded) < 0) {
+        goto error;
     }
     set = frozen ? PyFrozenSet_New(NULL) : PySet_New(NULL);
     if (set == NULL) {
@@ -541,6 +623,9 @@ static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
         item_offset = offset_of(r, r->p);
         item = read_value(r);
         if (item == NULL) {
+            goto error;
+        }
+        if (guarded && guard_add(r, &hc, item, 0, ext->offset, item_offset) < 0) {
             goto error;
         }
         before = PySet_GET_SIZE(set);
@@ -556,8 +641,14 @@ static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
         }
         Py_CLEAR(item);
     }
+    if (guarded) {
+        ck_hashcount_free(&hc);
+    }
     return set;
 error:
+    if (guarded) {
+        ck_hashcount_free(&hc);
+    }
     Py_XDECREF(item);
     Py_XDECREF(set);
     return NULL;
@@ -800,6 +891,9 @@ static PyObject *read_ext(reader *r, const mp_head *h)
         return read_nested_ext(r, h);
     case CK_EXT_KEY_CLASS:
     case CK_EXT_KEY_CUSTOM:
+    case CK_EXT_KEY_ENUM:
+    case CK_EXT_KEY_NAMEDTUPLE:
+    case CK_EXT_KEY_DATACLASS:
         return fail(r, "extension type %d at offset %zu is only used in cache keys and cannot "
                        "be decoded",
                     h->ext_type, h->offset);

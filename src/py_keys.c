@@ -291,10 +291,3 @@ int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssiz
     }
     return 0;
 }
-
-/* TEMPORARY until the codec's value-type key encodings land. */
-int ck_py_key_by_value(PyTypeObject *tp)
-{
-    (void)tp;
-    return 0;
-}

@@ -442,34 +442,45 @@ def nested_list(depth: int) -> list:
 
 def test_pack_depth_limit():
     roundtrip(nested_list(MAX_DEPTH))
-    with pytest.raises(ValueError, match="deeper than 64"):
+    with pytest.raises(SerializationError, match="deeper than 64"):
         pack(nested_list(MAX_DEPTH + 1))
     t: tuple = ()
     for _ in range(MAX_DEPTH):
         t = (t,)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(t)
     # A datetime opens a level too: 64 lists around one are too deep.
     value: object = dt.datetime(2024, 1, 1)
     for _ in range(MAX_DEPTH):
         value = [value]
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(value)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack_key(value)
 
 
 def test_self_referencing_containers():
     a: list = []
     a.append(a)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(a)
     d: dict = {}
     d["self"] = d
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack(d)
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         _core._pack_key(d)
+
+
+def test_depth_failure_is_serialization_error_not_value_error():
+    a: list = []
+    a.append(a)
+    with pytest.raises(SerializationError) as info:
+        pack(a)
+    assert not isinstance(info.value, ValueError)
+    assert str(info.value) == "value nested deeper than 64 levels or containing itself"
+    with pytest.raises(SerializationError, match="containing itself"):
+        pack_key(nested_list(MAX_DEPTH + 1))
 
 
 def test_unpack_depth_limit():
@@ -482,12 +493,66 @@ def test_unpack_depth_limit():
     unpack(pack(nested_list(MAX_DEPTH)))
 
 
+# Hash flooding: ints that are multiples of 2**61 - 1 all hash to 0.
+MERSENNE61 = 2**61 - 1
+MAX_SAME_HASH = 32
+
+
+def _colliding_map(n: int) -> bytes:
+    """A map of n int keys that all hash to 0 (built by hand: building the
+    dict in Python would itself be quadratic)."""
+    body = b"".join(pack(k * MERSENNE61) + b"\x00" for k in range(1, n + 1))
+    return b"\xdf" + struct.pack(">I", n) + body
+
+
+def _colliding_set(n: int) -> bytes:
+    body = b"\xdd" + struct.pack(">I", n) + b"".join(pack(k * MERSENNE61) for k in range(1, n + 1))
+    return b"\xc9" + struct.pack(">I", len(body)) + bytes([3]) + body
+
+
+def test_unpack_refuses_hash_flooding_quickly():
+    flood = _colliding_map(10_400)
+    assert 140_000 < len(flood) < 150_000
+    start = time.perf_counter()
+    with pytest.raises(SerializationError, match="share one hash"):
+        unpack(flood)
+    with pytest.raises(SerializationError, match="share one hash"):
+        unpack(_colliding_set(10_400))
+    # Quadratic insertion took ~0.5-3 s here; refusal stops after 33 keys.
+    assert time.perf_counter() - start < 0.25
+
+
+def test_unpack_hash_guard_threshold():
+    # Exactly MAX_SAME_HASH keys sharing a hash, in a guarded (large) map,
+    # still decode; one more is refused.
+    honest = {k: 0 for k in range(1, 101)}  # not 0: hash(0) == 0 too
+    shared = {k * MERSENNE61: 0 for k in range(1, MAX_SAME_HASH + 1)}
+    assert unpack(pack({**honest, **shared})) == {**honest, **shared}
+    shared[(MAX_SAME_HASH + 1) * MERSENNE61] = 0
+    with pytest.raises(SerializationError, match="more than 32 keys share one hash"):
+        unpack(pack({**honest, **shared}))
+    with pytest.raises(SerializationError, match="set at offset"):
+        unpack(pack(set(honest) | set(shared)))
+
+
+def test_unpack_honest_large_containers_still_decode():
+    d = {i: i for i in range(20_000)}
+    assert unpack(pack(d)) == d
+    # -1 and -2 share a hash in CPython; a few such pairs are fine.
+    neg = {-i: i for i in range(20_000)}
+    assert unpack(pack(neg)) == neg
+    s = {f"key-{i}" for i in range(20_000)}
+    assert unpack(pack(s)) == s
+    fs = frozenset((i, -i) for i in range(20_000))
+    assert unpack(pack(fs)) == fs
+
+
 def test_unpack_depth_counts_ext_payloads():
     t: tuple = ()
     for _ in range(MAX_DEPTH - 1):
         t = (t,)
     assert unpack(pack(t)) == t
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack([t])
     # Forge 65 levels of tuples by hand.
     inner = b"\x90"
@@ -619,7 +684,7 @@ def test_key_custom_errors_propagate():
 
     with pytest.raises(KeyError):
         pack_key(Broken())
-    with pytest.raises(ValueError):
+    with pytest.raises(SerializationError):
         pack_key(Recursive())
 
 

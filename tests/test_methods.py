@@ -174,7 +174,6 @@ class Color(enum.Enum):
 Color.runs = 0
 
 
-@pytest.mark.xfail(strict=True, reason="value-type key encodings land with the codec branch")
 def test_value_types_as_self_share_between_equal_instances():
     assert FrozenPoint(1, 2).norm1() == 3 and FrozenPoint(1, 2).norm1() == 3
     assert FrozenPoint(2, 2).norm1() == 4

@@ -1,0 +1,83 @@
+/*
+ * py_codec_pack_internal.h - shared by the files that make up ck_py_pack().
+ *
+ * The encoder is split by job: py_codec_pack.c (context, limits, framing,
+ * type dispatch), py_codec_pack_scalar.c (ints, strs, bytes, Decimal, UUID,
+ * the datetime family), py_codec_pack_container.c (list, tuple, dict, set,
+ * canonical ordering) and py_codec_pack_key.c (key-only encodings). Not
+ * included outside them: the functions here have no stability promise.
+ *
+ * Every pack_* encoder appends to `out` and returns 0, or -1 with an
+ * exception set (out then holds a partial encoding the caller discards).
+ * `obj` is borrowed; a caller that got it from a mutable container holds its
+ * own strong reference while the encoder runs (user code may run, see the
+ * comment at the top of py_codec_pack.c).
+ */
+#ifndef CK_PY_CODEC_PACK_INTERNAL_H
+#define CK_PY_CODEC_PACK_INTERNAL_H
+
+#include "py_codec.h"
+
+#include <msgpack.h>
+#include <stdint.h>
+
+typedef struct {
+    ck_state *st;
+    int flags; /* CK_PACK_* */
+    int depth; /* containers currently open; <= CK_CODEC_MAX_DEPTH */
+} pack_ctx;
+
+/* msgpack-c's packer only fails when ck_buf cannot grow. */
+static inline int pack_nomem(void)
+{
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* --- py_codec_pack.c: context, errors, framing, dispatch --------------- */
+
+/* Any supported value: the exact-type dispatch. */
+int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* Refuse a length msgpack cannot express (over 32 bits). */
+int pack_check_len32(pack_ctx *c, size_t n, const char *what);
+/* Open / close one nesting level (containers and nested extensions). */
+int pack_depth_enter(pack_ctx *c);
+void pack_depth_leave(pack_ctx *c);
+/* New reference to "<module><sep><qualname>" of tp. */
+PyObject *pack_type_name(ck_state *st, PyTypeObject *tp, const char *sep, int omit_builtins);
+/* Raise UnsupportedTypeError naming obj's type; returns -1. */
+int pack_raise_unsupported(pack_ctx *c, PyObject *obj);
+/* ext32 header with a placeholder length, patched by pack_ext_end. */
+int pack_ext_begin(ck_buf *out, int8_t type, size_t *hdr_pos);
+int pack_ext_end(pack_ctx *c, ck_buf *out, size_t hdr_pos);
+
+/* --- py_codec_pack_scalar.c --------------------------------------------- */
+
+int pack_scalar_init(void); /* the file's datetime C API import */
+int pack_int(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* str (is_str) or bin of n bytes at p. */
+int pack_raw(pack_ctx *c, ck_buf *out, const char *what, int is_str, const void *p, size_t n);
+int pack_str(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* Extension whose payload is n raw bytes at p. */
+int pack_ext_bytes(pack_ctx *c, ck_buf *out, int8_t type, const void *p, size_t n);
+int pack_decimal(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_uuid(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_datetime(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_date(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_time(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_timedelta(pack_ctx *c, ck_buf *out, PyObject *obj);
+
+/* --- py_codec_pack_container.c ------------------------------------------ */
+
+int pack_list(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_tuple(pack_ctx *c, ck_buf *out, PyObject *obj);
+int pack_dict(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* set or frozenset, as ext `type` (CK_EXT_SET / CK_EXT_FROZENSET). */
+int pack_set(pack_ctx *c, ck_buf *out, PyObject *obj, int8_t type);
+
+/* --- py_codec_pack_key.c ------------------------------------------------- */
+
+/* CK_PACK_KEY only: anything the stored-value types do not cover. */
+int pack_key_extra(pack_ctx *c, ck_buf *out, PyObject *obj);
+
+#endif /* CK_PY_CODEC_PACK_INTERNAL_H */

@@ -1,0 +1,366 @@
+/*
+ * py_codec_pack_scalar.c - encoders for the leaf types: int (with the BIGINT
+ * extension), str, bytes, Decimal, UUID and the datetime family.
+ *
+ * Part of ck_py_pack() (py_codec_pack_internal.h). User code can run here
+ * through tzinfo.utcoffset(), ZoneInfo.key, Decimal.__str__ and UUID.int;
+ * none of these encoders iterates a container, so they hold no borrowed
+ * references across those calls.
+ */
+#include "py_codec_pack_internal.h"
+
+#include <datetime.h>
+
+int pack_scalar_init(void)
+{
+    /* This translation unit's copy of the datetime C API (see py_codec.h). */
+    PyDateTime_IMPORT;
+    return PyDateTimeAPI == NULL ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalars                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Ints outside [-2**63, 2**64 - 1]: ext BIGINT holding the minimal signed
+   big-endian two's complement bytes (what int.to_bytes(n, "big",
+   signed=True) gives for the smallest n). Rare, so a temporary is fine. */
+static int pack_bigint(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    msgpack_packer pk;
+    unsigned char *bytes = NULL;
+    size_t nbits, n, skip = 0;
+    int rc = -1;
+
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    nbits = _PyLong_NumBits(obj);
+    if (nbits == (size_t)-1 && PyErr_Occurred()) {
+        goto error;
+    }
+    /* nbits counts |obj|; one more bit for the sign. Exact for positives,
+       one byte too many for negative powers of two (-2**k needs k+1 bits),
+       which the loop below strips. */
+    n = nbits / 8 + 1;
+    bytes = PyMem_Malloc(n);
+    if (bytes == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    if (_PyLong_AsByteArray((PyLongObject *)obj, bytes, n, 0, 1) < 0) {
+        goto error;
+    }
+    while (n - skip > 1 && ((bytes[skip] == 0x00 && !(bytes[skip + 1] & 0x80)) ||
+                            (bytes[skip] == 0xff && (bytes[skip + 1] & 0x80)))) {
+        skip++;
+    }
+    if (pack_check_len32(c, n - skip, "int") < 0) {
+        goto error;
+    }
+    if (msgpack_pack_ext_with_body(&pk, bytes + skip, n - skip, CK_EXT_BIGINT) != 0) {
+        pack_nomem();
+        goto error;
+    }
+    rc = 0;
+error:
+    PyMem_Free(bytes);
+    return rc;
+}
+
+int pack_int(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    msgpack_packer pk;
+    int overflow;
+    long long v;
+    unsigned long long u;
+
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow == 0) {
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        /* msgpack-c picks the smallest form (fixint, uint8, int16, ...). */
+        return msgpack_pack_long_long(&pk, v) != 0 ? pack_nomem() : 0;
+    }
+    if (overflow > 0) {
+        u = PyLong_AsUnsignedLongLong(obj);
+        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
+            return msgpack_pack_unsigned_long_long(&pk, u) != 0 ? pack_nomem() : 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    return pack_bigint(c, out, obj);
+}
+
+int pack_raw(pack_ctx *c, ck_buf *out, const char *what, int is_str, const void *p,
+                    size_t n)
+{
+    msgpack_packer pk;
+    int rc;
+
+    if (pack_check_len32(c, n, what) < 0) {
+        return -1;
+    }
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    rc = is_str ? msgpack_pack_str_with_body(&pk, p, n) : msgpack_pack_bin_with_body(&pk, p, n);
+    return rc != 0 ? pack_nomem() : 0;
+}
+
+int pack_str(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    PyObject *encoded = NULL;
+    const char *p;
+    Py_ssize_t n;
+    int rc = -1;
+
+    /* Hot path: compact ASCII strs are their own UTF-8. */
+    if (PyUnicode_IS_COMPACT_ASCII(obj)) {
+        return pack_raw(c, out, "str", 1, PyUnicode_DATA(obj), (size_t)PyUnicode_GET_LENGTH(obj));
+    }
+    /* Caches the UTF-8 form in the str: a key argument packed on every call
+       is encoded once. */
+    p = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (p != NULL) {
+        return pack_raw(c, out, "str", 1, p, (size_t)n);
+    }
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+        goto error;
+    }
+    if (!(c->flags & CK_PACK_KEY)) {
+        /* A stored value must decode to an equal str, and strict UTF-8
+           decoding rejects encoded surrogates. */
+        _PyErr_FormatFromCause(c->st->SerializationError,
+                               "cachekit cannot store a str containing lone surrogates "
+                               "(it is not valid UTF-8)");
+        goto error;
+    }
+    /* Keys are never decoded; surrogatepass keeps distinct strs distinct. */
+    PyErr_Clear();
+    encoded = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
+    if (encoded == NULL) {
+        goto error;
+    }
+    rc = pack_raw(c, out, "str", 1, PyBytes_AS_STRING(encoded), (size_t)PyBytes_GET_SIZE(encoded));
+error:
+    Py_XDECREF(encoded);
+    return rc;
+}
+
+/* Extension with a payload of known length. */
+int pack_ext_bytes(pack_ctx *c, ck_buf *out, int8_t type, const void *p, size_t n)
+{
+    msgpack_packer pk;
+
+    if (pack_check_len32(c, n, "extension payload") < 0) {
+        return -1;
+    }
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    return msgpack_pack_ext_with_body(&pk, p, n, type) != 0 ? pack_nomem() : 0;
+}
+
+int pack_decimal(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    PyObject *s = NULL;
+    const char *p;
+    Py_ssize_t n;
+    int rc = -1;
+
+    /* str(d) is exact and keeps NaN/sNaN/Infinity, the sign of zero and the
+       exponent, so Decimal(str(d)) reproduces d. */
+    s = PyObject_Str(obj);
+    if (s == NULL) {
+        goto error;
+    }
+    p = PyUnicode_AsUTF8AndSize(s, &n);
+    if (p == NULL) {
+        goto error;
+    }
+    rc = pack_ext_bytes(c, out, CK_EXT_DECIMAL, p, (size_t)n);
+error:
+    Py_XDECREF(s);
+    return rc;
+}
+
+int pack_uuid(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    PyObject *value = NULL;
+    unsigned char bytes[16];
+    int rc = -1;
+
+    /* UUID.int is a slot; converting it here is cheaper than the .bytes
+       property, which runs Python code. */
+    value = PyObject_GetAttr(obj, c->st->str_int);
+    if (value == NULL) {
+        goto error;
+    }
+    if (!PyLong_CheckExact(value)) {
+        PyErr_SetString(c->st->SerializationError, "UUID.int is not an int");
+        goto error;
+    }
+    if (_PyLong_AsByteArray((PyLongObject *)value, bytes, sizeof(bytes), 0, 0) < 0) {
+        goto error;
+    }
+    rc = pack_ext_bytes(c, out, CK_EXT_UUID, bytes, sizeof(bytes));
+error:
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Datetime family                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* tz field, aware value not keyed by a ZoneInfo: the UTC offset in
+   microseconds. obj.utcoffset() asks the tzinfo with the right argument (the
+   datetime itself, or None for a time) and validates the result. */
+static int pack_tz_offset(pack_ctx *c, ck_buf *out, PyObject *obj, PyObject *tz)
+{
+    msgpack_packer pk;
+    PyObject *offset = NULL;
+    PyObject *name = NULL;
+    long long us;
+    int rc = -1;
+
+    /* No interned "utcoffset" in the shared state; this path is only taken
+       for aware values that are not ZoneInfo, so the name lookup is fine. */
+    offset = PyObject_CallMethod(obj, "utcoffset", NULL);
+    if (offset == NULL) {
+        goto error;
+    }
+    if (offset == Py_None) {
+        /* Dropping the tzinfo would turn an aware value into a naive one. */
+        name = pack_type_name(c->st, Py_TYPE(tz), ".", 1);
+        if (name != NULL) {
+            PyErr_Format(c->st->UnsupportedTypeError,
+                         "cachekit cannot store a %s whose tzinfo of type '%U' gives no UTC "
+                         "offset",
+                         Py_TYPE(obj)->tp_name, name);
+        }
+        goto error;
+    }
+    if (!PyDelta_Check(offset)) {
+        PyErr_SetString(PyExc_TypeError, "utcoffset() did not return a timedelta");
+        goto error;
+    }
+    /* |offset| < 24h (checked by utcoffset()), so this cannot overflow. */
+    us = ((long long)PyDateTime_DELTA_GET_DAYS(offset) * 86400 +
+          PyDateTime_DELTA_GET_SECONDS(offset)) *
+             1000000 +
+         PyDateTime_DELTA_GET_MICROSECONDS(offset);
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    if (msgpack_pack_long_long(&pk, us) != 0) {
+        pack_nomem();
+        goto error;
+    }
+    rc = 0;
+error:
+    Py_XDECREF(offset);
+    Py_XDECREF(name);
+    return rc;
+}
+
+/* The tz field of DATETIME and TIME: nil when naive, the IANA key when the
+   tzinfo is exactly a ZoneInfo with a key, else the UTC offset. */
+static int pack_tz(pack_ctx *c, ck_buf *out, PyObject *obj, PyObject *tz)
+{
+    msgpack_packer pk;
+    PyObject *key;
+    int rc;
+
+    if (tz == Py_None) {
+        msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+        return msgpack_pack_nil(&pk) != 0 ? pack_nomem() : 0;
+    }
+    if (Py_IS_TYPE(tz, (PyTypeObject *)c->st->ZoneInfoType)) {
+        key = PyObject_GetAttr(tz, c->st->str_key);
+        if (key == NULL) {
+            return -1;
+        }
+        if (PyUnicode_CheckExact(key)) {
+            rc = pack_str(c, out, key);
+            Py_DECREF(key);
+            return rc;
+        }
+        /* ZoneInfo.from_file() zones have no key: stored as an offset. */
+        Py_DECREF(key);
+    }
+    return pack_tz_offset(c, out, obj, tz);
+}
+
+/* Ext `type` whose payload is an array of the n ints in fields, then, if
+   with_tz, the tz field of obj. */
+static int pack_datetime_like(pack_ctx *c, ck_buf *out, PyObject *obj, int8_t type,
+                              const int *fields, size_t n, PyObject *tz)
+{
+    msgpack_packer pk;
+    size_t hdr, i;
+    int rc = -1;
+
+    if (pack_depth_enter(c) < 0) {
+        return -1;
+    }
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    if (pack_ext_begin(out, type, &hdr) < 0) {
+        goto error;
+    }
+    if (msgpack_pack_array(&pk, n + (tz != NULL)) != 0) {
+        pack_nomem();
+        goto error;
+    }
+    for (i = 0; i < n; i++) {
+        if (msgpack_pack_int(&pk, fields[i]) != 0) {
+            pack_nomem();
+            goto error;
+        }
+    }
+    if (tz != NULL && pack_tz(c, out, obj, tz) < 0) {
+        goto error;
+    }
+    rc = pack_ext_end(c, out, hdr);
+error:
+    pack_depth_leave(c);
+    return rc;
+}
+
+int pack_datetime(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    int f[8] = {
+        PyDateTime_GET_YEAR(obj),        PyDateTime_GET_MONTH(obj),
+        PyDateTime_GET_DAY(obj),         PyDateTime_DATE_GET_HOUR(obj),
+        PyDateTime_DATE_GET_MINUTE(obj), PyDateTime_DATE_GET_SECOND(obj),
+        PyDateTime_DATE_GET_MICROSECOND(obj), PyDateTime_DATE_GET_FOLD(obj),
+    };
+
+    return pack_datetime_like(c, out, obj, CK_EXT_DATETIME, f, 8,
+                              PyDateTime_DATE_GET_TZINFO(obj));
+}
+
+int pack_date(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    int f[3] = {PyDateTime_GET_YEAR(obj), PyDateTime_GET_MONTH(obj), PyDateTime_GET_DAY(obj)};
+
+    return pack_datetime_like(c, out, obj, CK_EXT_DATE, f, 3, NULL);
+}
+
+int pack_time(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    int f[5] = {
+        PyDateTime_TIME_GET_HOUR(obj),        PyDateTime_TIME_GET_MINUTE(obj),
+        PyDateTime_TIME_GET_SECOND(obj),      PyDateTime_TIME_GET_MICROSECOND(obj),
+        PyDateTime_TIME_GET_FOLD(obj),
+    };
+
+    return pack_datetime_like(c, out, obj, CK_EXT_TIME, f, 5, PyDateTime_TIME_GET_TZINFO(obj));
+}
+
+int pack_timedelta(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    int f[3] = {PyDateTime_DELTA_GET_DAYS(obj), PyDateTime_DELTA_GET_SECONDS(obj),
+                PyDateTime_DELTA_GET_MICROSECONDS(obj)};
+
+    return pack_datetime_like(c, out, obj, CK_EXT_TIMEDELTA, f, 3, NULL);
+}
+
