@@ -60,6 +60,30 @@ def test_bad_environment_key_is_reported_by_name_only(monkeypatch):
     assert "secret-but-not-hex" not in str(info.value)
 
 
+def test_key_loaded_after_settings_were_read_is_seen(monkeypatch):
+    # A module decorates plain functions at import (settings read, no key yet);
+    # the application loads its secrets afterwards, then decorates .secure.
+    @cache
+    def plain(x):
+        return x
+
+    assert plain(1) == 1
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    monkeypatch.setenv("CACHEKIT_ENCRYPTION_FAIL_CLOSED", "true")
+
+    @cache.secure
+    def f(x):
+        return {"x": x}
+
+    assert f(2) == {"x": 2} and f(2) == {"x": 2}
+    assert f.cache_info().hits == 1 and f.fail_closed is True
+    # The shared settings object, and so the shared L1 store, stay as they were.
+    from cachekit.config import get_settings
+
+    assert get_settings().master_key is None
+    assert f.store is plain.store
+
+
 def test_master_key_on_plain_cache_is_refused():
     with pytest.raises(ConfigurationError, match="cache.secure"):
         cache(master_key=KEY)(lambda x: x)

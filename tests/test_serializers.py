@@ -76,6 +76,15 @@ def test_encryption_wrapper_key_errors_and_secrecy(monkeypatch):
         pickle.dumps(w)
 
 
+def test_encryption_wrapper_sees_a_key_loaded_after_settings_were_read(monkeypatch):
+    from cachekit.config import get_settings
+
+    get_settings()
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    w = EncryptionWrapper()
+    assert w.deserialize(*w.serialize(VALUE, cache_key="k"), cache_key="k") == VALUE
+
+
 def test_encryption_wrapper_from_environment(monkeypatch):
     from cachekit.config import reset_settings
 

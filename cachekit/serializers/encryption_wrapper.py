@@ -14,7 +14,7 @@ from typing import Any
 from cachekit._core import DecryptionError, EncryptionError, Keyring
 from cachekit.config.encryption import decode_master_key, wipe
 from cachekit.config.secret import SecretStr
-from cachekit.config.singleton import get_settings
+from cachekit.config.singleton import get_secure_settings
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers.base import SerializationFormat, SerializationMetadata, SerializerProtocol
 from cachekit.serializers.standard_serializer import StandardSerializer
@@ -63,7 +63,7 @@ class EncryptionWrapper:
         if not isinstance(fail_closed, bool):
             raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
-        settings = get_settings()
+        settings = get_secure_settings()
         if master_key is None:
             master_key = settings.master_key
         if master_key is None:
