@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cachekit.config.decorator import DecoratorConfig, L1CacheConfig
+from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
 from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor, key_type_error
 from cachekit.config.secret import SecretStr
 from cachekit.decorators.wrapper import wrap
@@ -85,6 +85,30 @@ def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> 
     return dataclasses.replace(base, **overrides)
 
 
+def _check_local(config: DecoratorConfig) -> None:
+    """Refuse what @cache.local cannot honour: it keeps results as Python
+    objects in this process, so there is no backend, serializer or checksum."""
+    if config.backend is not UNSET and config.backend is not None:
+        raise ConfigurationError(
+            "@cache.local keeps entries in this process only: drop backend= (or use @cache)"
+        )
+    if not (isinstance(config.serializer, str) and config.serializer == "default"):
+        raise ConfigurationError(
+            "@cache.local keeps results as Python objects and never serializes them: drop "
+            "serializer= (for encrypted in-process caching use @cache.secure(backend=None))"
+        )
+    if config.integrity_checking is not True:
+        raise ConfigurationError(
+            "@cache.local keeps results as Python objects, so there are no serialized bytes "
+            "to check: drop integrity_checking="
+        )
+    if config.encryption.enabled:
+        raise ConfigurationError(
+            "@cache.local does not encrypt: use @cache.secure(backend=None) for encrypted "
+            "in-process caching"
+        )
+
+
 def _decorate(
     func: Any, config: DecoratorConfig | None, intent: str | None, overrides: dict[str, Any]
 ) -> Any:
@@ -92,6 +116,7 @@ def _decorate(
         raise ConfigurationError(f"unknown cache intent {intent!r}; available: {', '.join(_INTENTS)}")
     resolved = _build_config(config, dict(overrides))
     if intent == "local":
+        _check_local(resolved)
         resolved = dataclasses.replace(resolved, backend=None)
     if intent == "secure":
         resolved = dataclasses.replace(
