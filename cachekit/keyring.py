@@ -28,17 +28,29 @@ _keyrings: dict[tuple[object, ...], Keyring] = {}
 def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
     if enc.key_provider is not None:
         return _provider_keyring(enc)
-    master = enc.master_key if enc.master_key is not None else settings.master_key
-    previous = enc.previous_master_keys or settings.previous_master_keys
+    # Errors name where the key came from: the argument or the variable.
+    if enc.master_key is not None:
+        master, master_source = enc.master_key, "master_key"
+    else:
+        master, master_source = settings.master_key, "CACHEKIT_MASTER_KEY"
+    if enc.previous_master_keys:
+        previous, previous_source = enc.previous_master_keys, "previous_master_keys[{}]"
+    else:
+        previous = settings.previous_master_keys
+        previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
     if not enc.key_rotation_enabled:
         previous = ()
     if len(previous) > 8:
-        raise ConfigurationError("at most 8 previous master keys (CACHEKIT_MASTER_KEY_ROTATION)")
-    raw_master = decode_master_key(master, "CACHEKIT_MASTER_KEY")
+        raise ConfigurationError(
+            f"at most 8 previous master keys, got {len(previous)} "
+            f"({'previous_master_keys' if enc.previous_master_keys else 'CACHEKIT_MASTER_KEY_ROTATION'})"
+        )
+    raw_master = decode_master_key(master, master_source)
     raw_previous: list[bytearray] = []
     try:
         for i, key in enumerate(previous):
-            raw_previous.append(decode_master_key(key, f"CACHEKIT_MASTER_KEY_ROTATION key {i + 1}"))
+            number = i if enc.previous_master_keys else i + 1
+            raw_previous.append(decode_master_key(key, previous_source.format(number)))
         keyring = Keyring(
             raw_master,
             raw_previous,

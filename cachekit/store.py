@@ -3,7 +3,8 @@
 By default every function shares one process-wide store sized by the
 settings (``l1_max_size_mb``, ``l1_max_entries``), so the memory bound holds
 however many functions are decorated. A function given its own bounds
-(``l1=L1CacheConfig(max_entries=...)``) gets a store of its own.
+(``l1=L1CacheConfig(max_entries=...)``) gets a store of its own. With
+``CACHEKIT_L1_ENABLED=false`` nothing is stored.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def default_store(settings: CachekitConfig) -> L1Store:
 
 
 def store_for(l1: L1CacheConfig, settings: CachekitConfig) -> L1Store:
+    if not settings.l1_enabled:
+        # CACHEKIT_L1_ENABLED=false: a store too small for any entry (each
+        # is charged its key and overhead), so every call runs the function.
+        # There is no other tier yet to fall back on.
+        return L1Store(max_entries=1, max_bytes=1)
     if not l1.dedicated:
         return default_store(settings)
     max_bytes = int(l1.max_size_mb * _MIB) if l1.max_size_mb is not None else 0

@@ -404,6 +404,7 @@ def test_concurrent_callers_get_consistent_values():
         ({"no_such_option": 1}, "unknown"),
         ({"l1": L1CacheConfig(enabled=False)}, "l1"),
         ({"l1_max_entries": 0}, "max_entries"),
+        ({"integrity_checking": "yes"}, "integrity_checking"),
     ],
 )
 def test_misconfiguration_fails_at_decoration(kwargs, match):
@@ -433,3 +434,69 @@ def test_default_ttl_from_environment(monkeypatch):
     assert f.cache_key().startswith("envns:")
     time.sleep(0.08)
     assert f() == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"backend": object()}, "drop backend="),
+        ({"backend": "redis://localhost"}, "drop backend="),
+        ({"serializer": "msgpack"}, "drop serializer="),
+        ({"serializer": "arrow"}, "drop serializer="),
+        ({"integrity_checking": False}, "drop integrity_checking="),
+        ({"config": DecoratorConfig(integrity_checking=False)}, "drop integrity_checking="),
+    ],
+)
+def test_local_refuses_what_it_cannot_honour(kwargs, match):
+    with pytest.raises(ConfigurationError, match=match):
+        cache.local(**kwargs)(lambda x: x)
+
+
+def test_local_refuses_serializer_objects_and_encryption():
+    from cachekit.config import EncryptionConfig
+    from cachekit.serializers import EncryptionWrapper, StandardSerializer
+
+    for serializer in (StandardSerializer(), EncryptionWrapper(master_key="a1" * 32)):
+        with pytest.raises(ConfigurationError, match="drop serializer="):
+            cache.local(serializer=serializer)(lambda x: x)
+    enc = EncryptionConfig(enabled=True, master_key="a1" * 32)
+    with pytest.raises(ConfigurationError, match="does not encrypt"):
+        cache.local(encryption=enc)(lambda x: x)
+    with pytest.raises(ConfigurationError, match="encryption must be an EncryptionConfig"):
+        cache.local(encryption=True)(lambda x: x)
+
+
+def test_local_accepts_its_defaults():
+    f = cache.local(backend=None, serializer="default", integrity_checking=True, ttl=5)(
+        counting(lambda x: x)
+    )
+    assert f(1) == f(1) == 1 and f.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("intent", [cache, cache.local])
+def test_l1_disabled_by_environment_runs_every_call(monkeypatch, intent):
+    from cachekit.config import reset_settings
+
+    monkeypatch.setenv("CACHEKIT_L1_ENABLED", "false")
+    reset_settings()
+    f = intent(counting(lambda x: [x]))
+    assert f(1) == f(1) == [1]
+    assert len(f.__wrapped__.calls) == 2
+    info = f.cache_info()
+    assert (info.hits, info.misses) == (0, 2)
+    assert f.cache_stats()["store_errors"] == 0 and f.cache_stats()["entries"] == 0
+    assert f.invalidate_cache(1) is False
+    f.cache_clear()
+    monkeypatch.setenv("CACHEKIT_L1_ENABLED", "true")
+    reset_settings()
+    g = intent(counting(lambda x: [x]))
+    assert g(1) == g(1) and len(g.__wrapped__.calls) == 1
+
+
+def test_l1_disabled_by_environment_secure(monkeypatch):
+    from cachekit.config import reset_settings
+
+    monkeypatch.setenv("CACHEKIT_L1_ENABLED", "0")
+    reset_settings()
+    f = cache.secure(master_key="a1" * 32)(counting(lambda x: x))
+    assert f(1) == f(1) == 1 and len(f.__wrapped__.calls) == 2

@@ -60,6 +60,30 @@ def test_bad_environment_key_is_reported_by_name_only(monkeypatch):
     assert "secret-but-not-hex" not in str(info.value)
 
 
+def test_key_loaded_after_settings_were_read_is_seen(monkeypatch):
+    # A module decorates plain functions at import (settings read, no key yet);
+    # the application loads its secrets afterwards, then decorates .secure.
+    @cache
+    def plain(x):
+        return x
+
+    assert plain(1) == 1
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    monkeypatch.setenv("CACHEKIT_ENCRYPTION_FAIL_CLOSED", "true")
+
+    @cache.secure
+    def f(x):
+        return {"x": x}
+
+    assert f(2) == {"x": 2} and f(2) == {"x": 2}
+    assert f.cache_info().hits == 1 and f.fail_closed is True
+    # The shared settings object, and so the shared L1 store, stay as they were.
+    from cachekit.config import get_settings
+
+    assert get_settings().master_key is None
+    assert f.store is plain.store
+
+
 def test_master_key_on_plain_cache_is_refused():
     with pytest.raises(ConfigurationError, match="cache.secure"):
         cache(master_key=KEY)(lambda x: x)
@@ -441,3 +465,97 @@ def test_entries_moved_between_functions_calls_or_tenants_are_misses():
     f._poke(moved, 1)               # same call, another tenant
     assert f(1) == {"f": 1, "tenant": "t2"}
     assert f.cache_stats()["decrypt_errors"] == 3
+
+
+# ------------------------------------------------------------ wrong types
+
+
+def cachekit_locals(exc: BaseException) -> list[str]:
+    """repr of every local of cachekit's frames in exc's traceback."""
+    texts = []
+    tb = exc.__traceback__
+    while tb is not None:
+        if "cachekit" in tb.tb_frame.f_code.co_filename:
+            texts += [repr(v) for v in tb.tb_frame.f_locals.values()]
+        tb = tb.tb_next
+    return texts
+
+
+@pytest.mark.parametrize("raw", [bytes.fromhex(KEY), KEY.encode(), bytearray.fromhex(KEY)])
+def test_bytes_master_key_refused_without_echo(raw):
+    with pytest.raises(ConfigurationError, match="master_key must be a hex str") as info:
+        cache.secure(master_key=raw)(lambda: 1)
+    assert "openssl rand -hex 32" in str(info.value) and "key.hex()" in str(info.value)
+    shown = [str(info.value), *cachekit_locals(info.value)]
+    assert not any(repr(bytes(raw))[2:-1] in t or KEY in t for t in shown)
+
+
+def test_bytes_key_refused_by_encryption_config():
+    from cachekit.config import EncryptionConfig
+
+    with pytest.raises(ConfigurationError, match="master_key must be a hex str") as info:
+        EncryptionConfig(master_key=bytes.fromhex(KEY))
+    assert "\\xa1" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="list or tuple of hex strings"):
+        EncryptionConfig(previous_master_keys=KEY)
+
+
+def test_previous_keys_as_one_str_says_pass_a_list():
+    with pytest.raises(ConfigurationError, match="list or tuple of hex strings") as info:
+        cache.secure(master_key=KEY, previous_master_keys=KEY2)(lambda: 1)
+    assert "at most 8" not in str(info.value)
+    assert not any(KEY2 in t for t in [str(info.value), *cachekit_locals(info.value)])
+    with pytest.raises(ConfigurationError, match=r"previous_master_keys\[1\] must be a hex str"):
+        cache.secure(master_key=KEY, previous_master_keys=[KEY2, bytes.fromhex(KEY3)])(lambda: 1)
+
+
+def test_malformed_key_argument_is_named_as_the_argument(monkeypatch):
+    with pytest.raises(ConfigurationError, match="^master_key must be hex-encoded"):
+        cache.secure(master_key="ab" * 31)(lambda: 1)
+    with pytest.raises(ConfigurationError, match="master_key is empty"):
+        cache.secure(master_key="")(lambda: 1)
+    with pytest.raises(ConfigurationError, match=r"^previous_master_keys\[0\] must be hex"):
+        cache.secure(master_key=KEY, previous_master_keys=["zz"])(lambda: 1)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY_ROTATION", "zz")
+    with pytest.raises(ConfigurationError, match="^CACHEKIT_MASTER_KEY_ROTATION key 1"):
+        cache.secure(master_key=KEY)(lambda: 1)
+
+
+def test_tenant_extractor_must_be_callable():
+    with pytest.raises(ConfigurationError, match="tenant_extractor must be a callable"):
+        cache.secure(master_key=KEY, tenant_extractor="acme")(lambda: 1)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("dek_max_age", "5"), ("dek_max_age", 0), ("dek_max_age", -1), ("dek_max_age", True),
+        ("dek_max_age", float("nan")), ("dek_max_age", float("inf")), ("dek_max_age", 1e11),
+        ("dek_max_messages", "5"), ("dek_max_messages", 0), ("dek_max_messages", -1),
+        ("dek_max_messages", True), ("dek_max_messages", 2**32 + 1), ("dek_max_messages", 2**64 + 1),
+        ("dek_max_messages", 10.0),
+        ("dek_max_bytes", "5"), ("dek_max_bytes", 0), ("dek_max_bytes", -1), ("dek_max_bytes", True),
+        ("dek_max_bytes", 2**63), ("dek_max_bytes", 2**64 + 1), ("dek_max_bytes", 1.5),
+        ("key_rotation_enabled", "no"), ("fail_closed", 1),
+    ],
+)
+def test_out_of_range_or_mistyped_encryption_options(option, value):
+    with pytest.raises(ConfigurationError, match=option):
+        cache.secure(master_key=KEY, **{option: value})(lambda: 1)
+
+
+def test_largest_limits_accepted():
+    @cache.secure(master_key=KEY, dek_max_bytes=2**63 - 1, dek_max_messages=2**32, dek_max_age=1)
+    def f(x):
+        return x
+
+    assert f(1) == 1 and f(1) == 1
+
+
+@pytest.mark.parametrize("intent", [cache, cache.local, cache.secure])
+def test_nested_options_of_the_wrong_type(intent):
+    with pytest.raises(ConfigurationError, match="encryption must be an EncryptionConfig"):
+        intent(master_key=KEY, encryption=True)(lambda: 1) if intent is cache.secure else intent(
+            encryption=True)(lambda: 1)
+    with pytest.raises(ConfigurationError, match="l1 must be an L1CacheConfig"):
+        intent(l1={"max_entries": 3})(lambda: 1)

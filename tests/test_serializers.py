@@ -49,17 +49,17 @@ def test_encryption_wrapper_binds_key_and_tenant():
 
 def test_encryption_wrapper_over_integrity_checked_serializer():
     w = EncryptionWrapper(serializer=StandardSerializer(), master_key=bytes(range(32)))
-    data, meta = w.serialize([1, 2, 3])
-    assert w.deserialize(data, meta) == [1, 2, 3]
+    data, meta = w.serialize([1, 2, 3], cache_key="k")
+    assert w.deserialize(data, meta, cache_key="k") == [1, 2, 3]
 
 
 def test_encryption_wrapper_rotation():
     old = EncryptionWrapper(master_key=KEY)
-    data, meta = old.serialize(VALUE)
+    data, meta = old.serialize(VALUE, cache_key="k")
     new = EncryptionWrapper(master_key="7f" * 32, previous_master_keys=[KEY])
-    assert new.deserialize(data, meta) == VALUE
+    assert new.deserialize(data, meta, cache_key="k") == VALUE
     with pytest.raises(DecryptionAuthenticationError):
-        EncryptionWrapper(master_key="7f" * 32).deserialize(data, meta)
+        EncryptionWrapper(master_key="7f" * 32).deserialize(data, meta, cache_key="k")
 
 
 def test_encryption_wrapper_key_errors_and_secrecy(monkeypatch):
@@ -76,13 +76,22 @@ def test_encryption_wrapper_key_errors_and_secrecy(monkeypatch):
         pickle.dumps(w)
 
 
+def test_encryption_wrapper_sees_a_key_loaded_after_settings_were_read(monkeypatch):
+    from cachekit.config import get_settings
+
+    get_settings()
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    w = EncryptionWrapper()
+    assert w.deserialize(*w.serialize(VALUE, cache_key="k"), cache_key="k") == VALUE
+
+
 def test_encryption_wrapper_from_environment(monkeypatch):
     from cachekit.config import reset_settings
 
     monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
     reset_settings()
     w = EncryptionWrapper()
-    assert w.deserialize(*w.serialize(VALUE)) == VALUE
+    assert w.deserialize(*w.serialize(VALUE, cache_key=b"k"), cache_key=b"k") == VALUE
 
 
 def test_cache_with_encryption_wrapper_stores_ciphertext():
@@ -129,3 +138,68 @@ def test_unsupported_serializer_objects_refused():
         cache(serializer=Custom())(lambda: 1)
     with pytest.raises(ConfigurationError, match="not both"):
         cache.secure(master_key=KEY, serializer=EncryptionWrapper(master_key=KEY))(lambda: 1)
+
+
+def test_encryption_wrapper_cache_key_is_required():
+    from cachekit.serializers.encryption_wrapper import CacheKeyError
+
+    w = EncryptionWrapper(master_key=KEY)
+    data, meta = w.serialize(VALUE, cache_key="k")
+    for call in (lambda: w.serialize(VALUE), lambda: w.deserialize(data, meta)):
+        with pytest.raises(TypeError, match="needs cache_key=") as info:
+            call()
+        assert isinstance(info.value, ConfigurationError)
+    for bad in (123, None, 1.5, ["k"], bytearray(b"k")):
+        with pytest.raises(CacheKeyError, match="cache_key must be a non-empty str or bytes"):
+            w.serialize(VALUE, cache_key=bad)
+        with pytest.raises(ConfigurationError, match="cache_key must be a non-empty str or bytes"):
+            w.deserialize(data, meta, cache_key=bad)
+    for empty in ("", b""):
+        with pytest.raises(ConfigurationError, match="must not be empty"):
+            w.serialize(VALUE, cache_key=empty)
+        with pytest.raises(ValueError, match="must not be empty"):
+            w.deserialize(data, meta, cache_key=empty)
+    # str keys are bound as their UTF-8 bytes.
+    assert w.deserialize(data, meta, cache_key=b"k") == VALUE
+    data, meta = w.serialize(VALUE, cache_key="ключ".encode())
+    assert w.deserialize(data, meta, cache_key="ключ") == VALUE
+
+
+def test_encryption_wrapper_key_types():
+    for bad, match in [
+        (123, "master_key must be raw key bytes or a hex str, not int"),
+        (["ab" * 32], "master_key must be raw key bytes or a hex str, not list"),
+    ]:
+        with pytest.raises(ConfigurationError, match=match):
+            EncryptionWrapper(master_key=bad)
+    with pytest.raises(ConfigurationError, match="list or tuple of keys") as info:
+        EncryptionWrapper(master_key=KEY, previous_master_keys="7f" * 32)
+    assert "7f" * 32 not in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"previous_master_keys\[0\]"):
+        EncryptionWrapper(master_key=KEY, previous_master_keys=[42])
+
+
+def test_encryption_wrapper_wipes_decoded_keys_when_a_later_key_is_bad(monkeypatch):
+    from cachekit.serializers import encryption_wrapper
+
+    decoded: list[bytearray] = []
+    real = encryption_wrapper._raw_key
+
+    def recording(key, what):
+        raw = real(key, what)
+        decoded.append(raw)
+        return raw
+
+    monkeypatch.setattr(encryption_wrapper, "_raw_key", recording)
+    with pytest.raises(ConfigurationError, match=r"previous_master_keys\[1\]") as info:
+        EncryptionWrapper(master_key=KEY, previous_master_keys=["7f" * 32, "zz"])
+    assert len(decoded) == 2
+    assert all(not any(raw) for raw in decoded)  # master and first previous key wiped
+    tb = info.value.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, bytearray):
+                assert not any(value)
+            if isinstance(value, list):
+                assert not any(isinstance(v, bytearray) and any(v) for v in value)
+        tb = tb.tb_next

@@ -20,6 +20,44 @@ BAD_KEY = (
 )
 
 
+HEX_KEY_HINT = (
+    "pass a hex str (generate one with: openssl rand -hex 32; for raw key bytes pass key.hex())"
+)
+# The largest DEK limit the C keyring takes (a signed 64-bit count).
+MAX_LIMIT = 2**63 - 1
+# Beyond ~570 years a duration no longer fits in 64-bit nanoseconds.
+MAX_SECONDS = 1.8e10
+
+
+def key_type_error(master_key: object, previous: object) -> str | None:
+    """What is wrong with the types of master_key / previous_master_keys, or
+    None. Names types only: the message never shows a value."""
+    if master_key is not None and not isinstance(master_key, (str, SecretStr)):
+        return f"master_key must be a hex str, not {type(master_key).__name__}: {HEX_KEY_HINT}"
+    if previous is None:
+        return None
+    if not isinstance(previous, (list, tuple)):
+        return (
+            f"previous_master_keys must be a list or tuple of hex strings, not "
+            f"{type(previous).__name__}: pass previous_master_keys=[old_key_hex, ...]"
+        )
+    for i, key in enumerate(previous):
+        if not isinstance(key, (str, SecretStr)):
+            return (
+                f"previous_master_keys[{i}] must be a hex str, not {type(key).__name__}: "
+                f"{HEX_KEY_HINT}"
+            )
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclasses.dataclass(frozen=True)
 class EncryptionConfig:
     """Client-side encryption settings of one decorated function.
@@ -48,7 +86,13 @@ class EncryptionConfig:
     fail_closed: bool | None = None
 
     def __post_init__(self) -> None:
-        # Wrap plain strings at once so no repr of this object shows a key.
+        # Refuse keys of the wrong type, and wrap plain strings, at once, so
+        # no repr of this object (or traceback showing it) holds a key.
+        error = key_type_error(self.master_key, self.previous_master_keys)
+        if error is not None:
+            object.__setattr__(self, "master_key", None)
+            object.__setattr__(self, "previous_master_keys", ())
+            raise ConfigurationError(error)
         if isinstance(self.master_key, str):
             object.__setattr__(self, "master_key", SecretStr(self.master_key))
         previous = tuple(
@@ -57,18 +101,30 @@ class EncryptionConfig:
         object.__setattr__(self, "previous_master_keys", previous)
 
     def validate(self) -> None:
+        if self.enabled is not None and not isinstance(self.enabled, bool):
+            raise ConfigurationError("encryption enabled must be True, False or None")
         if self.fail_closed is not None and not isinstance(self.fail_closed, bool):
             raise ConfigurationError("fail_closed must be True, False or None")
-        if self.tenant_extractor is not None and not callable(self.tenant_extractor) and not hasattr(
-            self.tenant_extractor, "extract"
+        if not isinstance(self.key_rotation_enabled, bool):
+            raise ConfigurationError("key_rotation_enabled must be True or False")
+        check_tenant_extractor(self.tenant_extractor)
+        if not (
+            _is_number(self.dek_max_age)
+            and math.isfinite(self.dek_max_age)
+            and 0 < self.dek_max_age < MAX_SECONDS
         ):
-            raise ConfigurationError("tenant_extractor must be callable or have .extract(args, kwargs)")
-        if not (self.dek_max_age > 0 and math.isfinite(self.dek_max_age)):
-            raise ConfigurationError("dek_max_age must be a positive number of seconds")
-        if not (0 < self.dek_max_messages <= 2**32):
-            raise ConfigurationError("dek_max_messages must be between 1 and 2**32")
-        if self.dek_max_bytes <= 0:
-            raise ConfigurationError("dek_max_bytes must be positive")
+            raise ConfigurationError(
+                f"dek_max_age must be a positive int or float of seconds below {MAX_SECONDS:.0e}, "
+                f"not {self.dek_max_age!r}"
+            )
+        if not (_is_int(self.dek_max_messages) and 0 < self.dek_max_messages <= 2**32):
+            raise ConfigurationError(
+                f"dek_max_messages must be an int from 1 to 2**32, not {self.dek_max_messages!r}"
+            )
+        if not (_is_int(self.dek_max_bytes) and 0 < self.dek_max_bytes <= MAX_LIMIT):
+            raise ConfigurationError(
+                f"dek_max_bytes must be an int from 1 to 2**63-1, not {self.dek_max_bytes!r}"
+            )
         if self.key_provider is not None:
             missing = [a for a in ("provider_id", "key_id", "generate_data_key", "decrypt_data_key")
                        if not hasattr(self.key_provider, a)]
@@ -80,8 +136,10 @@ class EncryptionConfig:
 
 def decode_master_key(secret: SecretStr | None, source: str) -> bytearray:
     """The raw key bytes of a hex master key, in a bytearray the caller wipes."""
-    if secret is None or not secret.get_secret_value().strip():
+    if secret is None:
         raise ConfigurationError(MISSING_KEY)
+    if not secret.get_secret_value().strip():
+        raise ConfigurationError(f"{source} is empty: {HEX_KEY_HINT}")
     try:
         raw = bytearray.fromhex(secret.get_secret_value().strip())
     except ValueError:
@@ -99,9 +157,20 @@ def wipe(buf: bytearray) -> None:
     buf[:] = bytes(len(buf))
 
 
+def check_tenant_extractor(extractor: Any) -> None:
+    if extractor is None or callable(extractor) or callable(getattr(extractor, "extract", None)):
+        return
+    raise ConfigurationError(
+        f"tenant_extractor must be a callable taking the function's arguments and returning "
+        f"the tenant id (a non-empty str), or an object with .extract(args, kwargs); "
+        f"not {type(extractor).__name__}. For one fixed tenant pass lambda *args, **kwargs: 'tenant-id'"
+    )
+
+
 def adapt_tenant_extractor(extractor: Any) -> Callable[..., str] | None:
     """Accept a callable of the function's arguments, or an object with
     ``.extract(args, kwargs)`` (the 0.24.1 style)."""
+    check_tenant_extractor(extractor)
     if extractor is None or callable(extractor):
         return extractor
     extract = extractor.extract

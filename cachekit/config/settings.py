@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cachekit.config.secret import MASK, SecretStr
@@ -89,27 +89,13 @@ class CachekitConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CachekitConfig:
         """Read ``CACHEKIT_*`` variables from environ (default ``os.environ``),
         then apply overrides. Raises ConfigurationError naming the variable."""
-        env = os.environ if environ is None else environ
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
             raise ConfigurationError(
                 f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
             )
-        values: dict[str, Any] = {}
-        for name, (parse, secret) in _FIELDS.items():
-            var = ENV_PREFIX + name.upper()
-            raw = env.get(var)
-            if name == "previous_master_keys" and raw is None:
-                # The user guide's spelling; 0.24.1 read CACHEKIT_PREVIOUS_MASTER_KEYS.
-                raw = env.get(ENV_PREFIX + "MASTER_KEY_ROTATION")
-            if raw is None:
-                continue
-            try:
-                values[name] = parse(raw)
-            except ValueError as exc:
-                shown = MASK if secret else repr(raw)
-                raise ConfigurationError(f"{var}={shown} is invalid: {exc}") from None
+        values = read_env(_FIELDS, environ)
         for name, value in overrides.items():
             values[name] = _coerce_override(name, value)
         return cls(**values)
@@ -119,6 +105,34 @@ class CachekitConfig:
         return {
             f.name: _mask_value(getattr(self, f.name)) for f in dataclasses.fields(self)
         }
+
+
+# What @cache.secure and EncryptionWrapper read from the environment each time
+# they are applied, not once with the other settings: an application often
+# loads its secrets after modules have decorated their plain functions.
+SECURE_FIELDS = ("master_key", "previous_master_keys", "encryption_fail_closed")
+
+
+def read_env(names: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The parsed values of the ``CACHEKIT_*`` variables of the named fields
+    that are set. Raises ConfigurationError naming the variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in names:
+        parse, secret = _FIELDS[name]
+        var = ENV_PREFIX + name.upper()
+        raw = env.get(var)
+        if name == "previous_master_keys" and raw is None:
+            # The user guide's spelling; 0.24.1 read CACHEKIT_PREVIOUS_MASTER_KEYS.
+            raw = env.get(ENV_PREFIX + "MASTER_KEY_ROTATION")
+        if raw is None:
+            continue
+        try:
+            values[name] = parse(raw)
+        except ValueError as exc:
+            shown = MASK if secret else repr(raw)
+            raise ConfigurationError(f"{var}={shown} is invalid: {exc}") from None
+    return values
 
 
 def _mask_value(value: object) -> object:

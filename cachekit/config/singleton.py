@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from cachekit.config.settings import CachekitConfig
+from cachekit.config.settings import SECURE_FIELDS, CachekitConfig, read_env
 
 _lock = threading.Lock()
 _settings: CachekitConfig | None = None
@@ -17,6 +18,20 @@ def get_settings() -> CachekitConfig:
         if _settings is None:
             _settings = CachekitConfig.from_env()
         return _settings
+
+
+def get_secure_settings() -> CachekitConfig:
+    """The settings with the encryption fields (``SECURE_FIELDS``: master key,
+    previous keys, fail_closed) read from the environment now, for
+    ``@cache.secure`` and ``EncryptionWrapper`` at decoration time. A key
+    loaded into the environment after the settings were first read is seen;
+    the shared settings object itself is left as it is."""
+    settings = get_settings()
+    fresh = read_env(SECURE_FIELDS)
+    defaults = CachekitConfig()
+    return dataclasses.replace(
+        settings, **{name: fresh.get(name, getattr(defaults, name)) for name in SECURE_FIELDS}
+    )
 
 
 def reset_settings() -> None:

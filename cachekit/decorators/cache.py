@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cachekit.config.decorator import DecoratorConfig, L1CacheConfig
-from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor
+from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
+from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor, key_type_error
 from cachekit.config.secret import SecretStr
 from cachekit.decorators.wrapper import wrap
 from cachekit.exceptions import ConfigurationError
@@ -30,11 +30,24 @@ _ENCRYPTION_ALIASES = {
     "dek_max_age", "dek_max_messages", "dek_max_bytes", "key_provider", "fail_closed",
 }
 _INTENTS = ("local", "secure")
+# Nested option objects: name, type, what to pass instead.
+_NESTED = (
+    ("l1", L1CacheConfig, "pass l1=L1CacheConfig(...) or the flat l1_max_entries=/l1_max_size_mb="),
+    ("encryption", EncryptionConfig,
+     "for encrypted caching use @cache.secure(...) or encryption=EncryptionConfig(enabled=True)"),
+)
 
 
 def _hide_secrets(overrides: dict[str, Any]) -> dict[str, Any]:
     """Wrap key arguments in SecretStr first thing, so no frame of ours holds
-    a raw key a traceback (or an error reporter capturing locals) could show."""
+    a raw key a traceback (or an error reporter capturing locals) could show.
+    Keys of the wrong type (bytes, a bare str of previous keys) are dropped
+    from overrides, the caller's dict too, before the error is raised."""
+    error = key_type_error(overrides.get("master_key"), overrides.get("previous_master_keys"))
+    if error is not None:
+        overrides.pop("master_key", None)
+        overrides.pop("previous_master_keys", None)
+        raise ConfigurationError(error)
     if isinstance(overrides.get("master_key"), str):
         overrides["master_key"] = SecretStr(overrides["master_key"])
     previous = overrides.get("previous_master_keys")
@@ -49,6 +62,12 @@ def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> 
     base = config if config is not None else DecoratorConfig()
     if not isinstance(base, DecoratorConfig):
         raise ConfigurationError(f"config must be a DecoratorConfig, not {type(base).__name__}")
+    for name, kind, hint in _NESTED:
+        value = overrides.get(name, getattr(base, name))
+        if not isinstance(value, kind):
+            raise ConfigurationError(
+                f"{name} must be an {kind.__name__}, not {type(value).__name__}: {hint}"
+            )
     l1_changes = {_L1_ALIASES[k]: overrides.pop(k) for k in list(overrides) if k in _L1_ALIASES}
     enc_changes = {k: overrides.pop(k) for k in list(overrides) if k in _ENCRYPTION_ALIASES}
     unknown = sorted(set(overrides) - _CONFIG_FIELDS)
@@ -66,6 +85,30 @@ def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> 
     return dataclasses.replace(base, **overrides)
 
 
+def _check_local(config: DecoratorConfig) -> None:
+    """Refuse what @cache.local cannot honour: it keeps results as Python
+    objects in this process, so there is no backend, serializer or checksum."""
+    if config.backend is not UNSET and config.backend is not None:
+        raise ConfigurationError(
+            "@cache.local keeps entries in this process only: drop backend= (or use @cache)"
+        )
+    if not (isinstance(config.serializer, str) and config.serializer == "default"):
+        raise ConfigurationError(
+            "@cache.local keeps results as Python objects and never serializes them: drop "
+            "serializer= (for encrypted in-process caching use @cache.secure(backend=None))"
+        )
+    if config.integrity_checking is not True:
+        raise ConfigurationError(
+            "@cache.local keeps results as Python objects, so there are no serialized bytes "
+            "to check: drop integrity_checking="
+        )
+    if config.encryption.enabled:
+        raise ConfigurationError(
+            "@cache.local does not encrypt: use @cache.secure(backend=None) for encrypted "
+            "in-process caching"
+        )
+
+
 def _decorate(
     func: Any, config: DecoratorConfig | None, intent: str | None, overrides: dict[str, Any]
 ) -> Any:
@@ -73,6 +116,7 @@ def _decorate(
         raise ConfigurationError(f"unknown cache intent {intent!r}; available: {', '.join(_INTENTS)}")
     resolved = _build_config(config, dict(overrides))
     if intent == "local":
+        _check_local(resolved)
         resolved = dataclasses.replace(resolved, backend=None)
     if intent == "secure":
         resolved = dataclasses.replace(

@@ -9,7 +9,7 @@ from typing import Any
 
 from cachekit._core import CachedFunction
 from cachekit.config.decorator import DecoratorConfig
-from cachekit.config.singleton import get_settings
+from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.decorators.events import event_reporter
 from cachekit.decorators.signature import key_spec
@@ -42,6 +42,9 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
         if not config.encrypted:
             return {}
         fail_closed = config.encryption.fail_closed
+        # The key settings are read now, not with the others: the application
+        # may load its secrets after modules decorated their plain functions.
+        settings = get_secure_settings()
         # Builds (and validates) the keys now, at decoration time.
         return {
             "keyring": keyring_for(config.encryption, settings),

@@ -2,7 +2,8 @@
 
 The inner serializer's bytes become the plaintext of an encrypted entry
 (docs/format.md, "Encrypted entries"), bound to the tenant and to the
-``cache_key`` passed to serialize/deserialize. Keys come from the
+``cache_key`` passed to serialize/deserialize (required: an empty key would
+bind nothing). Keys come from the
 ``master_key`` argument (raw bytes, or hex text) or ``CACHEKIT_MASTER_KEY``;
 ``previous_master_keys`` (or ``CACHEKIT_MASTER_KEY_ROTATION``) still decrypt.
 """
@@ -14,7 +15,7 @@ from typing import Any
 from cachekit._core import DecryptionError, EncryptionError, Keyring
 from cachekit.config.encryption import decode_master_key, wipe
 from cachekit.config.secret import SecretStr
-from cachekit.config.singleton import get_settings
+from cachekit.config.singleton import get_secure_settings
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers.base import SerializationFormat, SerializationMetadata, SerializerProtocol
 from cachekit.serializers.standard_serializer import StandardSerializer
@@ -22,18 +23,61 @@ from cachekit.serializers.standard_serializer import StandardSerializer
 # Name used by code written for other releases.
 DecryptionAuthenticationError = DecryptionError
 
-__all__ = ["DecryptionAuthenticationError", "EncryptionError", "EncryptionWrapper"]
+__all__ = ["CacheKeyError", "DecryptionAuthenticationError", "EncryptionError", "EncryptionWrapper"]
 
 _FORMATS = {1: SerializationFormat.MSGPACK, 2: SerializationFormat.ORJSON, 3: SerializationFormat.ARROW}
 
 
-def _raw_key(key: bytes | bytearray | str | SecretStr, what: str) -> bytearray:
+class CacheKeyError(ConfigurationError, TypeError):
+    """A missing or mistyped ``cache_key``: a ConfigurationError (so also a
+    ValueError) and a TypeError, as code written for other releases expects."""
+
+
+class _Required:
+    """Default of cache_key: there is none, it must be given."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_NO_CACHE_KEY: Any = _Required()
+
+
+def _cache_key_bytes(cache_key: object, method: str) -> bytes:
+    """The bytes a ciphertext is bound to. An empty key would bind nothing,
+    so one must be given."""
+    if cache_key is _NO_CACHE_KEY:
+        raise CacheKeyError(
+            f"EncryptionWrapper.{method}() needs cache_key=: the key the entry is stored "
+            "under (a non-empty str or bytes), which the ciphertext is bound to"
+        )
+    if isinstance(cache_key, str):
+        key = cache_key.encode()
+    elif isinstance(cache_key, bytes):
+        key = cache_key
+    else:
+        raise CacheKeyError(
+            f"cache_key must be a non-empty str or bytes (the key the entry is stored under), "
+            f"not {type(cache_key).__name__}"
+        )
+    if not key:
+        raise ConfigurationError("cache_key must not be empty: it binds the ciphertext to its entry")
+    return key
+
+
+def _raw_key(key: object, what: str) -> bytearray:
+    """The raw bytes of one key argument, in a bytearray the caller wipes.
+    Errors name the argument and the type, never the value."""
     if isinstance(key, (bytes, bytearray)):
-        if len(key) < 32:
-            raise ConfigurationError(f"{what} must be at least 32 bytes")
+        if not 32 <= len(key) <= 128:
+            raise ConfigurationError(f"{what} must be at least 32 bytes (at most 128) of raw key, or a hex str")
         return bytearray(key)
-    secret = key if isinstance(key, SecretStr) else SecretStr(key)
-    return decode_master_key(secret, what)
+    if isinstance(key, (str, SecretStr)):
+        return decode_master_key(key if isinstance(key, SecretStr) else SecretStr(key), what)
+    raise ConfigurationError(
+        f"{what} must be raw key bytes or a hex str, not {type(key).__name__}. "
+        "Generate a key with: openssl rand -hex 32"
+    )
 
 
 class EncryptionWrapper:
@@ -63,7 +107,7 @@ class EncryptionWrapper:
         if not isinstance(fail_closed, bool):
             raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
-        settings = get_settings()
+        settings = get_secure_settings()
         if master_key is None:
             master_key = settings.master_key
         if master_key is None:
@@ -73,16 +117,26 @@ class EncryptionWrapper:
             )
         if previous_master_keys is None:
             previous_master_keys = list(settings.previous_master_keys)
-        raw = _raw_key(master_key, "master_key")
-        previous = [_raw_key(k, f"previous_master_keys[{i}]") for i, k in enumerate(previous_master_keys)]
+        if not isinstance(previous_master_keys, (list, tuple)):
+            raise ConfigurationError(
+                f"previous_master_keys must be a list or tuple of keys (raw bytes or hex str), "
+                f"not {type(previous_master_keys).__name__}"
+            )
+        # Every decoded key is appended before the next is decoded, so a
+        # failure on any of them still wipes all that were decoded.
+        raws: list[bytearray] = []
         try:
-            self._keyring = Keyring(raw, previous)
+            raws.append(_raw_key(master_key, "master_key"))
+            for i, key in enumerate(previous_master_keys):
+                raws.append(_raw_key(key, f"previous_master_keys[{i}]"))
+            self._keyring = Keyring(raws[0], raws[1:])
         except ValueError as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
             raise ConfigurationError(str(exc)) from None
         finally:
-            wipe(raw)
-            for p in previous:
-                wipe(p)
+            for raw in raws:
+                wipe(raw)
 
     @property
     def keyring(self) -> Keyring:
@@ -92,10 +146,15 @@ class EncryptionWrapper:
         fmt = metadata.serialization_format if metadata is not None else SerializationFormat.MSGPACK
         return fmt.wire_id
 
-    def serialize(self, obj: Any, cache_key: str = "") -> tuple[bytes, SerializationMetadata]:
+    def serialize(
+        self, obj: Any, cache_key: str | bytes = _NO_CACHE_KEY
+    ) -> tuple[bytes, SerializationMetadata]:
+        """Encrypt obj for the entry stored under cache_key (required: a
+        non-empty str or bytes; deserialize needs the same one)."""
+        key = _cache_key_bytes(cache_key, "serialize")
         plaintext, inner = self.serializer.serialize(obj)
         entry = self._keyring.seal(
-            plaintext, tenant=self.tenant_id, cache_key=cache_key.encode(),
+            plaintext, tenant=self.tenant_id, cache_key=key,
             serializer=self._format_id(inner),
         )
         meta = SerializationMetadata(
@@ -110,9 +169,14 @@ class EncryptionWrapper:
         return entry, meta
 
     def deserialize(
-        self, data: bytes | memoryview, metadata: SerializationMetadata | None = None, cache_key: str = ""
+        self,
+        data: bytes | memoryview,
+        metadata: SerializationMetadata | None = None,
+        cache_key: str | bytes = _NO_CACHE_KEY,
     ) -> Any:
-        fmt_id, plaintext = self._keyring.open(data, tenant=self.tenant_id, cache_key=cache_key.encode())
+        """Decrypt what serialize produced for the same cache_key (required)."""
+        key = _cache_key_bytes(cache_key, "deserialize")
+        fmt_id, plaintext = self._keyring.open(data, tenant=self.tenant_id, cache_key=key)
         inner_meta = SerializationMetadata(_FORMATS[fmt_id])
         return self.serializer.deserialize(plaintext, inner_meta)
 
