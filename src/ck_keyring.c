@@ -22,12 +22,12 @@
  * not fill the cache, and a write fetch lands in a tenant state that the
  * reset already detached, so new callers fetch afresh.
  *
- * Fork safety: a pthread_atfork child handler bumps a process-wide fork
- * generation. Any entry point that sees a generation newer than the one its
- * caches were filled in first drops both caches, so a child never seals with
- * a DEK (or counter) its parent also uses. Only objects created in the child
- * are used afterwards, so a lock a parent thread held at fork time is never
- * waited on.
+ * Fork safety: pthread_atfork handlers hold every keyring's flight and
+ * cache locks across fork(); in the child they empty the flight list (its
+ * fetchers are gone) and bump a fork generation. Any entry point that sees
+ * a generation newer than the one its caches were filled in first drops
+ * both caches, so a child never seals with a DEK (or counter) its parent
+ * also uses. Details at "fork watch" below.
  */
 #include "ck_keyring.h"
 
@@ -44,26 +44,6 @@
 #define PROVIDER_FP_SALT "cachekit/v1/provider-fingerprint"
 #define WRAP_AAD_DOMAIN "CKWRAP1"
 #define READ_ID_MAX (1 + CK_SEAL_FP_LEN + 2 + CK_KEYRING_MAX_TENANT + CK_SEAL_MAX_WRAPPED)
-
-/* ------------------------------------------------------------ fork watch */
-
-/* Bumped in every child process by a pthread_atfork handler, so keyrings
-   notice a fork with one atomic load instead of a getpid() system call on
-   every seal and open. */
-static uint64_t fork_generation;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void on_fork_child(void)
-{
-    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
-}
-
-static void register_atfork(void)
-{
-    /* Failure (ENOMEM) leaves only the Python-level os.register_at_fork
-       reset; keyring.py registers that for every keyring too. */
-    (void)pthread_atfork(NULL, NULL, on_fork_child);
-}
 
 /* ------------------------------------------------------------------ types */
 
@@ -127,7 +107,123 @@ struct ck_keyring {
     uint64_t epoch;           /* atomic; bumped by reset */
     uint64_t clock_offset_ns; /* atomic; tests move the clock */
     ck_keyring_stats stats;   /* counters updated atomically */
+    ck_keyring *reg_prev;     /* registry links, under registry_lock */
+    ck_keyring *reg_next;
+    int registered;
 };
+
+/* ------------------------------------------------------------ fork watch */
+
+/*
+ * Every live keyring is on one registry list, so the pthread_atfork
+ * handlers can reach them. Before fork() the forking thread takes the
+ * registry lock and, for every keyring, its flight lock and the locks of its
+ * two key caches: then no other thread is half-way through any of them when
+ * the child is made, and the child inherits consistent lists. (No thread
+ * ever waits for the GIL or calls a provider while holding one of these
+ * locks, so taking them cannot deadlock with the Python thread that forks.)
+ *
+ * In the child, the threads that were unwrapping keys do not exist, so:
+ *   - the flight list is emptied: a flight in it would never end, and the
+ *     child's first read of that key would wait for it forever. The flights
+ *     are left allocated, not freed: the forking thread itself may be the
+ *     fetcher of one (a provider that forks) and will still touch it.
+ *   - flight_cond is initialised afresh: it may count waiters that exist
+ *     only in the parent, and glibc's broadcast waits for those.
+ *   - fork_generation is bumped; the first entry point to see it drops both
+ *     caches (check_fork), so a child never seals with a DEK (or counter)
+ *     its parent also uses.
+ * Tenant states a parent thread was using when the fork happened keep that
+ * thread's reference for ever in the child, so their locks and condition
+ * variables are never waited on or destroyed there.
+ */
+static uint64_t fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_rc = -1; /* pthread_atfork's result, once registered */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static ck_keyring *registry; /* guarded by registry_lock */
+
+static void on_fork_prepare(void)
+{
+    ck_keyring *kr;
+
+    pthread_mutex_lock(&registry_lock);
+    for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        pthread_mutex_lock(&kr->flight_lock);
+        ck_l1_lock_for_fork(kr->tenants);
+        ck_l1_lock_for_fork(kr->reads);
+    }
+}
+
+static void on_fork_parent(void)
+{
+    ck_keyring *kr;
+
+    for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        ck_l1_unlock_after_fork(kr->reads);
+        ck_l1_unlock_after_fork(kr->tenants);
+        pthread_mutex_unlock(&kr->flight_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void on_fork_child(void)
+{
+    ck_keyring *kr;
+
+    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+    for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        kr->flights = NULL;
+        /* Over the parent's state, deliberately; a failure would leave the
+           old one, which still works when no waiter was counted. */
+        (void)pthread_cond_init(&kr->flight_cond, NULL);
+        ck_l1_unlock_after_fork(kr->reads);
+        ck_l1_unlock_after_fork(kr->tenants);
+        pthread_mutex_unlock(&kr->flight_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void register_atfork(void)
+{
+    atfork_rc = pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
+}
+
+/* Put kr on the registry (0), or -1 with err when the fork handlers could
+   not be registered: without them a child could hang or reuse a nonce. */
+static int registry_add(ck_keyring *kr, ck_error *err)
+{
+    if (pthread_once(&atfork_once, register_atfork) != 0 || atfork_rc != 0) {
+        return ck_error_set(err, CK_ENOMEM, "cannot register the keyring's fork handlers");
+    }
+    pthread_mutex_lock(&registry_lock);
+    kr->reg_next = registry;
+    if (registry != NULL) {
+        registry->reg_prev = kr;
+    }
+    registry = kr;
+    kr->registered = 1;
+    pthread_mutex_unlock(&registry_lock);
+    return 0;
+}
+
+static void registry_remove(ck_keyring *kr)
+{
+    if (!kr->registered) {
+        return;
+    }
+    pthread_mutex_lock(&registry_lock);
+    if (kr->reg_prev != NULL) {
+        kr->reg_prev->reg_next = kr->reg_next;
+    } else {
+        registry = kr->reg_next;
+    }
+    if (kr->reg_next != NULL) {
+        kr->reg_next->reg_prev = kr->reg_prev;
+    }
+    kr->registered = 0;
+    pthread_mutex_unlock(&registry_lock);
+}
 
 /* ---------------------------------------------------------- ref counting */
 
@@ -321,7 +417,6 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_error_set(err, CK_EINVAL, "keyring limits must be positive, max_messages <= 2^32");
         return NULL;
     }
-    (void)pthread_once(&atfork_once, register_atfork);
     /* The keyring holds the master keys. */
     kr = ck_secure_zalloc(sizeof(*kr));
     if (kr == NULL) {
@@ -345,6 +440,10 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
     kr->reads = ck_l1_new(lim->read_capacity, 0, &read_ops);
     if (kr->tenants == NULL || kr->reads == NULL) {
         ck_error_set(err, CK_ENOMEM, "out of memory for key caches");
+        ck_keyring_free(kr);
+        return NULL;
+    }
+    if (registry_add(kr, err) < 0) {
         ck_keyring_free(kr);
         return NULL;
     }
@@ -418,6 +517,8 @@ void ck_keyring_free(ck_keyring *kr)
     if (kr == NULL) {
         return;
     }
+    /* Off the registry first: the fork handlers must not see it half freed. */
+    registry_remove(kr);
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
     (void)pthread_cond_destroy(&kr->flight_cond);
@@ -829,11 +930,15 @@ static key_ref *read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span tenant,
 
     pthread_mutex_lock(&kr->flight_lock);
     {
+        /* Not found only in a child forked during the unwrap, whose list
+           the fork handler emptied. */
         flight **pp = &kr->flights;
-        while (*pp != f) {
+        while (*pp != NULL && *pp != f) {
             pp = &(*pp)->next;
         }
-        *pp = f->next;
+        if (*pp == f) {
+            *pp = f->next;
+        }
     }
     if (rk != NULL) {
         key_retain(rk);

@@ -7,7 +7,9 @@ import gc
 import logging
 import os
 import pickle
+import signal
 import threading
+import time
 
 import pytest
 
@@ -330,6 +332,62 @@ def test_forked_children_never_reuse_a_nonce_with_the_parents_dek():
     parent_dek = parent_pairs[0][0]
     for child in children:
         assert all(dek != parent_dek for dek, _ in child)  # each child re-keyed
+
+
+class _UnwrapInFlightProvider:
+    """Unwraps slowly, and says when an unwrap has started."""
+
+    provider_id = 9
+    key_id = "fork-test-key"
+
+    def __init__(self):
+        self.keys: dict[bytes, bytes] = {}
+        self.unwrapping = threading.Event()
+        self.delay = 0.0
+
+    def generate_data_key(self, context):
+        key, wrapped = os.urandom(32), os.urandom(40)
+        self.keys[wrapped] = key
+        return bytearray(key), wrapped
+
+    def decrypt_data_key(self, wrapped, context):
+        self.unwrapping.set()
+        time.sleep(self.delay)  # releases the GIL, as a KMS call would
+        return bytearray(self.keys[wrapped])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_child_forked_during_an_unwrap_does_not_wait_for_it():
+    provider = _UnwrapInFlightProvider()
+    entry = Keyring(provider=provider).seal(b"v", tenant="t", cache_key=b"k")
+    reader = Keyring(provider=provider)
+    provider.delay = 3.0
+    t = threading.Thread(target=lambda: reader.open(entry, tenant="t", cache_key=b"k"))
+    t.start()
+    assert provider.unwrapping.wait(10)  # the parent's unwrap is in flight now
+    pid = os.fork()
+    if pid == 0:  # child: the unwrapping thread does not exist here
+        status = 1
+        try:
+            signal.alarm(10)  # a hang ends the child by SIGALRM
+            provider.delay = 0.0
+            if reader.open(entry, tenant="t", cache_key=b"k") == (1, b"v"):
+                status = 0
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not done:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    t.join()
+    assert done, "the child hung"
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert reader.open(entry, tenant="t", cache_key=b"k") == (1, b"v")  # the parent is fine
 
 
 # ------------------------------------------------------------ secrets
