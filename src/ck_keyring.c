@@ -70,7 +70,8 @@ typedef struct {
     key_ref *dek;          /* current write DEK, NULL until the first seal */
     unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
     size_t wrapped_len;
-    uint64_t counter;      /* next nonce */
+    unsigned char nonce_prefix[4]; /* random per DEK instance: see ensure_dek */
+    uint64_t counter;      /* next nonce: nonce_prefix || be64 counter */
     uint64_t bytes;
     uint64_t created_ns;
     int fetching;          /* a thread is making a new DEK */
@@ -596,7 +597,8 @@ static tenant_state *tenant_get(ck_keyring *kr, ck_span tenant, ck_error *err)
 /* Make a new write DEK for tenant: a key_ref, its wrapped form in wrapped.
    Runs with no lock held (an external provider may be slow Python). */
 static key_ref *make_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant,
-                         unsigned char *wrapped, size_t *wrapped_len, ck_error *err)
+                         unsigned char *wrapped, size_t *wrapped_len,
+                         unsigned char prefix[4], ck_error *err)
 {
     unsigned char dek[CK_AEAD_KEY_LEN], aad[sizeof(WRAP_AAD_DOMAIN) + 2 + CK_KEYRING_MAX_TENANT];
     key_ref *fresh = NULL;
@@ -623,6 +625,13 @@ static key_ref *make_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant,
             goto error;
         }
         *wrapped_len = CK_KEYRING_WRAPPED_LEN;
+    }
+    /* The counter alone makes nonces unique only if this key is new. A
+       provider that hands the same data key to two keyrings (a cached
+       GenerateDataKey result) would have both count from 0; the random
+       prefix makes their nonces collide only with probability 2^-32 a pair. */
+    if (ck_random_bytes(prefix, 4, err) < 0) {
+        goto error;
     }
     fresh = key_new(dek, err);
     if (fresh != NULL) {
@@ -660,7 +669,7 @@ static int fetch_ended(const void *arg)
 static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n,
                       const ck_unlock_hooks *hooks, ck_error *err)
 {
-    unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
+    unsigned char wrapped[CK_SEAL_MAX_WRAPPED], prefix[4];
     size_t wrapped_len = 0;
     key_ref *fresh;
     ck_error ferr = {CK_OK, ""};
@@ -683,7 +692,7 @@ static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n
         }
         ts->fetching = 1;
         pthread_mutex_unlock(&ts->lock);
-        fresh = make_dek(kr, ts, tenant, wrapped, &wrapped_len, &ferr);
+        fresh = make_dek(kr, ts, tenant, wrapped, &wrapped_len, prefix, &ferr);
         pthread_mutex_lock(&ts->lock);
         ts->fetching = 0;
         ts->fetch_seq++;
@@ -695,6 +704,7 @@ static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n
             ts->dek = fresh;
             memcpy(ts->wrapped, wrapped, wrapped_len);
             ts->wrapped_len = wrapped_len;
+            memcpy(ts->nonce_prefix, prefix, sizeof(prefix));
             ts->counter = 0;
             ts->bytes = 0;
             ts->created_ns = keyring_now(kr);
@@ -745,8 +755,9 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
         return -1;
     }
     /* Lease: under the tenant lock take the DEK, its wrapped form and the
-       next counter value. The nonce is the DEK's message counter, so it is
-       unique per DEK by construction; the lock is not held while sealing. */
+       next counter value. The nonce is the DEK instance's random prefix and
+       message counter, so it is unique per DEK instance by construction;
+       the lock is not held while sealing. */
     pthread_mutex_lock(&ts->lock);
     if (ensure_dek(kr, ts, tenant, n, hooks, err) < 0) {
         pthread_mutex_unlock(&ts->lock);
@@ -756,7 +767,7 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
     key_retain(dek);
     p.wrapped.n = ts->wrapped_len;
     memcpy(wrapped, ts->wrapped, ts->wrapped_len);
-    memset(p.nonce, 0, 4);
+    memcpy(p.nonce, ts->nonce_prefix, 4);
     put_be64(p.nonce + 4, ts->counter);
     ts->counter++;
     ts->bytes += n;

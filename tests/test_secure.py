@@ -205,8 +205,15 @@ def nonce_counter(entry: bytes) -> int:
     from cachekit import _core
 
     nonce = _core.read_sealed_header(entry)["nonce"]
-    assert nonce[:4] == b"\0\0\0\0"
     return int.from_bytes(nonce[4:], "big")
+
+
+def nonce_prefix(entry: bytes) -> bytes:
+    """The nonce's first 4 bytes, parsed by docs/format.md alone: the
+    nonce is entry[34:46], a per-DEK-instance random prefix then be64
+    counter."""
+    assert entry[3] == 0x02  # ENCRYPTED
+    return entry[34:38]
 
 
 def test_nonces_count_up_and_dek_rotates_after_max_messages():
@@ -218,11 +225,47 @@ def test_nonces_count_up_and_dek_rotates_after_max_messages():
     assert counters == [0, 1, 2, 0, 1, 2, 0]
     wrapped = [_core.read_sealed_header(e)["wrapped_dek"] for e in entries]
     assert len(set(wrapped)) == 3
+    # One random prefix per DEK instance, kept for all of its messages.
+    prefixes = [nonce_prefix(e) for e in entries]
+    assert prefixes[0] == prefixes[1] == prefixes[2] and prefixes[3] == prefixes[5]
     pairs = {(w, c) for w, c in zip(wrapped, counters)}
     assert len(pairs) == 7
     assert kr.stats()["deks_created"] == 3
     for e in entries:
         assert kr.open(e, cache_key=b"k") == (1, b"x")
+
+
+class _SameKeyProvider:
+    """Hands every caller the same data key (a provider caching
+    GenerateDataKey results): the case the nonce prefix exists for."""
+
+    provider_id = 7
+    key_id = "same-key"
+    key = bytes(range(32))
+    wrapped = b"W" * 40
+
+    def generate_data_key(self, context):
+        return bytearray(self.key), self.wrapped
+
+    def decrypt_data_key(self, wrapped, context):
+        return bytearray(self.key)
+
+
+def test_two_instances_of_one_data_key_use_different_nonces():
+    provider = _SameKeyProvider()
+    a, b = Keyring(provider=provider), Keyring(provider=provider)
+    ea = [a.seal(b"x", tenant="t", cache_key=b"k") for _ in range(3)]
+    eb = [b.seal(b"x", tenant="t", cache_key=b"k") for _ in range(3)]
+    a.reset()
+    ec = [a.seal(b"x", tenant="t", cache_key=b"k") for _ in range(3)]  # a third instance
+    for group in (ea, eb, ec):
+        assert [nonce_counter(e) for e in group] == [0, 1, 2]  # same counters ...
+        assert group[0][46:46 + group[0][33]] == provider.wrapped  # ... same key
+    assert len({nonce_prefix(g[0]) for g in (ea, eb, ec)}) == 3  # ... other nonces
+    nonces = [e[34:46] for e in ea + eb + ec]
+    assert len(set(nonces)) == 9
+    for e in ea + eb + ec:
+        assert b.open(e, tenant="t", cache_key=b"k") == (1, b"x")
 
 
 def test_dek_rotates_after_max_age_and_max_bytes():
