@@ -972,7 +972,7 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
     ck_sealed s;
     int rc = -1;
 
-    pt->len = 0;
+    ck_buf_clear(pt);
     if (tenant.n > CK_KEYRING_MAX_TENANT) {
         return ck_error_set(err, CK_EAUTH, "tenant id too long");
     }
