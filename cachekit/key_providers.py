@@ -32,6 +32,11 @@ class KeyProvider(Protocol):
     wrapping key (its fingerprint goes into entries, so entries from another
     key are misses, not errors). Plaintext keys are returned as bytes or,
     better, a bytearray, which the keyring wipes once it has copied it.
+
+    ``generate_data_key`` must return a key never returned before: the
+    keyring counts its nonces from 0 for every key it is given (behind a
+    random 32-bit prefix, which lowers but does not remove the risk of a
+    reused key; docs/security.md, "Key provider contract").
     """
 
     provider_id: int

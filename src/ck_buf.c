@@ -5,19 +5,46 @@
 
 #include <stdlib.h>
 
-void ck_buf_init(ck_buf *b)
+#include "ck_crypto.h"
+
+static void reset(ck_buf *b)
 {
     b->data = b->inline_;
     b->len = 0;
     b->cap = sizeof(b->inline_);
 }
 
+void ck_buf_init(ck_buf *b)
+{
+    reset(b);
+    b->secret = 0;
+}
+
+void ck_buf_init_secret(ck_buf *b)
+{
+    reset(b);
+    b->secret = 1;
+}
+
 void ck_buf_free(ck_buf *b)
 {
+    if (b->secret) {
+        /* [0, len) is all that was written (ck_buf.h); the inline array
+           was wiped when data moved to the heap. */
+        ck_wipe(b->data, b->len);
+    }
     if (b->data != b->inline_) {
         free(b->data);
     }
-    ck_buf_init(b);
+    reset(b);
+}
+
+void ck_buf_clear(ck_buf *b)
+{
+    if (b->secret) {
+        ck_wipe(b->data, b->len);
+    }
+    b->len = 0;
 }
 
 int ck_buf_grow(ck_buf *b, size_t extra)
@@ -40,12 +67,20 @@ int ck_buf_grow(ck_buf *b, size_t extra)
         }
         cap += step;
     }
-    if (b->data == b->inline_) {
+    if (b->data == b->inline_ || b->secret) {
+        /* Secret buffers always take this path: the old storage is wiped
+           here, never handed to realloc. */
         p = malloc(cap);
         if (p == NULL) {
             return -1;
         }
-        memcpy(p, b->inline_, b->len);
+        memcpy(p, b->data, b->len);
+        if (b->secret) {
+            ck_wipe(b->data, b->len);
+        }
+        if (b->data != b->inline_) {
+            free(b->data);
+        }
     } else {
         p = realloc(b->data, cap);
         if (p == NULL) {

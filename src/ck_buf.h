@@ -4,6 +4,15 @@
  * Small outputs (cache keys, small values) stay in the inline array, so the
  * hot path does not call malloc. A ck_buf must not be copied by value once
  * used: `data` may point into the struct itself.
+ *
+ * Secret mode (ck_buf_init_secret), for buffers that hold plaintext, call
+ * arguments or key material: growth never uses realloc (which can leave
+ * the old block's bytes in freed heap memory) but allocates anew, copies,
+ * wipes the old storage and frees it; ck_buf_free wipes data[0..len).
+ * Invariant for secret buffers: len never goes down without the dropped
+ * bytes being wiped (ck_buf_clear does both), so [0, len) is everything
+ * ever written. Wiping len rather than cap bytes keeps a small key's free
+ * from costing a 256-byte wipe on every cache hit.
  */
 #ifndef CK_BUF_H
 #define CK_BUF_H
@@ -18,12 +27,17 @@ typedef struct {
     unsigned char *data; /* inline_ or heap memory */
     size_t len;
     size_t cap;
+    int secret; /* wipe on growth and on free; kept by ck_buf_free */
     unsigned char inline_[CK_BUF_INLINE];
 } ck_buf;
 
 void ck_buf_init(ck_buf *b);
-/* Release heap memory (if any) and reset to empty. Safe to call twice. */
+void ck_buf_init_secret(ck_buf *b);
+/* Release heap memory (if any) and reset to empty, keeping the mode; a
+   secret buffer is wiped first. Safe to call twice. */
 void ck_buf_free(ck_buf *b);
+/* len = 0, wiping the dropped bytes of a secret buffer; keeps the storage. */
+void ck_buf_clear(ck_buf *b);
 /* Ensure room for `extra` more bytes. 0, or -1 on overflow/out of memory. */
 int ck_buf_grow(ck_buf *b, size_t extra);
 

@@ -22,12 +22,12 @@
  * not fill the cache, and a write fetch lands in a tenant state that the
  * reset already detached, so new callers fetch afresh.
  *
- * Fork safety: a pthread_atfork child handler bumps a process-wide fork
- * generation. Any entry point that sees a generation newer than the one its
- * caches were filled in first drops both caches, so a child never seals with
- * a DEK (or counter) its parent also uses. Only objects created in the child
- * are used afterwards, so a lock a parent thread held at fork time is never
- * waited on.
+ * Fork safety: pthread_atfork handlers hold every keyring's flight and
+ * cache locks across fork(); in the child they empty the flight list (its
+ * fetchers are gone) and bump a fork generation. Any entry point that sees
+ * a generation newer than the one its caches were filled in first drops
+ * both caches, so a child never seals with a DEK (or counter) its parent
+ * also uses. Details at "fork watch" below.
  */
 #include "ck_keyring.h"
 
@@ -44,26 +44,6 @@
 #define PROVIDER_FP_SALT "cachekit/v1/provider-fingerprint"
 #define WRAP_AAD_DOMAIN "CKWRAP1"
 #define READ_ID_MAX (1 + CK_SEAL_FP_LEN + 2 + CK_KEYRING_MAX_TENANT + CK_SEAL_MAX_WRAPPED)
-
-/* ------------------------------------------------------------ fork watch */
-
-/* Bumped in every child process by a pthread_atfork handler, so keyrings
-   notice a fork with one atomic load instead of a getpid() system call on
-   every seal and open. */
-static uint64_t fork_generation;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void on_fork_child(void)
-{
-    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
-}
-
-static void register_atfork(void)
-{
-    /* Failure (ENOMEM) leaves only the Python-level os.register_at_fork
-       reset; keyring.py registers that for every keyring too. */
-    (void)pthread_atfork(NULL, NULL, on_fork_child);
-}
 
 /* ------------------------------------------------------------------ types */
 
@@ -90,7 +70,8 @@ typedef struct {
     key_ref *dek;          /* current write DEK, NULL until the first seal */
     unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
     size_t wrapped_len;
-    uint64_t counter;      /* next nonce */
+    unsigned char nonce_prefix[4]; /* random per DEK instance: see ensure_dek */
+    uint64_t counter;      /* next nonce: nonce_prefix || be64 counter */
     uint64_t bytes;
     uint64_t created_ns;
     int fetching;          /* a thread is making a new DEK */
@@ -127,7 +108,123 @@ struct ck_keyring {
     uint64_t epoch;           /* atomic; bumped by reset */
     uint64_t clock_offset_ns; /* atomic; tests move the clock */
     ck_keyring_stats stats;   /* counters updated atomically */
+    ck_keyring *reg_prev;     /* registry links, under registry_lock */
+    ck_keyring *reg_next;
+    int registered;
 };
+
+/* ------------------------------------------------------------ fork watch */
+
+/*
+ * Every live keyring is on one registry list, so the pthread_atfork
+ * handlers can reach them. Before fork() the forking thread takes the
+ * registry lock and, for every keyring, its flight lock and the locks of its
+ * two key caches: then no other thread is half-way through any of them when
+ * the child is made, and the child inherits consistent lists. (No thread
+ * ever waits for the GIL or calls a provider while holding one of these
+ * locks, so taking them cannot deadlock with the Python thread that forks.)
+ *
+ * In the child, the threads that were unwrapping keys do not exist, so:
+ *   - the flight list is emptied: a flight in it would never end, and the
+ *     child's first read of that key would wait for it forever. The flights
+ *     are left allocated, not freed: the forking thread itself may be the
+ *     fetcher of one (a provider that forks) and will still touch it.
+ *   - flight_cond is initialised afresh: it may count waiters that exist
+ *     only in the parent, and glibc's broadcast waits for those.
+ *   - fork_generation is bumped; the first entry point to see it drops both
+ *     caches (check_fork), so a child never seals with a DEK (or counter)
+ *     its parent also uses.
+ * Tenant states a parent thread was using when the fork happened keep that
+ * thread's reference for ever in the child, so their locks and condition
+ * variables are never waited on or destroyed there.
+ */
+static uint64_t fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_rc = -1; /* pthread_atfork's result, once registered */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static ck_keyring *registry; /* guarded by registry_lock */
+
+static void on_fork_prepare(void)
+{
+    ck_keyring *kr;
+
+    pthread_mutex_lock(&registry_lock);
+    for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        pthread_mutex_lock(&kr->flight_lock);
+        ck_l1_lock_for_fork(kr->tenants);
+        ck_l1_lock_for_fork(kr->reads);
+    }
+}
+
+static void on_fork_parent(void)
+{
+    ck_keyring *kr;
+
+    for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        ck_l1_unlock_after_fork(kr->reads);
+        ck_l1_unlock_after_fork(kr->tenants);
+        pthread_mutex_unlock(&kr->flight_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void on_fork_child(void)
+{
+    ck_keyring *kr;
+
+    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+    for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        kr->flights = NULL;
+        /* Over the parent's state, deliberately; a failure would leave the
+           old one, which still works when no waiter was counted. */
+        (void)pthread_cond_init(&kr->flight_cond, NULL);
+        ck_l1_unlock_after_fork(kr->reads);
+        ck_l1_unlock_after_fork(kr->tenants);
+        pthread_mutex_unlock(&kr->flight_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void register_atfork(void)
+{
+    atfork_rc = pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
+}
+
+/* Put kr on the registry (0), or -1 with err when the fork handlers could
+   not be registered: without them a child could hang or reuse a nonce. */
+static int registry_add(ck_keyring *kr, ck_error *err)
+{
+    if (pthread_once(&atfork_once, register_atfork) != 0 || atfork_rc != 0) {
+        return ck_error_set(err, CK_ENOMEM, "cannot register the keyring's fork handlers");
+    }
+    pthread_mutex_lock(&registry_lock);
+    kr->reg_next = registry;
+    if (registry != NULL) {
+        registry->reg_prev = kr;
+    }
+    registry = kr;
+    kr->registered = 1;
+    pthread_mutex_unlock(&registry_lock);
+    return 0;
+}
+
+static void registry_remove(ck_keyring *kr)
+{
+    if (!kr->registered) {
+        return;
+    }
+    pthread_mutex_lock(&registry_lock);
+    if (kr->reg_prev != NULL) {
+        kr->reg_prev->reg_next = kr->reg_next;
+    } else {
+        registry = kr->reg_next;
+    }
+    if (kr->reg_next != NULL) {
+        kr->reg_next->reg_prev = kr->reg_prev;
+    }
+    kr->registered = 0;
+    pthread_mutex_unlock(&registry_lock);
+}
 
 /* ---------------------------------------------------------- ref counting */
 
@@ -321,7 +418,6 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_error_set(err, CK_EINVAL, "keyring limits must be positive, max_messages <= 2^32");
         return NULL;
     }
-    (void)pthread_once(&atfork_once, register_atfork);
     /* The keyring holds the master keys. */
     kr = ck_secure_zalloc(sizeof(*kr));
     if (kr == NULL) {
@@ -345,6 +441,10 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
     kr->reads = ck_l1_new(lim->read_capacity, 0, &read_ops);
     if (kr->tenants == NULL || kr->reads == NULL) {
         ck_error_set(err, CK_ENOMEM, "out of memory for key caches");
+        ck_keyring_free(kr);
+        return NULL;
+    }
+    if (registry_add(kr, err) < 0) {
         ck_keyring_free(kr);
         return NULL;
     }
@@ -418,6 +518,8 @@ void ck_keyring_free(ck_keyring *kr)
     if (kr == NULL) {
         return;
     }
+    /* Off the registry first: the fork handlers must not see it half freed. */
+    registry_remove(kr);
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
     (void)pthread_cond_destroy(&kr->flight_cond);
@@ -495,7 +597,8 @@ static tenant_state *tenant_get(ck_keyring *kr, ck_span tenant, ck_error *err)
 /* Make a new write DEK for tenant: a key_ref, its wrapped form in wrapped.
    Runs with no lock held (an external provider may be slow Python). */
 static key_ref *make_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant,
-                         unsigned char *wrapped, size_t *wrapped_len, ck_error *err)
+                         unsigned char *wrapped, size_t *wrapped_len,
+                         unsigned char prefix[4], ck_error *err)
 {
     unsigned char dek[CK_AEAD_KEY_LEN], aad[sizeof(WRAP_AAD_DOMAIN) + 2 + CK_KEYRING_MAX_TENANT];
     key_ref *fresh = NULL;
@@ -522,6 +625,13 @@ static key_ref *make_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant,
             goto error;
         }
         *wrapped_len = CK_KEYRING_WRAPPED_LEN;
+    }
+    /* The counter alone makes nonces unique only if this key is new. A
+       provider that hands the same data key to two keyrings (a cached
+       GenerateDataKey result) would have both count from 0; the random
+       prefix makes their nonces collide only with probability 2^-32 a pair. */
+    if (ck_random_bytes(prefix, 4, err) < 0) {
+        goto error;
     }
     fresh = key_new(dek, err);
     if (fresh != NULL) {
@@ -559,7 +669,7 @@ static int fetch_ended(const void *arg)
 static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n,
                       const ck_unlock_hooks *hooks, ck_error *err)
 {
-    unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
+    unsigned char wrapped[CK_SEAL_MAX_WRAPPED], prefix[4];
     size_t wrapped_len = 0;
     key_ref *fresh;
     ck_error ferr = {CK_OK, ""};
@@ -582,7 +692,7 @@ static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n
         }
         ts->fetching = 1;
         pthread_mutex_unlock(&ts->lock);
-        fresh = make_dek(kr, ts, tenant, wrapped, &wrapped_len, &ferr);
+        fresh = make_dek(kr, ts, tenant, wrapped, &wrapped_len, prefix, &ferr);
         pthread_mutex_lock(&ts->lock);
         ts->fetching = 0;
         ts->fetch_seq++;
@@ -594,6 +704,7 @@ static int ensure_dek(ck_keyring *kr, tenant_state *ts, ck_span tenant, size_t n
             ts->dek = fresh;
             memcpy(ts->wrapped, wrapped, wrapped_len);
             ts->wrapped_len = wrapped_len;
+            memcpy(ts->nonce_prefix, prefix, sizeof(prefix));
             ts->counter = 0;
             ts->bytes = 0;
             ts->created_ns = keyring_now(kr);
@@ -644,8 +755,9 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
         return -1;
     }
     /* Lease: under the tenant lock take the DEK, its wrapped form and the
-       next counter value. The nonce is the DEK's message counter, so it is
-       unique per DEK by construction; the lock is not held while sealing. */
+       next counter value. The nonce is the DEK instance's random prefix and
+       message counter, so it is unique per DEK instance by construction;
+       the lock is not held while sealing. */
     pthread_mutex_lock(&ts->lock);
     if (ensure_dek(kr, ts, tenant, n, hooks, err) < 0) {
         pthread_mutex_unlock(&ts->lock);
@@ -655,7 +767,7 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
     key_retain(dek);
     p.wrapped.n = ts->wrapped_len;
     memcpy(wrapped, ts->wrapped, ts->wrapped_len);
-    memset(p.nonce, 0, 4);
+    memcpy(p.nonce, ts->nonce_prefix, 4);
     put_be64(p.nonce + 4, ts->counter);
     ts->counter++;
     ts->bytes += n;
@@ -829,11 +941,15 @@ static key_ref *read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span tenant,
 
     pthread_mutex_lock(&kr->flight_lock);
     {
+        /* Not found only in a child forked during the unwrap, whose list
+           the fork handler emptied. */
         flight **pp = &kr->flights;
-        while (*pp != f) {
+        while (*pp != NULL && *pp != f) {
             pp = &(*pp)->next;
         }
-        *pp = f->next;
+        if (*pp == f) {
+            *pp = f->next;
+        }
     }
     if (rk != NULL) {
         key_retain(rk);
@@ -856,7 +972,7 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
     ck_sealed s;
     int rc = -1;
 
-    pt->len = 0;
+    ck_buf_clear(pt);
     if (tenant.n > CK_KEYRING_MAX_TENANT) {
         return ck_error_set(err, CK_EAUTH, "tenant id too long");
     }

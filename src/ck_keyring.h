@@ -11,8 +11,8 @@
  *   wrapped DEK    = wrap nonce (12) || ciphertext (32) || tag (16)
  *
  * Writing: each tenant has one current DEK at a time, made fresh in this
- * process, with a 64-bit message counter as nonce (0x00000000 || be64
- * counter). A DEK retires after max_messages, max_bytes or max_age, and in
+ * process, with nonce = prefix || be64 counter: a 32-bit prefix drawn from
+ * the CSPRNG for each DEK instance and a 64-bit message counter from 0. A DEK retires after max_messages, max_bytes or max_age, and in
  * a forked child (which never continues its parent's counter). DEKs
  * unwrapped for reading live in a separate cache and are never used to
  * encrypt. Concurrent misses for one DEK, on either side, fetch it once

@@ -477,3 +477,13 @@ int ck_l1_visit(ck_l1 *s, int (*visit)(void *value, void *arg), void *arg)
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
+
+void ck_l1_lock_for_fork(ck_l1 *s)
+{
+    pthread_mutex_lock(&s->lock);
+}
+
+void ck_l1_unlock_after_fork(ck_l1 *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}

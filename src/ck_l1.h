@@ -135,6 +135,13 @@ void ck_l1_release(ck_l1 *s, ck_l1_entry *detached);
 
 void ck_l1_get_stats(ck_l1 *s, ck_l1_stats *out);
 
+/* fork() support for an owner that registers pthread_atfork handlers: take
+   the store lock before fork (so no other thread is inside the store when
+   the child is made) and give it back afterwards, in the parent and in the
+   child alike (the child's only thread is the one that took it). */
+void ck_l1_lock_for_fork(ck_l1 *s);
+void ck_l1_unlock_after_fork(ck_l1 *s);
+
 /* Call visit(value, arg) for every value held, under the lock, stopping at
    the first non-zero result, which is returned. For the garbage collector's
    traversal: visit must not run user code or touch the store. */

@@ -49,7 +49,7 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
     ck_span header;
     int rc = -1;
 
-    ck_buf_init(&aad);
+    ck_buf_init_secret(&aad); /* holds the tenant and cache key (call arguments) */
     if (!provider_known(p->provider)) {
         ck_error_set(err, CK_EINVAL, "unknown key provider %u", p->provider);
         goto error;
@@ -152,7 +152,7 @@ int ck_sealed_open(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cac
     ck_buf aad;
     int rc = -1;
 
-    ck_buf_init(&aad);
+    ck_buf_init_secret(&aad);
     if (build_aad(s->header, tenant, cache_key, &aad, err) < 0) {
         goto error;
     }

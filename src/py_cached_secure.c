@@ -13,8 +13,8 @@
  * master key) is a counted, logged miss: the function runs and its result
  * replaces the entry. A result that fails to seal (a key provider down) is
  * counted and logged and returned uncached, or with fail_closed the
- * EncryptionError propagates to the caller. Plaintext buffers are wiped
- * after use.
+ * EncryptionError propagates to the caller. Buffers holding plaintext or
+ * the key bytes are secret ck_bufs: wiped when they grow and when freed.
  */
 #include "py_cached.h"
 
@@ -74,8 +74,8 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
     ck_buf pt, out;
     ck_error err;
 
-    ck_buf_init(&pt);
-    ck_buf_init(&out);
+    ck_buf_init_secret(&pt); /* the encoded result, in clear */
+    ck_buf_init(&out);       /* ciphertext only */
     if (ck_cached_encode_result(self, st, result, &pt, fatal) < 0) {
         goto done;
     }
@@ -93,8 +93,7 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
         *fatal = ck_cached_report_failure(self, "store_error") < 0;
     }
 done:
-    ck_wipe(pt.data, pt.len);
-    ck_buf_free(&pt);
+    ck_buf_free(&pt); /* wipes */
     ck_buf_free(&out);
     return entry;
 }
@@ -114,8 +113,9 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     int rc, fatal = 0;
 
     ck_cached_touch(self);
-    ck_buf_init(&key);
-    ck_buf_init(&full_key);
+    /* The key bytes encode the call's arguments (and the tenant) in clear. */
+    ck_buf_init_secret(&key);
+    ck_buf_init_secret(&full_key);
     rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, &key,
                       &identity);
     if (rc == 0 && ck_cached_tenant(self, args, nargsf, kwnames, &key, &tenant_obj) < 0) {
@@ -196,7 +196,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     }
 done:
     Py_XDECREF(tenant_obj);
-    ck_buf_free(&key);
+    ck_buf_free(&key); /* wipes */
     ck_buf_free(&full_key);
     ck_store_release(self->store, detached);
     return result;

@@ -196,9 +196,15 @@ typedef struct {
     Py_ssize_t n;
 } sorter;
 
-static int sorter_init(sorter *s, Py_ssize_t n)
+/* The scratch encodings are as sensitive as the output they go into, so
+   they are secret when out is. */
+static int sorter_init(sorter *s, const ck_buf *out, Py_ssize_t n)
 {
-    ck_buf_init(&s->scratch);
+    if (out->secret) {
+        ck_buf_init_secret(&s->scratch);
+    } else {
+        ck_buf_init(&s->scratch);
+    }
     s->n = 0;
     s->spans = s->inline_;
     if (n > SPANS_INLINE) {
@@ -268,7 +274,7 @@ static int pack_dict_canonical(pack_ctx *c, ck_buf *out, PyObject *obj)
     Py_ssize_t pos = 0, n = PyDict_GET_SIZE(obj);
     int rc = -1;
 
-    if (sorter_init(&s, n) < 0) {
+    if (sorter_init(&s, out, n) < 0) {
         return -1;
     }
     while (PyDict_Next(obj, &pos, &k, &v)) {
@@ -333,7 +339,7 @@ int pack_set(pack_ctx *c, ck_buf *out, PyObject *obj, int8_t type)
     size_t hdr;
     int rc = -1;
 
-    if (sorter_init(&s, canonical ? n : 0) < 0) {
+    if (sorter_init(&s, out, canonical ? n : 0) < 0) {
         return -1;
     }
     if (pack_depth_enter(c) < 0) {

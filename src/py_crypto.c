@@ -19,6 +19,10 @@
  */
 #include "module_state.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "ck_buf.h"
 #include "ck_crypto.h"
 #include "py_args.h"
 #include "py_keyring.h"
@@ -327,6 +331,82 @@ static PyObject *py_secure_heap_used(PyObject *module, PyObject *Py_UNUSED(ignor
     return PyLong_FromLong(ck_secure_used());
 }
 
+PyDoc_STRVAR(secret_buf_probe_doc,
+             "_secret_buf_probe($module, secret, /)\n--\n\n"
+             "Tests only: fill a ck_buf (secret mode or not) past its inline array,\n"
+             "grow it off that heap block, allocate a block of the same size and\n"
+             "return (reused, left): whether malloc handed the old block back, and\n"
+             "how many of its bytes past the allocator's 16-byte header still hold\n"
+             "the fill pattern.");
+
+static PyObject *py_secret_buf_probe(PyObject *module, PyObject *arg)
+{
+    enum { FILL = 400, MARK = 0x5A, ALLOC_HEADER = 16, HOLD = 8 };
+    unsigned char fill[FILL];
+    unsigned char *again = NULL;
+    void *hold[HOLD] = {NULL}, *fence = NULL;
+    uintptr_t old_addr;
+    size_t old_cap, i, left = 0;
+    int secret, reused;
+    ck_buf b;
+
+    (void)module;
+    secret = PyObject_IsTrue(arg);
+    if (secret < 0) {
+        return NULL;
+    }
+    memset(fill, MARK, sizeof(fill));
+    /* Empty glibc's per-thread cache of 512-byte blocks (it keeps at most
+       7), so the block the growth frees is the next one malloc returns. A
+       NULL here or for the fence only makes reuse less likely, which the
+       result reports. */
+    for (i = 0; i < HOLD; i++) {
+        hold[i] = malloc(2 * CK_BUF_INLINE);
+    }
+    if (secret) {
+        ck_buf_init_secret(&b);
+    } else {
+        ck_buf_init(&b);
+    }
+    /* Inline -> a heap block of 512 bytes holding the pattern ... */
+    if (ck_buf_append(&b, fill, sizeof(fill)) < 0) {
+        goto nomem;
+    }
+    old_addr = (uintptr_t)b.data;
+    old_cap = b.cap;
+    /* A block right after it, so realloc cannot grow it in place. */
+    fence = malloc(32);
+    /* ... which this growth leaves behind (freed, or realloc'd away). */
+    if (ck_buf_reserve(&b, old_cap) < 0) {
+        goto nomem;
+    }
+    again = malloc(old_cap);
+    if (again == NULL) {
+        goto nomem;
+    }
+    reused = (uintptr_t)again == old_addr;
+    if (reused) {
+        /* Reading the bytes malloc returned is the point of the probe. */
+        for (i = ALLOC_HEADER; i < FILL; i++) {
+            left += again[i] == MARK;
+        }
+    }
+    free(again);
+    free(fence);
+    for (i = 0; i < HOLD; i++) {
+        free(hold[i]);
+    }
+    ck_buf_free(&b);
+    return Py_BuildValue("(On)", reused ? Py_True : Py_False, (Py_ssize_t)left);
+nomem:
+    free(fence);
+    for (i = 0; i < HOLD; i++) {
+        free(hold[i]);
+    }
+    ck_buf_free(&b);
+    return PyErr_NoMemory();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Registration                                                             */
 /* ------------------------------------------------------------------------ */
@@ -342,6 +422,7 @@ static PyMethodDef crypto_methods[] = {
      aes256gcm_open_doc},
     {"hkdf_sha256", FASTCALL_KW(py_hkdf_sha256), METH_FASTCALL | METH_KEYWORDS, hkdf_sha256_doc},
     {"secure_heap_used", py_secure_heap_used, METH_NOARGS, secure_heap_used_doc},
+    {"_secret_buf_probe", py_secret_buf_probe, METH_O, secret_buf_probe_doc},
     {NULL, NULL, 0, NULL},
 };
 

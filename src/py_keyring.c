@@ -458,7 +458,7 @@ static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     ck_buf packed, out;
     ck_error err;
 
-    ck_buf_init(&packed);
+    ck_buf_init_secret(&packed); /* the encoded value, in clear */
     ck_buf_init(&out);
     if (parse_keyring_args(encode ? "seal_value" : "seal", args, nargs, kwnames,
                            encode ? NULL : "serializer", &serializer, &a) < 0) {
@@ -490,8 +490,7 @@ static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     }
     result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
 error:
-    ck_wipe(packed.data, packed.len);
-    ck_buf_free(&packed);
+    ck_buf_free(&packed); /* wipes */
     ck_buf_free(&out);
     PyBuffer_Release(&in);
     PyBuffer_Release(&a.key);
@@ -519,7 +518,7 @@ PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned 
     ck_error err;
     ck_buf pt;
 
-    ck_buf_init(&pt);
+    ck_buf_init_secret(&pt);
     if (ck_keyring_open(kr, entry, n, max_size, tenant, cache_key, hooks, &pt, &serializer,
                         &err) < 0) {
         ck_raise_crypto_error(st, &err, 1);
@@ -531,8 +530,7 @@ PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned 
     }
     value = ck_py_unpack(st, pt.data, pt.len);
 done:
-    ck_wipe(pt.data, pt.len);
-    ck_buf_free(&pt);
+    ck_buf_free(&pt); /* wipes */
     return value;
 }
 
@@ -558,7 +556,7 @@ static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     ck_buf pt;
     ck_error err;
 
-    ck_buf_init(&pt);
+    ck_buf_init_secret(&pt);
     if (parse_keyring_args(decode ? "open_value" : "open", args, nargs, kwnames, "max_size",
                            &max_size, &a) < 0) {
         goto error;
@@ -584,8 +582,7 @@ static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     }
     result = Py_BuildValue("(iy#)", serializer, (const char *)pt.data, (Py_ssize_t)pt.len);
 error:
-    ck_wipe(pt.data, pt.len);
-    ck_buf_free(&pt);
+    ck_buf_free(&pt); /* wipes */
     PyBuffer_Release(&entry);
     PyBuffer_Release(&a.key);
     return result;

@@ -45,7 +45,7 @@ static PyObject *seal_entry(PyObject *module, PyObject *args, PyObject *kwargs)
     ck_buf plain, out;
     ck_error err;
 
-    ck_buf_init(&plain);
+    ck_buf_init_secret(&plain);
     ck_buf_init(&out);
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$y*y*y*y*is#y*:_seal_entry", kwlist, &value,
                                      &dek, &nonce, &fp, &wrapped, &provider, &tenant,
@@ -93,8 +93,7 @@ static PyObject *seal_entry(PyObject *module, PyObject *args, PyObject *kwargs)
     result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
 error:
     ck_aead_free(aead);
-    ck_wipe(plain.data, plain.len);
-    ck_buf_free(&plain);
+    ck_buf_free(&plain); /* wipes */
     ck_buf_free(&out);
     PyBuffer_Release(&dek);
     PyBuffer_Release(&nonce);

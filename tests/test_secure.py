@@ -7,7 +7,9 @@ import gc
 import logging
 import os
 import pickle
+import signal
 import threading
+import time
 
 import pytest
 
@@ -227,8 +229,15 @@ def nonce_counter(entry: bytes) -> int:
     from cachekit import _core
 
     nonce = _core.read_sealed_header(entry)["nonce"]
-    assert nonce[:4] == b"\0\0\0\0"
     return int.from_bytes(nonce[4:], "big")
+
+
+def nonce_prefix(entry: bytes) -> bytes:
+    """The nonce's first 4 bytes, parsed by docs/format.md alone: the
+    nonce is entry[34:46], a per-DEK-instance random prefix then be64
+    counter."""
+    assert entry[3] == 0x02  # ENCRYPTED
+    return entry[34:38]
 
 
 def test_nonces_count_up_and_dek_rotates_after_max_messages():
@@ -240,11 +249,47 @@ def test_nonces_count_up_and_dek_rotates_after_max_messages():
     assert counters == [0, 1, 2, 0, 1, 2, 0]
     wrapped = [_core.read_sealed_header(e)["wrapped_dek"] for e in entries]
     assert len(set(wrapped)) == 3
+    # One random prefix per DEK instance, kept for all of its messages.
+    prefixes = [nonce_prefix(e) for e in entries]
+    assert prefixes[0] == prefixes[1] == prefixes[2] and prefixes[3] == prefixes[5]
     pairs = {(w, c) for w, c in zip(wrapped, counters)}
     assert len(pairs) == 7
     assert kr.stats()["deks_created"] == 3
     for e in entries:
         assert kr.open(e, cache_key=b"k") == (1, b"x")
+
+
+class _SameKeyProvider:
+    """Hands every caller the same data key (a provider caching
+    GenerateDataKey results): the case the nonce prefix exists for."""
+
+    provider_id = 7
+    key_id = "same-key"
+    key = bytes(range(32))
+    wrapped = b"W" * 40
+
+    def generate_data_key(self, context):
+        return bytearray(self.key), self.wrapped
+
+    def decrypt_data_key(self, wrapped, context):
+        return bytearray(self.key)
+
+
+def test_two_instances_of_one_data_key_use_different_nonces():
+    provider = _SameKeyProvider()
+    a, b = Keyring(provider=provider), Keyring(provider=provider)
+    ea = [a.seal(b"x", tenant="t", cache_key=b"k") for _ in range(3)]
+    eb = [b.seal(b"x", tenant="t", cache_key=b"k") for _ in range(3)]
+    a.reset()
+    ec = [a.seal(b"x", tenant="t", cache_key=b"k") for _ in range(3)]  # a third instance
+    for group in (ea, eb, ec):
+        assert [nonce_counter(e) for e in group] == [0, 1, 2]  # same counters ...
+        assert group[0][46:46 + group[0][33]] == provider.wrapped  # ... same key
+    assert len({nonce_prefix(g[0]) for g in (ea, eb, ec)}) == 3  # ... other nonces
+    nonces = [e[34:46] for e in ea + eb + ec]
+    assert len(set(nonces)) == 9
+    for e in ea + eb + ec:
+        assert b.open(e, tenant="t", cache_key=b"k") == (1, b"x")
 
 
 def test_dek_rotates_after_max_age_and_max_bytes():
@@ -354,6 +399,97 @@ def test_forked_children_never_reuse_a_nonce_with_the_parents_dek():
     parent_dek = parent_pairs[0][0]
     for child in children:
         assert all(dek != parent_dek for dek, _ in child)  # each child re-keyed
+
+
+class _UnwrapInFlightProvider:
+    """Unwraps slowly, and says when an unwrap has started."""
+
+    provider_id = 9
+    key_id = "fork-test-key"
+
+    def __init__(self):
+        self.keys: dict[bytes, bytes] = {}
+        self.unwrapping = threading.Event()
+        self.delay = 0.0
+
+    def generate_data_key(self, context):
+        key, wrapped = os.urandom(32), os.urandom(40)
+        self.keys[wrapped] = key
+        return bytearray(key), wrapped
+
+    def decrypt_data_key(self, wrapped, context):
+        self.unwrapping.set()
+        time.sleep(self.delay)  # releases the GIL, as a KMS call would
+        return bytearray(self.keys[wrapped])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_child_forked_during_an_unwrap_does_not_wait_for_it():
+    provider = _UnwrapInFlightProvider()
+    entry = Keyring(provider=provider).seal(b"v", tenant="t", cache_key=b"k")
+    reader = Keyring(provider=provider)
+    provider.delay = 3.0
+    t = threading.Thread(target=lambda: reader.open(entry, tenant="t", cache_key=b"k"))
+    t.start()
+    assert provider.unwrapping.wait(10)  # the parent's unwrap is in flight now
+    pid = os.fork()
+    if pid == 0:  # child: the unwrapping thread does not exist here
+        status = 1
+        try:
+            signal.alarm(10)  # a hang ends the child by SIGALRM
+            provider.delay = 0.0
+            if reader.open(entry, tenant="t", cache_key=b"k") == (1, b"v"):
+                status = 0
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not done:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    t.join()
+    assert done, "the child hung"
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert reader.open(entry, tenant="t", cache_key=b"k") == (1, b"v")  # the parent is fine
+
+
+# ------------------------------------------------------------ secret buffers
+
+
+def test_secret_buffer_growth_wipes_the_block_it_leaves():
+    from cachekit import _core
+
+    # Control: a plain buffer grown by realloc leaves its bytes behind, so
+    # the probe can see a leak when there is one.
+    reused, left = _core._secret_buf_probe(False)
+    if not reused:
+        pytest.skip("malloc did not hand the freed block back; nothing to inspect")
+    assert left > 0
+    reused, left = _core._secret_buf_probe(True)
+    assert reused and left == 0
+
+
+def test_secure_path_with_buffers_that_grow():
+    # Arguments past the 256-byte inline key buffer, a dict argument (sorted
+    # through a scratch buffer), and a result that grows the plaintext buffer
+    # many times over.
+    big_arg = "x" * 5000
+    opts = {f"k{i}": "v" * 50 for i in range(100)}
+    calls = []
+
+    @cache.secure(master_key=KEY, l1_max_entries=10)
+    def f(a, o):
+        calls.append(1)
+        return {"rows": ["078-05-1120" * 10] * 2000, "a": a, "o": o}
+
+    first = f(big_arg, opts)
+    assert f(big_arg, opts) == first and len(calls) == 1
+    blob = f._peek(big_arg, opts)
+    assert b"078-05-1120" not in blob and len(blob) > 200_000
 
 
 # ------------------------------------------------------------ secrets
