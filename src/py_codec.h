@@ -57,8 +57,35 @@ enum {
  * for nesting deeper than CK_CODEC_MAX_DEPTH (which is also how a value
  * containing itself fails) or a length over msgpack's 32 bits, MemoryError.
  * On failure out may hold a partial encoding; the caller discards it.
+ * Same as ck_py_pack_ex(st, obj, out, flags, NULL).
  */
 int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);
+
+/*
+ * Statistics gathered while packing, for the L1 store's memory bound and to
+ * decide whether a hit may share the stored object or needs a fresh copy.
+ */
+typedef struct {
+    size_t limit;        /* 0: none. Stop as soon as out->len exceeds it. */
+    size_t graph_bytes;  /* out: approximate bytes of the Python object graph (sum of
+                            sys.getsizeof-like sizes of every object visited:
+                            tp_basicsize + items*itemsize for var objects, plus the
+                            allocated item arrays of list/dict/set, string data) */
+    int has_mutable;     /* out: 1 if the graph holds any mutable object (list, dict,
+                            set, bytearray) */
+} ck_pack_stats;
+
+/*
+ * ck_py_pack with statistics; stats may be NULL (then identical to
+ * ck_py_pack). Returns 0, 1 when out->len passed stats->limit (no exception
+ * set, out holds a partial encoding; the walk stops within about one value
+ * of the limit, so refusing a huge value costs about `limit` bytes of work),
+ * -1 with exception set. graph_bytes and has_mutable cover what was visited
+ * before the walk stopped. The limit is checked on the buffer being written:
+ * in canonical mode a dict's or set's elements are first encoded into a
+ * scratch buffer, which is checked on its own.
+ */
+int ck_py_pack_ex(ck_state *st, PyObject *obj, ck_buf *out, int flags, ck_pack_stats *stats);
 
 /*
  * 1 if instances of tp are keyed by value in CK_PACK_KEY mode: tp defines

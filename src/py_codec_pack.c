@@ -22,6 +22,7 @@
  */
 #include "py_codec_pack_internal.h"
 
+#include <assert.h>
 #include <datetime.h>
 
 int ck_py_pack_init(void)
@@ -178,11 +179,90 @@ int pack_ext_end(pack_ctx *c, ck_buf *out, size_t hdr_pos)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Statistics (ck_py_pack_ex)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* What a sys.getsizeof() would add for the GC header: two pointers. */
+#define GC_HEADER_BYTES (2 * sizeof(void *))
+
+/*
+ * Add obj's own size to stats->graph_bytes, the way sys.getsizeof() counts
+ * it: the object struct (tp_basicsize, plus items * tp_itemsize for
+ * variable-size objects such as ints, tuples, bytes), the GC header, and the
+ * separately allocated storage of the containers (a list's item array, a
+ * dict's keys table, a set's hash table, a bytearray's buffer, a str's
+ * characters). Shared objects are counted each time they are reached, like
+ * the encoding they become. O(1) and no Python calls.
+ */
+static void pack_account(pack_ctx *c, PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    size_t n = (size_t)tp->tp_basicsize;
+
+    if (tp->tp_itemsize != 0) {
+        Py_ssize_t items = Py_SIZE(obj);
+
+        /* An int's ob_size carries its sign. */
+        n += (size_t)(items < 0 ? -items : items) * (size_t)tp->tp_itemsize;
+    }
+    if (PyType_IS_GC(tp)) {
+        n += GC_HEADER_BYTES;
+    }
+    if (tp == &PyUnicode_Type) {
+        /* tp_basicsize is the legacy (non-compact) struct; compact strs are
+           their header followed by the characters and a terminator. */
+        if (PyUnicode_IS_COMPACT_ASCII(obj)) {
+            n = sizeof(PyASCIIObject) + (size_t)PyUnicode_GET_LENGTH(obj) + 1;
+        } else {
+            Py_ssize_t utf8_len;
+
+            n = sizeof(PyCompactUnicodeObject) +
+                ((size_t)PyUnicode_GET_LENGTH(obj) + 1) * PyUnicode_KIND(obj);
+            /* pack_str is about to cache the UTF-8 form in the str (this
+               call creates it first, the encoder then reuses it); count it
+               as getsizeof does. A str that has none (lone surrogates) is
+               refused by pack_str, which raises the error again. */
+            if (PyUnicode_AsUTF8AndSize(obj, &utf8_len) != NULL) {
+                n += (size_t)utf8_len + 1;
+            } else {
+                PyErr_Clear();
+            }
+        }
+    } else if (tp == &PyList_Type) {
+        n += (size_t)((PyListObject *)obj)->allocated * sizeof(PyObject *);
+        c->stats->has_mutable = 1;
+    } else if (tp == &PyDict_Type) {
+        /* The struct plus its keys table and values, as dict.__sizeof__. */
+        n = (size_t)_PyDict_SizeOf((PyDictObject *)obj) + GC_HEADER_BYTES;
+        c->stats->has_mutable = 1;
+    } else if (tp == &PySet_Type || tp == &PyFrozenSet_Type) {
+        PySetObject *so = (PySetObject *)obj;
+
+        if (so->table != so->smalltable) {
+            n += ((size_t)so->mask + 1) * sizeof(setentry);
+        }
+        if (tp == &PySet_Type) {
+            c->stats->has_mutable = 1;
+        }
+    } else if (tp == &PyByteArray_Type) {
+        n += (size_t)((PyByteArrayObject *)obj)->ob_alloc;
+        c->stats->has_mutable = 1;
+    }
+    c->stats->graph_bytes += n;
+}
+
+int pack_stop(pack_ctx *c)
+{
+    c->stopped = 1;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
 
 /* Exact-type dispatch, most common value types first. */
-int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj)
+static int pack_dispatch(pack_ctx *c, ck_buf *out, PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
     msgpack_packer pk;
@@ -252,9 +332,49 @@ int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj)
     return pack_raise_unsupported(c, obj);
 }
 
+/* Every value goes through here: one test of c->stats and one of c->limit
+   when statistics are off, so the key path pays next to nothing. Checking
+   the limit after each value is what stops a walk after about `limit`
+   bytes of encoding, whatever the shape of the graph; pack_raw and
+   pack_ext_bytes also check before copying a large payload. */
+int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    int rc;
+
+    if (c->stats != NULL) {
+        pack_account(c, obj);
+    }
+    rc = pack_dispatch(c, out, obj);
+    if (rc == 0 && c->limit != 0 && out->len > c->limit) {
+        return pack_stop(c);
+    }
+    return rc;
+}
+
+int ck_py_pack_ex(ck_state *st, PyObject *obj, ck_buf *out, int flags, ck_pack_stats *stats)
+{
+    pack_ctx c = {.st = st,
+                  .flags = flags,
+                  .depth = 0,
+                  .stats = stats,
+                  .limit = stats != NULL ? stats->limit : 0,
+                  .stopped = 0};
+    int rc;
+
+    if (stats != NULL) {
+        stats->graph_bytes = 0;
+        stats->has_mutable = 0;
+    }
+    rc = pack_obj(&c, out, obj);
+    if (rc < 0 && c.stopped) {
+        /* Every caller unwound without raising: the limit is not an error. */
+        assert(!PyErr_Occurred());
+        return 1;
+    }
+    return rc;
+}
+
 int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags)
 {
-    pack_ctx c = {.st = st, .flags = flags, .depth = 0};
-
-    return pack_obj(&c, out, obj);
+    return ck_py_pack_ex(st, obj, out, flags, NULL);
 }

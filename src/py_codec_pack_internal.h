@@ -8,7 +8,10 @@
  * included outside them: the functions here have no stability promise.
  *
  * Every pack_* encoder appends to `out` and returns 0, or -1 with an
- * exception set (out then holds a partial encoding the caller discards).
+ * exception set (out then holds a partial encoding the caller discards) or,
+ * when c->stopped is set, without one: the output limit of ck_py_pack_ex
+ * was passed. Nothing but ck_py_pack_ex may clear or test for an exception
+ * after a -1, so that case needs no special handling in the encoders.
  * `obj` is borrowed; a caller that got it from a mutable container holds its
  * own strong reference while the encoder runs (user code may run, see the
  * comment at the top of py_codec_pack.c).
@@ -23,8 +26,12 @@
 
 typedef struct {
     ck_state *st;
-    int flags; /* CK_PACK_* */
-    int depth; /* containers currently open; <= CK_CODEC_MAX_DEPTH */
+    int flags;            /* CK_PACK_* */
+    int depth;            /* containers currently open; <= CK_CODEC_MAX_DEPTH */
+    ck_pack_stats *stats; /* NULL: no statistics (ck_py_pack) */
+    size_t limit;         /* stats->limit, or 0: no limit */
+    int stopped;          /* set by pack_stop: the -1 being returned carries
+                             no exception, the output passed `limit` */
 } pack_ctx;
 
 /* msgpack-c's packer only fails when ck_buf cannot grow. */
@@ -38,6 +45,15 @@ static inline int pack_nomem(void)
 
 /* Any supported value: the exact-type dispatch. */
 int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* The output passed c->limit: mark it and return -1 without an exception;
+   every encoder unwinds as for an error and ck_py_pack_ex returns 1. */
+int pack_stop(pack_ctx *c);
+/* 1 if appending n more bytes to out would pass the limit (checked before
+   copying a large payload, so a huge str is refused without copying it). */
+static inline int pack_would_pass(const pack_ctx *c, const ck_buf *out, size_t n)
+{
+    return c->limit != 0 && (n > c->limit || out->len > c->limit - n);
+}
 /* Refuse a length msgpack cannot express (over 32 bits). */
 int pack_check_len32(pack_ctx *c, size_t n, const char *what);
 /* Open / close one nesting level (containers and nested extensions). */

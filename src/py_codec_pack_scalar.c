@@ -104,6 +104,9 @@ int pack_raw(pack_ctx *c, ck_buf *out, const char *what, int is_str, const void 
     if (pack_check_len32(c, n, what) < 0) {
         return -1;
     }
+    if (pack_would_pass(c, out, n)) {
+        return pack_stop(c);
+    }
     msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
     rc = is_str ? msgpack_pack_str_with_body(&pk, p, n) : msgpack_pack_bin_with_body(&pk, p, n);
     return rc != 0 ? pack_nomem() : 0;
@@ -156,6 +159,9 @@ int pack_ext_bytes(pack_ctx *c, ck_buf *out, int8_t type, const void *p, size_t 
 
     if (pack_check_len32(c, n, "extension payload") < 0) {
         return -1;
+    }
+    if (pack_would_pass(c, out, n)) {
+        return pack_stop(c);
     }
     msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
     return msgpack_pack_ext_with_body(&pk, p, n, type) != 0 ? pack_nomem() : 0;
