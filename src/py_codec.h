@@ -99,6 +99,17 @@ int ck_py_pack_ex(ck_state *st, PyObject *obj, ck_buf *out, int flags, ck_pack_s
 int ck_py_key_by_value(PyTypeObject *tp);
 
 /*
+ * New reference to a deep copy of obj, or NULL with an exception set: what
+ * ck_py_unpack(ck_py_pack(obj)) would return, without the bytes. list,
+ * dict, set and bytearray are new objects; immutable leaves (int, float,
+ * str, bytes, None, bool, Decimal, UUID, the datetime family) and tuples and
+ * frozensets holding only immutable values are shared (the same object).
+ * Same types, depth limit and errors as ck_py_pack (flags 0); aliasing inside
+ * the graph is not preserved, as in a decode.
+ */
+PyObject *ck_py_copy(ck_state *st, PyObject *obj);
+
+/*
  * Decode exactly one msgpack value occupying all of data[0..len).
  * Returns a new reference, or NULL with SerializationError set for malformed,
  * truncated, trailing-garbage, too deep or over-long input. Never allocates
@@ -113,5 +124,6 @@ PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
  */
 int ck_py_pack_init(void);
 int ck_py_unpack_init(void);
+int ck_py_copy_init(void);
 
 #endif /* CK_PY_CODEC_H */

@@ -1,9 +1,9 @@
 /*
  * py_codec_module.c - Python-visible entry points of the codec.
  *
- * Owns cachekit._core.pack(), pack_stats(), unpack(), _pack_key() and
- * _key_by_value(): thin wrappers that move bytes between Python and
- * ck_py_pack_ex() / ck_py_unpack(), and ck_codec_exec(), which registers
+ * Owns cachekit._core.pack(), pack_stats(), unpack(), copy_value(),
+ * _pack_key() and _key_by_value(): thin wrappers around ck_py_pack_ex(),
+ * ck_py_unpack() and ck_py_copy(), and ck_codec_exec(), which registers
  * them and runs the per-file setup of the codec's translation units.
  */
 #include "py_codec.h"
@@ -79,6 +79,11 @@ error:
     return res;
 }
 
+static PyObject *codec_copy_value(PyObject *module, PyObject *obj)
+{
+    return ck_py_copy(ck_state_from_module(module), obj);
+}
+
 static PyObject *codec_unpack(PyObject *module, PyObject *data)
 {
     ck_state *st = ck_state_from_module(module);
@@ -138,6 +143,13 @@ static PyMethodDef codec_methods[] = {
      "is cheap). graph_bytes approximates the memory of the object graph\n"
      "(sys.getsizeof of every object visited); has_mutable is True if the graph\n"
      "holds a list, dict, set or bytearray. Raises like pack()."},
+    {"copy_value", codec_copy_value, METH_O,
+     "copy_value($module, obj, /)\n--\n\n"
+     "Return a deep copy of obj, as unpack(pack(obj)) would, without encoding it.\n\n"
+     "Lists, dicts, sets and bytearrays are new objects; immutable values (int,\n"
+     "float, str, bytes, None, bool, Decimal, UUID, datetime types, and tuples\n"
+     "and frozensets holding only those) are shared. Accepts the types pack()\n"
+     "accepts and raises the same errors; aliasing is not preserved."},
     {"_key_by_value", codec_key_by_value, METH_O,
      "_key_by_value($module, cls, /)\n--\n\n"
      "True if instances of cls are keyed by value in cache keys: cls defines\n"
@@ -148,7 +160,7 @@ static PyMethodDef codec_methods[] = {
 
 int ck_codec_exec(PyObject *module)
 {
-    if (ck_py_pack_init() < 0 || ck_py_unpack_init() < 0) {
+    if (ck_py_pack_init() < 0 || ck_py_unpack_init() < 0 || ck_py_copy_init() < 0) {
         return -1;
     }
     return PyModule_AddFunctions(module, codec_methods);
