@@ -225,6 +225,11 @@ ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops)
     return s;
 }
 
+size_t ck_l1_max_bytes(const ck_l1 *s)
+{
+    return s->max_bytes == SIZE_MAX ? 0 : s->max_bytes;
+}
+
 void ck_l1_free(ck_l1 *s)
 {
     ck_l1_entry *detached = NULL;

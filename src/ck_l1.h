@@ -80,6 +80,9 @@ ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops);
 /* Free the store; every value still held is released (no lock held then). */
 void ck_l1_free(ck_l1 *s);
 
+/* The byte bound given at creation (0: none). Fixed, so read without the lock. */
+size_t ck_l1_max_bytes(const ck_l1 *s);
+
 /* Monotonic clock in nanoseconds, the time base of every TTL. */
 uint64_t ck_l1_now_ns(void);
 

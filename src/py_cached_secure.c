@@ -71,12 +71,13 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
 {
     ck_keyring_object *ko = (ck_keyring_object *)self->keyring;
     PyObject *entry = NULL;
+    ck_pack_stats stats = {0, 0, 0};
     ck_buf pt, out;
     ck_error err;
 
     ck_buf_init_secret(&pt); /* the encoded result, in clear */
     ck_buf_init(&out);       /* ciphertext only */
-    if (ck_cached_encode_result(self, st, result, &pt, fatal) < 0) {
+    if (ck_cached_encode_result(self, st, result, &pt, &stats, fatal) < 0) {
         goto done;
     }
     if (ck_keyring_seal(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len, &ck_gil_hooks,
@@ -183,6 +184,9 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
     if (result == NULL) {
         (void)ck_cached_missed(mode, &key);
+        goto done;
+    }
+    if (ck_cached_store_disabled(self)) {
         goto done;
     }
     entry = seal_result(self, st, result, tenant, aad_key, &fatal);

@@ -344,8 +344,8 @@ def test_functions_share_default_store_without_collisions():
     assert g.cache_info().currsize == 1
 
 
-def test_mutable_results_are_shared_like_lru_cache():
-    @cache
+def test_copy_false_shares_mutable_results_like_lru_cache():
+    @cache(copy=False)
     def f():
         return [1]
 
