@@ -1,6 +1,6 @@
 """Type stubs for cachekit._core, the C extension."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 _Buffer = bytes | bytearray | memoryview
@@ -47,8 +47,8 @@ class Keyring:
     fingerprint: str
     previous_fingerprints: tuple[str, ...]
     def __init__(
-        self, master_key: _Buffer, previous_keys: list[_Buffer] | tuple[_Buffer, ...] | None = (),
-        *, dek_max_age: float = 3600.0, dek_max_messages: int = 2**32, dek_max_bytes: int = 2**36,
+        self, master_key: _Buffer | None = None, previous_keys: Sequence[_Buffer] | None = (),
+        *, provider: Any = None, dek_max_age: float = 3600.0, dek_max_messages: int = 2**32, dek_max_bytes: int = 2**36,
         read_max_age: float = 3600.0, read_capacity: int = 1024, tenant_capacity: int = 1024,
     ) -> None: ...
     def seal(self, plaintext: _Buffer, /, tenant: str = "default", cache_key: _Buffer = b"",

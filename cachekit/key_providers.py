@@ -64,7 +64,7 @@ class AwsKmsKeyProvider:
         self.key_id = key_id
         if client is None:
             try:
-                import boto3
+                import boto3  # type: ignore[import-untyped]
             except ImportError:
                 raise ConfigurationError(
                     "AwsKmsKeyProvider needs boto3: pip install 'cachekit[kms]'"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from cachekit._core import Keyring
 from cachekit.config.encryption import EncryptionConfig, decode_master_key, wipe
+from cachekit.config.secret import SecretStr
 from cachekit.config.settings import CachekitConfig
 from cachekit.exceptions import ConfigurationError
 
@@ -29,6 +30,7 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
     if enc.key_provider is not None:
         return _provider_keyring(enc)
     # Errors name where the key came from: the argument or the variable.
+    master: SecretStr | None
     if enc.master_key is not None:
         master, master_source = enc.master_key, "master_key"
     else:

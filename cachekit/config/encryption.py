@@ -172,10 +172,12 @@ def adapt_tenant_extractor(extractor: Any) -> Callable[..., str] | None:
     ``.extract(args, kwargs)`` (the 0.24.1 style)."""
     check_tenant_extractor(extractor)
     if extractor is None or callable(extractor):
-        return extractor
+        adapted: Callable[..., str] | None = extractor
+        return adapted
     extract = extractor.extract
 
     def call(*args: Any, **kwargs: Any) -> str:
-        return extract(args, kwargs)
+        tenant: str = extract(args, kwargs)  # checked by the C side, like any tenant
+        return tenant
 
     return call

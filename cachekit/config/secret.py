@@ -8,6 +8,8 @@ friendly copies by accident.
 
 from __future__ import annotations
 
+from typing import Any
+
 import hmac
 
 MASK = "**********"
@@ -47,7 +49,7 @@ class SecretStr:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("SecretStr cannot be pickled")
 
 

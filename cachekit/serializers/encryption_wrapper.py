@@ -193,5 +193,5 @@ class EncryptionWrapper:
         return (f"EncryptionWrapper(serializer={self.serializer!r}, tenant_id={self.tenant_id!r}, "
                 f"key_fingerprint={self._keyring.fingerprint!r})")
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("EncryptionWrapper holds keys and cannot be pickled")
