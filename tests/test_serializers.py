@@ -203,3 +203,16 @@ def test_encryption_wrapper_wipes_decoded_keys_when_a_later_key_is_bad(monkeypat
             if isinstance(value, list):
                 assert not any(isinstance(v, bytearray) and any(v) for v in value)
         tb = tb.tb_next
+
+
+def test_encryption_wrapper_names_the_variable_a_bad_key_came_from(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", "not-hex-at-all")
+    with pytest.raises(ConfigurationError, match="^CACHEKIT_MASTER_KEY must be hex") as info:
+        EncryptionWrapper()
+    assert "not-hex-at-all" not in str(info.value)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY_ROTATION", "zz")
+    with pytest.raises(ConfigurationError, match="^CACHEKIT_MASTER_KEY_ROTATION key 1"):
+        EncryptionWrapper()
+    with pytest.raises(ConfigurationError, match="^master_key must be hex"):
+        EncryptionWrapper(master_key="nothex")

@@ -108,15 +108,18 @@ class EncryptionWrapper:
             raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
         settings = get_secure_settings()
+        master_source = "master_key"
         if master_key is None:
-            master_key = settings.master_key
+            master_key, master_source = settings.master_key, "CACHEKIT_MASTER_KEY"
         if master_key is None:
             raise ConfigurationError(
                 "EncryptionWrapper requires master_key or the CACHEKIT_MASTER_KEY environment "
                 "variable. Generate a key with: openssl rand -hex 32"
             )
+        previous_source = "previous_master_keys[{}]"
         if previous_master_keys is None:
             previous_master_keys = list(settings.previous_master_keys)
+            previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
         if not isinstance(previous_master_keys, (list, tuple)):
             raise ConfigurationError(
                 f"previous_master_keys must be a list or tuple of keys (raw bytes or hex str), "
@@ -126,9 +129,10 @@ class EncryptionWrapper:
         # failure on any of them still wipes all that were decoded.
         raws: list[bytearray] = []
         try:
-            raws.append(_raw_key(master_key, "master_key"))
+            raws.append(_raw_key(master_key, master_source))
             for i, key in enumerate(previous_master_keys):
-                raws.append(_raw_key(key, f"previous_master_keys[{i}]"))
+                number = i if previous_source.startswith("previous") else i + 1
+                raws.append(_raw_key(key, previous_source.format(number)))
             self._keyring = Keyring(raws[0], raws[1:])
         except ValueError as exc:
             if isinstance(exc, ConfigurationError):
