@@ -48,7 +48,8 @@ class Keyring:
     previous_fingerprints: tuple[str, ...]
     def __init__(
         self, master_key: _Buffer | None = None, previous_keys: Sequence[_Buffer] | None = (),
-        *, provider: Any = None, dek_max_age: float = 3600.0, dek_max_messages: int = 2**32, dek_max_bytes: int = 2**36,
+        *, provider: Any = None, dek_max_age: float = 3600.0, dek_max_messages: int = 2**32,
+        dek_max_bytes: int = 2**36,
         read_max_age: float = 3600.0, read_capacity: int = 1024, tenant_capacity: int = 1024,
     ) -> None: ...
     def seal(self, plaintext: _Buffer, /, tenant: str = "default", cache_key: _Buffer = b"",

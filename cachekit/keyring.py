@@ -43,10 +43,8 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
     if not enc.key_rotation_enabled:
         previous = ()
     if len(previous) > 8:
-        raise ConfigurationError(
-            f"at most 8 previous master keys, got {len(previous)} "
-            f"({'previous_master_keys' if enc.previous_master_keys else 'CACHEKIT_MASTER_KEY_ROTATION'})"
-        )
+        where = "previous_master_keys" if enc.previous_master_keys else "CACHEKIT_MASTER_KEY_ROTATION"
+        raise ConfigurationError(f"at most 8 previous master keys, got {len(previous)} ({where})")
     raw_master = decode_master_key(master, master_source)
     raw_previous: list[bytearray] = []
     try:

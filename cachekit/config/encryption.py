@@ -114,7 +114,7 @@ class EncryptionConfig:
             and 0 < self.dek_max_age < MAX_SECONDS
         ):
             raise ConfigurationError(
-                f"dek_max_age must be a positive int or float of seconds below {MAX_SECONDS:.0e}, "
+                "dek_max_age must be a positive int or float of seconds below 1.8e10, "
                 f"not {self.dek_max_age!r}"
             )
         if not (_is_int(self.dek_max_messages) and 0 < self.dek_max_messages <= 2**32):
@@ -163,7 +163,8 @@ def check_tenant_extractor(extractor: Any) -> None:
     raise ConfigurationError(
         f"tenant_extractor must be a callable taking the function's arguments and returning "
         f"the tenant id (a non-empty str), or an object with .extract(args, kwargs); "
-        f"not {type(extractor).__name__}. For one fixed tenant pass lambda *args, **kwargs: 'tenant-id'"
+        f"not {type(extractor).__name__}. For one fixed tenant pass "
+        "lambda *args, **kwargs: 'tenant-id'"
     )
 
 

@@ -8,9 +8,8 @@ friendly copies by accident.
 
 from __future__ import annotations
 
-from typing import Any
-
 import hmac
+from typing import Any
 
 MASK = "**********"
 

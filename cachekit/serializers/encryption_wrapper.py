@@ -29,8 +29,9 @@ _FORMATS = {1: SerializationFormat.MSGPACK, 2: SerializationFormat.ORJSON, 3: Se
 
 
 class CacheKeyError(ConfigurationError, TypeError):
-    """A missing or mistyped ``cache_key``: a ConfigurationError (so also a
-    ValueError) and a TypeError, as code written for other releases expects."""
+    """A missing or mistyped ``cache_key``: a TypeError, as Python raises for
+    a missing or wrong argument, and a ConfigurationError (so a ValueError),
+    as cachekit raises for every argument it refuses."""
 
 
 class _Required:
@@ -61,7 +62,9 @@ def _cache_key_bytes(cache_key: object, method: str) -> bytes:
             f"not {type(cache_key).__name__}"
         )
     if not key:
-        raise ConfigurationError("cache_key must not be empty: it binds the ciphertext to its entry")
+        raise ConfigurationError(
+            "cache_key must not be empty: it binds the ciphertext to its entry"
+        )
     return key
 
 
@@ -70,7 +73,9 @@ def _raw_key(key: object, what: str) -> bytearray:
     Errors name the argument and the type, never the value."""
     if isinstance(key, (bytes, bytearray)):
         if not 32 <= len(key) <= 128:
-            raise ConfigurationError(f"{what} must be at least 32 bytes (at most 128) of raw key, or a hex str")
+            raise ConfigurationError(
+                f"{what} must be at least 32 bytes (at most 128) of raw key, or a hex str"
+            )
         return bytearray(key)
     if isinstance(key, (str, SecretStr)):
         return decode_master_key(key if isinstance(key, SecretStr) else SecretStr(key), what)
