@@ -216,3 +216,32 @@ def test_encryption_wrapper_names_the_variable_a_bad_key_came_from(monkeypatch):
         EncryptionWrapper()
     with pytest.raises(ConfigurationError, match="^master_key must be hex"):
         EncryptionWrapper(master_key="nothex")
+
+
+@pytest.mark.parametrize(
+    "master, previous",
+    [
+        (bytes.fromhex(KEY), [b"short"]),
+        (KEY, ["zz"]),
+        (bytes.fromhex(KEY), [bytes.fromhex("7f" * 32), 42]),
+        (KEY, "7f" * 32),
+        (b"too short but secret", None),
+    ],
+)
+def test_encryption_wrapper_keeps_no_key_in_traceback_locals(master, previous):
+    with pytest.raises(ConfigurationError) as info:
+        EncryptionWrapper(master_key=master, previous_master_keys=previous)
+    secrets = [KEY, "7f" * 32, bytes.fromhex(KEY), bytes.fromhex("7f" * 32), b"too short but secret"]
+    tb = info.value.__traceback__
+    frames = 0
+    while tb is not None:
+        if "cachekit" in tb.tb_frame.f_code.co_filename:
+            frames += 1
+            for name, value in tb.tb_frame.f_locals.items():
+                text = repr(value)
+                for secret in secrets:
+                    shown = secret if isinstance(secret, str) else repr(secret)[2:-1]
+                    assert shown not in text, (tb.tb_frame.f_code.co_name, name)
+                    assert value is not secret and value != secret, (tb.tb_frame.f_code.co_name, name)
+        tb = tb.tb_next
+    assert frames >= 1

@@ -71,16 +71,23 @@ def _cache_key_bytes(cache_key: object, method: str) -> bytes:
 def _raw_key(key: object, what: str) -> bytearray:
     """The raw bytes of one key argument, in a bytearray the caller wipes.
     Errors name the argument and the type, never the value."""
+    # Each error path drops the argument first: the raising frame's locals
+    # show up in tracebacks.
     if isinstance(key, (bytes, bytearray)):
         if not 32 <= len(key) <= 128:
+            del key
             raise ConfigurationError(
                 f"{what} must be at least 32 bytes (at most 128) of raw key, or a hex str"
             )
         return bytearray(key)
     if isinstance(key, (str, SecretStr)):
-        return decode_master_key(key if isinstance(key, SecretStr) else SecretStr(key), what)
+        secret = key if isinstance(key, SecretStr) else SecretStr(key)
+        del key
+        return decode_master_key(secret, what)
+    kind = type(key).__name__
+    del key
     raise ConfigurationError(
-        f"{what} must be raw key bytes or a hex str, not {type(key).__name__}. "
+        f"{what} must be raw key bytes or a hex str, not {kind}. "
         "Generate a key with: openssl rand -hex 32"
     )
 
@@ -113,27 +120,28 @@ class EncryptionWrapper:
             raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
         settings = get_secure_settings()
-        master_source = "master_key"
-        if master_key is None:
-            master_key, master_source = settings.master_key, "CACHEKIT_MASTER_KEY"
-        if master_key is None:
-            raise ConfigurationError(
-                "EncryptionWrapper requires master_key or the CACHEKIT_MASTER_KEY environment "
-                "variable. Generate a key with: openssl rand -hex 32"
-            )
-        previous_source = "previous_master_keys[{}]"
-        if previous_master_keys is None:
-            previous_master_keys = list(settings.previous_master_keys)
-            previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
-        if not isinstance(previous_master_keys, (list, tuple)):
-            raise ConfigurationError(
-                f"previous_master_keys must be a list or tuple of keys (raw bytes or hex str), "
-                f"not {type(previous_master_keys).__name__}"
-            )
         # Every decoded key is appended before the next is decoded, so a
         # failure on any of them still wipes all that were decoded.
         raws: list[bytearray] = []
+        key: object = None
         try:
+            master_source = "master_key"
+            if master_key is None:
+                master_key, master_source = settings.master_key, "CACHEKIT_MASTER_KEY"
+            if master_key is None:
+                raise ConfigurationError(
+                    "EncryptionWrapper requires master_key or the CACHEKIT_MASTER_KEY environment "
+                    "variable. Generate a key with: openssl rand -hex 32"
+                )
+            previous_source = "previous_master_keys[{}]"
+            if previous_master_keys is None:
+                previous_master_keys = list(settings.previous_master_keys)
+                previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
+            if not isinstance(previous_master_keys, (list, tuple)):
+                raise ConfigurationError(
+                    f"previous_master_keys must be a list or tuple of keys (raw bytes or hex "
+                    f"str), not {type(previous_master_keys).__name__}"
+                )
             raws.append(_raw_key(master_key, master_source))
             for i, key in enumerate(previous_master_keys):
                 number = i if previous_source.startswith("previous") else i + 1
@@ -144,6 +152,9 @@ class EncryptionWrapper:
                 raise
             raise ConfigurationError(str(exc)) from None
         finally:
+            # Neither the key arguments nor their decoded bytes stay in this
+            # frame for a traceback (or an error reporter reading locals).
+            master_key = previous_master_keys = key = None
             for raw in raws:
                 wipe(raw)
 
@@ -199,8 +210,12 @@ class EncryptionWrapper:
         }
 
     def __repr__(self) -> str:
-        return (f"EncryptionWrapper(serializer={self.serializer!r}, tenant_id={self.tenant_id!r}, "
-                f"key_fingerprint={self._keyring.fingerprint!r})")
+        # Also shown for a half-built wrapper (a traceback's locals while
+        # __init__ refuses a key): then there is no keyring yet.
+        keyring = getattr(self, "_keyring", None)
+        fingerprint = keyring.fingerprint if keyring is not None else None
+        return (f"EncryptionWrapper(serializer={getattr(self, 'serializer', None)!r}, "
+                f"tenant_id={getattr(self, 'tenant_id', None)!r}, key_fingerprint={fingerprint!r})")
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("EncryptionWrapper holds keys and cannot be pickled")
