@@ -69,10 +69,11 @@ class AwsKmsKeyProvider:
         self.key_id = key_id
         if client is None:
             try:
-                import boto3
+                import boto3  # type: ignore[import-untyped]
             except ImportError:
                 raise ConfigurationError(
-                    "AwsKmsKeyProvider needs boto3: pip install 'cachekit[kms]'"
+                    "AwsKmsKeyProvider needs boto3: pip install boto3, or install cachekit "
+                    "from its source checkout with the kms extra: pip install '.[kms]'"
                 ) from None
             client = boto3.client("kms", region_name=region_name, endpoint_url=endpoint_url,
                                   **client_kwargs)

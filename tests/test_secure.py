@@ -695,3 +695,18 @@ def test_nested_options_of_the_wrong_type(intent):
             encryption=True)(lambda: 1)
     with pytest.raises(ConfigurationError, match="l1 must be an L1CacheConfig"):
         intent(l1={"max_entries": 3})(lambda: 1)
+
+
+def test_key_removed_from_environment_after_it_was_read_is_kept(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    reset_settings()
+    from cachekit.config import get_settings
+
+    assert get_settings().master_key is not None
+    monkeypatch.delenv("CACHEKIT_MASTER_KEY")  # an app scrubbing its environment
+
+    @cache.secure
+    def f(x):
+        return x
+
+    assert f(1) == 1
