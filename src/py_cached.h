@@ -60,4 +60,9 @@ PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, si
 int ck_cached_tenant(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
                      ck_buf *key, PyObject **tenant);
 
+/* Under @cache.secure: the L1 key for key bytes (args and tenant), the
+   keyring's MAC of them (ck_keyring_l1_key). 0, or -1 with an exception. */
+int ck_cached_secure_l1_key(ck_cached *self, ck_state *st, const unsigned char *key, size_t n,
+                            unsigned char out[CK_KEYRING_L1_KEY_LEN]);
+
 #endif /* CK_PY_CACHED_H */
