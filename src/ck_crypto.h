@@ -31,6 +31,18 @@ ck_aead *ck_aead_new(const unsigned char key[CK_AEAD_KEY_LEN], ck_error *err);
 void ck_aead_free(ck_aead *a);
 
 /*
+ * Fetch AES-256-GCM again with OpenSSL's current default properties; if
+ * that selects another provider than the implementation in use (say FIPS
+ * properties were enabled since), new ck_aead objects use the new one from
+ * now on (existing ones keep theirs). -1 with err when no loaded provider
+ * satisfies the properties: the caller refuses to go on. force (tests)
+ * re-resolves even when the provider is the same.
+ */
+int ck_aead_recheck(int force, ck_error *err);
+/* Name of the provider new ck_aead objects use, or NULL before first use. */
+const char *ck_aead_provider_name(void);
+
+/*
  * Encrypt pt[0..n) under nonce with additional data aad[0..aad_len) into
  * ct[0..n) (ct may equal pt) and write the 16-byte tag. 0, or -1 with err.
  */

@@ -422,6 +422,12 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_error_set(err, CK_EINVAL, "keyring limits must be positive, max_messages <= 2^32");
         return NULL;
     }
+    /* Follow a provider configuration changed since the last keyring (FIPS
+       properties enabled later), or refuse clearly when it cannot be met:
+       docs/security.md, "Which code does the cryptography". */
+    if (ck_aead_recheck(0, err) < 0) {
+        return NULL;
+    }
     /* The keyring holds the master keys. */
     kr = ck_secure_zalloc(sizeof(*kr));
     if (kr == NULL) {
