@@ -33,12 +33,12 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
     if not enc.key_rotation_enabled:
         previous = ()
     if len(previous) > 8:
-        raise ConfigurationError("at most 8 previous master keys (CACHEKIT_MASTER_KEY_ROTATION)")
+        raise ConfigurationError("at most 8 previous master keys (CACHEKIT_PREVIOUS_MASTER_KEYS)")
     raw_master = decode_master_key(master, "CACHEKIT_MASTER_KEY")
     raw_previous: list[bytearray] = []
     try:
         for i, key in enumerate(previous):
-            raw_previous.append(decode_master_key(key, f"CACHEKIT_MASTER_KEY_ROTATION key {i + 1}"))
+            raw_previous.append(decode_master_key(key, f"CACHEKIT_PREVIOUS_MASTER_KEYS key {i + 1}"))
         keyring = Keyring(
             raw_master,
             raw_previous,
