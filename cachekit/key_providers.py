@@ -28,7 +28,8 @@ __all__ = ["AwsKmsKeyProvider", "KeyProvider"]
 class KeyProvider(Protocol):
     """What @cache.secure needs from a key provider.
 
-    ``provider_id`` (2..255) is written into entries; ``key_id`` names the
+    ``provider_id`` (2..255; 2 is AWS KMS's, so pick 3..255 for your own) is
+    written into entries; ``key_id`` names the
     wrapping key (its fingerprint goes into entries, so entries from another
     key are misses, not errors). Plaintext keys are returned as bytes or,
     better, a bytearray, which the keyring wipes once it has copied it.

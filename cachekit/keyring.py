@@ -39,11 +39,11 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
         previous, previous_source = enc.previous_master_keys, "previous_master_keys[{}]"
     else:
         previous = settings.previous_master_keys
-        previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
+        previous_source = "CACHEKIT_PREVIOUS_MASTER_KEYS key {}"
     if not enc.key_rotation_enabled:
         previous = ()
     if len(previous) > 8:
-        where = "previous_master_keys" if enc.previous_master_keys else "CACHEKIT_MASTER_KEY_ROTATION"
+        where = "previous_master_keys" if enc.previous_master_keys else "CACHEKIT_PREVIOUS_MASTER_KEYS"
         raise ConfigurationError(f"at most 8 previous master keys, got {len(previous)} ({where})")
     raw_master = decode_master_key(master, master_source)
     raw_previous: list[bytearray] = []

@@ -86,7 +86,8 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         size_t charge;
         rc = ck_cached_reference_charge(self, result, &charge);
         if (rc == 0) {
-            fatal = ck_cached_put(self, h, &key, identity, result, charge, 0, &detached) < 0;
+            fatal = ck_cached_put(self, h, key.data, key.len, identity, result, charge, 0,
+                                  &detached) < 0;
         }
         fatal = fatal || rc < 0;
     } else if (ck_cached_encode_result(self, st, result, &value, &stats, &fatal) == 0) {

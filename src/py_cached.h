@@ -108,8 +108,9 @@ extern PyMethodDef ck_cached_methods[];
 
 /* Store value under key, in the instance's group when the key holds an
    instance's identity. 0, or -1 when a failure must propagate. */
-int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *identity,
-                  PyObject *value, size_t charge, uint32_t flags, ck_l1_entry **detached);
+int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t key_len,
+                  PyObject *identity, PyObject *value, size_t charge, uint32_t flags,
+                  ck_l1_entry **detached);
 
 /* A call of either path (plain or secure) with a mode. */
 PyObject *ck_cached_call_mode(ck_cached *self, PyObject *const *args, size_t nargsf,
@@ -163,5 +164,10 @@ int ck_cached_instance_group(ck_cached *self, PyObject *instance, ck_l1_group **
 
 /* Stop tracking every instance, dropping their entries (function teardown). */
 void ck_cached_forget_instances(ck_cached *self);
+
+/* Under @cache.secure: the L1 key for key bytes (args and tenant), the
+   keyring's MAC of them (ck_keyring_l1_key). 0, or -1 with an exception. */
+int ck_cached_secure_l1_key(ck_cached *self, ck_state *st, const unsigned char *key, size_t n,
+                            unsigned char out[CK_KEYRING_L1_KEY_LEN]);
 
 #endif /* CK_PY_CACHED_H */

@@ -131,8 +131,9 @@ int ck_cached_missed(ck_call_mode *mode, const ck_buf *key)
     return 1;
 }
 
-int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *identity,
-                  PyObject *value, size_t charge, uint32_t flags, ck_l1_entry **detached)
+int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t key_len,
+                  PyObject *identity, PyObject *value, size_t charge, uint32_t flags,
+                  ck_l1_entry **detached)
 {
     ck_l1_group *group = NULL;
     ck_error err;
@@ -142,7 +143,7 @@ int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *id
         self->store_errors++;
         return ck_cached_report_failure(self, "store_error");
     }
-    rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key->data, key->len, value,
+    rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key, key_len, value,
                       charge, self->ttl_ns, flags, detached, &err);
     if (rc < 0 && err.code == CK_ENOMEM) {
         /* Keep the result; the store just could not take it. */
@@ -172,15 +173,16 @@ int ck_cached_put_value(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     int rc;
 
     if (!self->copy || !stats->has_mutable) {
-        return ck_cached_put(self, h, key, identity, result, stats->graph_bytes, 0, detached);
+        return ck_cached_put(self, h, key->data, key->len, identity, result, stats->graph_bytes, 0,
+                             detached);
     }
     stored = ck_py_copy(st, result);
     if (stored == NULL) {
         self->store_errors++;
         return ck_cached_report_failure(self, "store_error");
     }
-    rc = ck_cached_put(self, h, key, identity, stored, stats->graph_bytes, CK_ENTRY_MUTABLE,
-                       detached);
+    rc = ck_cached_put(self, h, key->data, key->len, identity, stored, stats->graph_bytes,
+                       CK_ENTRY_MUTABLE, detached);
     Py_DECREF(stored);
     return rc;
 }

@@ -6,9 +6,10 @@
 
 /* --------------------------------------------------------------- methods */
 
-/* Build the key of a call given to a method (same shape as a vectorcall),
-   including the tenant under @cache.secure with an extractor. Returns 0, or
-   -1 with an exception set (TypeError when the arguments do not bind). */
+/* Build the L1 key of a call given to a method (same shape as a
+   vectorcall): the key bytes, or under @cache.secure their MAC over the
+   bytes with the tenant (ck_cached_secure_l1_key). Returns 0, or -1 with
+   an exception set (TypeError when the arguments do not bind). */
 static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
                         ck_buf *key)
 {
@@ -26,6 +27,16 @@ static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, P
         rc = ck_cached_tenant(self, args, nargsf, kwnames, key, &tenant);
         Py_XDECREF(tenant);
     }
+    if (rc == 0 && self->keyring != NULL) {
+        unsigned char mac[CK_KEYRING_L1_KEY_LEN];
+
+        rc = ck_cached_secure_l1_key(self, st, key->data, key->len, mac);
+        ck_buf_clear(key);
+        if (rc == 0 && ck_buf_append(key, mac, sizeof(mac)) < 0) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+    }
     return rc;
 }
 
@@ -42,7 +53,7 @@ PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t na
     ck_buf key;
     int removed = -1;
 
-    ck_buf_init(&key);
+    ck_buf_init_secret(&key);
     if (key_for_call(self, args, nargsf, kwnames, &key) == 0) {
         removed = ck_l1_remove(self->store->store, &self->owner,
                                ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
@@ -85,7 +96,7 @@ PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nar
     ck_buf key;
     int i;
 
-    ck_buf_init(&key);
+    ck_buf_init_secret(&key);
     if (key_for_call(self, args, nargsf, kwnames, &key) < 0) {
         goto error;
     }
@@ -118,7 +129,7 @@ static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t narg
     ck_buf key;
     int rc;
 
-    ck_buf_init(&key);
+    ck_buf_init_secret(&key);
     rc = key_for_call(self, args, nargsf, kwnames, &key);
     if (rc == 0) {
         rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
@@ -149,7 +160,7 @@ static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t narg
         PyErr_SetString(PyExc_TypeError, "_poke needs the value to store");
         return NULL;
     }
-    ck_buf_init(&key);
+    ck_buf_init_secret(&key);
     rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key);
     if (rc == 0) {
         rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),

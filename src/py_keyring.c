@@ -643,6 +643,30 @@ static PyObject *keyring_advance(ck_keyring_object *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(l1_key_doc, "_l1_key($self, key, /)\n--\n\n"
+                         "Tests only: the L1 key @cache.secure stores for these key bytes.");
+
+static PyObject *keyring_l1_key(ck_keyring_object *self, PyObject *arg)
+{
+    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    unsigned char mac[CK_KEYRING_L1_KEY_LEN];
+    PyObject *result = NULL;
+    Py_buffer key = {0};
+    ck_error err;
+
+    if (PyObject_GetBuffer(arg, &key, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (ck_keyring_l1_key(self->kr, key.buf, (size_t)key.len, mac, &err) < 0) {
+        ck_raise_crypto_error(st, &err, 0);
+        goto error;
+    }
+    result = PyBytes_FromStringAndSize((const char *)mac, sizeof(mac));
+error:
+    PyBuffer_Release(&key);
+    return result;
+}
+
 static PyObject *keyring_fingerprint(ck_keyring_object *self, void *Py_UNUSED(closure))
 {
     return fingerprint_hex(self, 0);
@@ -675,6 +699,7 @@ static PyMethodDef keyring_methods[] = {
     {"stats", (PyCFunction)keyring_stats, METH_NOARGS, stats_doc},
     {"reset", (PyCFunction)keyring_reset, METH_NOARGS, reset_doc},
     {"_advance_clock", (PyCFunction)keyring_advance, METH_O, advance_doc},
+    {"_l1_key", (PyCFunction)keyring_l1_key, METH_O, l1_key_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -64,7 +64,7 @@ class EncryptionConfig:
 
     ``master_key`` and ``previous_master_keys`` are hex strings (kept as
     SecretStr, so they never print); unset ones come from
-    ``CACHEKIT_MASTER_KEY`` and ``CACHEKIT_MASTER_KEY_ROTATION``.
+    ``CACHEKIT_MASTER_KEY`` and ``CACHEKIT_PREVIOUS_MASTER_KEYS``.
     ``tenant_extractor`` is called with the function's arguments and returns
     the tenant id (a non-empty str); each tenant gets its own keys.
     ``key_provider`` (e.g. AwsKmsKeyProvider) replaces the master key as the

@@ -5,7 +5,7 @@ The inner serializer's bytes become the plaintext of an encrypted entry
 ``cache_key`` passed to serialize/deserialize (required: an empty key would
 bind nothing). Keys come from the
 ``master_key`` argument (raw bytes, or hex text) or ``CACHEKIT_MASTER_KEY``;
-``previous_master_keys`` (or ``CACHEKIT_MASTER_KEY_ROTATION``) still decrypt.
+``previous_master_keys`` (or ``CACHEKIT_PREVIOUS_MASTER_KEYS``) still decrypt.
 """
 
 from __future__ import annotations
