@@ -762,3 +762,27 @@ def test_key_removed_from_environment_after_it_was_read_is_kept(monkeypatch):
         return x
 
     assert f(1) == 1
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"dek_max_bytes": -1},
+        {"dek_max_bytes": 2**64 + 1},
+        {"dek_max_bytes": 2**63},
+        {"dek_max_bytes": 0},
+        {"dek_max_messages": 2**32 + 1},
+        {"dek_max_messages": -5},
+    ],
+)
+def test_keyring_refuses_out_of_range_dek_limits_instead_of_wrapping(limits):
+    with pytest.raises(ValueError, match="must be between 1 and"):
+        Keyring(bytes(32), **limits)
+
+
+def test_keyring_refuses_non_int_dek_limits():
+    with pytest.raises(TypeError, match="dek_max_bytes must be an int"):
+        Keyring(bytes(32), dek_max_bytes=1.5)
+    with pytest.raises(TypeError):
+        Keyring(bytes(32), dek_max_messages=True)
+    assert Keyring(bytes(32), dek_max_bytes=2**63 - 1, dek_max_messages=2**32) is not None
