@@ -266,7 +266,8 @@ error:
  * separately allocated storage of the containers (a list's item array, a
  * dict's keys table, a set's hash table, a bytearray's buffer, a str's
  * characters). Shared objects are counted each time they are reached, like
- * the encoding they become. O(1) and no Python calls.
+ * the encoding they become. No Python calls; O(1) except that a non-ASCII
+ * str gets its UTF-8 form a moment before pack_str would create it anyway.
  */
 static void pack_account(pack_ctx *c, PyObject *obj)
 {
