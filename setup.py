@@ -18,6 +18,7 @@ from setuptools import Extension, setup
 # pkg-config module name -> Debian package that provides it.
 NATIVE_DEPENDENCIES = {
     "libcrypto": "libssl-dev",
+    "libssl": "libssl-dev",
     "msgpack": "libmsgpack-dev",
     "liblz4": "liblz4-dev",
     "libxxhash": "libxxhash-dev",

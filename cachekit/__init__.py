@@ -9,6 +9,7 @@
 from cachekit.config import DecoratorConfig, EncryptionConfig, L1CacheConfig
 from cachekit.decorators import cache
 from cachekit.exceptions import (
+    BackendError,
     CachekitError,
     ConfigurationError,
     DecryptionError,
@@ -22,6 +23,7 @@ from cachekit.info import CacheInfo
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
     "CacheInfo",
     "CachekitError",
     "ConfigurationError",

@@ -1,13 +1,15 @@
 """Exceptions cachekit raises.
 
-Everything derives from :class:`CachekitError`. The serialization errors are
-defined by the C core (``cachekit._core``) because it raises them; they are
+Everything derives from :class:`CachekitError`. The serialization errors and
+:class:`BackendError` (a cache backend such as Redis failed; its
+``error_type`` attribute says how) are defined by the C core (``cachekit._core``) because it raises them; they are
 re-exported here so user code has one place to import from.
 """
 
 from __future__ import annotations
 
 from cachekit._core import (
+    BackendError,
     CachekitError,
     DecryptionError,
     EncryptionError,
@@ -17,6 +19,7 @@ from cachekit._core import (
 )
 
 __all__ = [
+    "BackendError",
     "CachekitError",
     "ConfigurationError",
     "DecryptionError",

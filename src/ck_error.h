@@ -21,6 +21,12 @@ typedef enum {
     CK_ELIMIT,    /* input exceeds a configured bound */
     CK_EAUTH,     /* AEAD authentication failed: wrong key, tampered or truncated */
     CK_ECRYPTO,   /* the crypto library reported an error */
+    /* Network backends (ck_sock.c, ck_redis.c). */
+    CK_ETIMEOUT,  /* an operation did not finish within its timeout */
+    CK_ECONN,     /* could not connect, connection lost, or TLS failure */
+    CK_EPROTO,    /* the peer broke the protocol */
+    CK_EDENIED,   /* the server refused our credentials (AUTH) or demands them */
+    CK_ESERVER,   /* the server answered a command with an error reply */
 } ck_errcode;
 
 typedef struct {

@@ -9,22 +9,28 @@
 
 #include <datetime.h>
 
-static int add_exception(PyObject *module, PyObject **slot, const char *name, PyObject *bases,
-                         const char *doc)
+static int add_exception_dict(PyObject *module, PyObject **slot, const char *name,
+                              PyObject *bases, const char *doc, PyObject *dict)
 {
     char qualified[128];
 
     PyOS_snprintf(qualified, sizeof(qualified), "cachekit._core.%s", name);
-    *slot = PyErr_NewExceptionWithDoc(qualified, doc, bases, NULL);
+    *slot = PyErr_NewExceptionWithDoc(qualified, doc, bases, dict);
     if (*slot == NULL) {
         return -1;
     }
     return PyModule_AddObjectRef(module, name, *slot);
 }
 
+static int add_exception(PyObject *module, PyObject **slot, const char *name, PyObject *bases,
+                         const char *doc)
+{
+    return add_exception_dict(module, slot, name, bases, doc, NULL);
+}
+
 static int add_exceptions(PyObject *module, ck_state *st)
 {
-    PyObject *bases = NULL;
+    PyObject *bases = NULL, *dict = NULL;
     int rc = -1;
 
     if (add_exception(module, &st->CachekitError, "CachekitError", PyExc_Exception,
@@ -47,6 +53,18 @@ static int add_exceptions(PyObject *module, ck_state *st)
                       "Authentication failed: wrong key, tampered or truncated entry.") < 0) {
         goto error;
     }
+    /* error_type defaults to None on the class; the binding sets it on
+       each instance it raises. */
+    dict = Py_BuildValue("{s:O}", "error_type", Py_None);
+    if (dict == NULL) {
+        goto error;
+    }
+    if (add_exception_dict(module, &st->BackendError, "BackendError", st->CachekitError,
+                           "A cache backend failed. error_type: 'timeout', 'connection', "
+                           "'auth', 'protocol', 'reply_too_large' or 'server'.",
+                           dict) < 0) {
+        goto error;
+    }
     bases = PyTuple_Pack(2, st->SerializationError, PyExc_TypeError);
     if (bases == NULL) {
         goto error;
@@ -58,6 +76,7 @@ static int add_exceptions(PyObject *module, ck_state *st)
     rc = 0;
 error:
     Py_XDECREF(bases);
+    Py_XDECREF(dict);
     return rc;
 }
 
@@ -114,7 +133,7 @@ static int ck_exec(PyObject *module)
     if (ck_codec_exec(module) < 0 || ck_format_exec(module) < 0 || ck_store_exec(module) < 0 ||
         ck_cached_exec(module) < 0 || ck_cached_instances_exec(module) < 0 ||
         ck_cached_bound_exec(module) < 0 || ck_cached_async_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
-        ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0) {
+        ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0 || ck_redis_exec(module) < 0) {
         return -1;
     }
     return 0;
@@ -122,9 +141,9 @@ static int ck_exec(PyObject *module)
 
 #define VISIT_ALL(X)                                                                           \
     X(CachekitError) X(SerializationError) X(UnsupportedTypeError) X(IntegrityError)           \
-    X(EncryptionError) X(DecryptionError)                                                      \
+    X(EncryptionError) X(DecryptionError) X(BackendError)                                      \
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
-    X(BoundCachedMethodType) X(ReadyType) X(DecimalType) X(UUIDType) X(ZoneInfoType)            \
+    X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(DecimalType) X(UUIDType) X(ZoneInfoType)            \
     X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
     X(str_value_)
 

@@ -40,6 +40,9 @@ typedef struct {
        failed authentication: wrong key, tampering, truncation) from it. */
     PyObject *EncryptionError;
     PyObject *DecryptionError;
+    /* BackendError: a cache backend (Redis) failed; its error_type
+       attribute says how ("timeout", "connection", "auth", ...). */
+    PyObject *BackendError;
 
     /* Heap types defined by this module. */
     PyTypeObject *L1StoreType;
@@ -48,6 +51,7 @@ typedef struct {
     PyTypeObject *InstanceTrackerType;
     PyTypeObject *BoundCachedMethodType;
     PyTypeObject *ReadyType;
+    PyTypeObject *RedisClientType;
 
     /* Types the codec recognises, imported once at module exec. */
     PyObject *DecimalType;  /* decimal.Decimal */
@@ -88,5 +92,6 @@ int ck_cached_async_exec(PyObject *module);
 int ck_crypto_exec(PyObject *module);
 int ck_seal_exec(PyObject *module);
 int ck_keyring_exec(PyObject *module);
+int ck_redis_exec(PyObject *module);
 
 #endif /* CK_MODULE_STATE_H */

@@ -1,0 +1,509 @@
+/*
+ * ck_redis_conn.c - one Redis connection: requests, bounded replies, the
+ * handshake (ck_redis.h).
+ *
+ * Parsing is hiredis 0.14's redisReader, fed by us from ck_sock. Its own
+ * limits are not enough against a broken or hostile server, so:
+ *
+ *   bytes     conn->reply_bytes counts what was read for the reply being
+ *             parsed; we never read past max_reply_bytes, and a reply not
+ *             complete by then fails with CK_ELIMIT and breaks the
+ *             connection (the rest of it is never read).
+ *   objects   our reader callbacks (reply_fns) count every object of the
+ *             reply and refuse the one past max_elements, before an array
+ *             allocates its element vector (a "*1000000000" header costs
+ *             nothing).
+ *   depth     the callbacks refuse arrays nested deeper than max_depth
+ *             (hiredis itself stops at 7).
+ *   lengths   hiredis 0.14 computes a bulk string's end as pos + len + 2
+ *             in a signed long: a huge length can wrap and pass its
+ *             "whole item buffered" check. The string callback checks
+ *             len against the bytes actually buffered before copying.
+ *
+ * A callback that refuses returns NULL, which the reader reports as
+ * "out of memory"; conn->refused says what really happened.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ck_crypto.h"
+#include "ck_redis.h"
+#include "ck_sock.h"
+
+#define READ_CHUNK (64 * 1024)
+
+struct ck_redis_conn {
+    ck_sock *sock;
+    redisReader *reader;
+    const ck_redis_config *cfg; /* the pool's, outlives the connection */
+    size_t reply_bytes;         /* read so far for the reply being parsed */
+    size_t reply_objects;       /* objects created for it */
+    ck_errcode refused;         /* why a callback said no, else CK_OK */
+    int broken;
+    char *chunk;                /* READ_CHUNK bytes */
+};
+
+/* ---------------------------------------------------------------- requests */
+
+static void req_init(ck_redis_req *req, int secret)
+{
+    if (secret) {
+        ck_buf_init_secret(&req->out);
+    } else {
+        ck_buf_init(&req->out);
+    }
+    req->ends = NULL;
+    req->n = req->cap = 0;
+}
+
+void ck_redis_req_init(ck_redis_req *req)
+{
+    req_init(req, 0);
+}
+
+void ck_redis_req_init_secret(ck_redis_req *req)
+{
+    req_init(req, 1);
+}
+
+int ck_redis_req_add(ck_redis_req *req, int argc, const char **argv, const size_t *argvlen,
+                     ck_error *err)
+{
+    char *cmd = NULL;
+    int len, rc = -1;
+
+    if (req->n == req->cap) {
+        size_t cap = req->cap == 0 ? 8 : req->cap * 2;
+        size_t *ends = realloc(req->ends, cap * sizeof(*ends));
+        if (ends == NULL) {
+            return ck_error_set(err, CK_ENOMEM, "out of memory");
+        }
+        req->ends = ends;
+        req->cap = cap;
+    }
+    /* hiredis returns the length as an int: -1 for out of memory, and a
+       command over 2 GiB cannot be represented at all. */
+    len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) {
+        return ck_error_set(err, CK_ENOMEM, "cannot format the command (out of memory or "
+                                            "larger than 2 GiB)");
+    }
+    if (ck_buf_append(&req->out, cmd, (size_t)len) < 0) {
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        goto done;
+    }
+    req->ends[req->n++] = req->out.len;
+    rc = 0;
+done:
+    if (req->out.secret) {
+        ck_wipe(cmd, (size_t)len);
+    }
+    redisFreeCommand(cmd);
+    return rc;
+}
+
+void ck_redis_req_free(ck_redis_req *req)
+{
+    ck_buf_free(&req->out);
+    free(req->ends);
+    req->ends = NULL;
+    req->n = req->cap = 0;
+}
+
+/* ---------------------------------------------------- bounded reply objects */
+
+void ck_redis_reply_free(redisReply *r)
+{
+    size_t i;
+
+    if (r == NULL) {
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->element != NULL) {
+        /* Recursion depth is bounded by max_depth. */
+        for (i = 0; i < r->elements; i++) {
+            ck_redis_reply_free(r->element[i]);
+        }
+        free(r->element);
+    }
+    free(r->str);
+    free(r);
+}
+
+static ck_redis_conn *task_conn(const redisReadTask *t)
+{
+    while (t->parent != NULL) {
+        t = t->parent;
+    }
+    return t->privdata;
+}
+
+/* Count one more object against the bound; depth = number of ancestors. */
+static redisReply *new_object(const redisReadTask *t, int type, size_t extra_objects)
+{
+    ck_redis_conn *c = task_conn(t);
+    const redisReadTask *p;
+    redisReply *r;
+    int depth = 0;
+
+    for (p = t->parent; p != NULL; p = p->parent) {
+        depth++;
+    }
+    if (type == REDIS_REPLY_ARRAY && depth >= c->cfg->max_depth) {
+        c->refused = CK_EPROTO;
+        return NULL;
+    }
+    if (extra_objects >= c->cfg->max_elements - c->reply_objects) {
+        c->refused = CK_ELIMIT;
+        return NULL;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        c->refused = CK_ENOMEM;
+        return NULL;
+    }
+    c->reply_objects += 1;
+    r->type = type;
+    return r;
+}
+
+/* Hook r into its parent array, as hiredis' own callbacks do. */
+static void *attach(const redisReadTask *t, redisReply *r)
+{
+    if (t->parent != NULL) {
+        redisReply *parent = t->parent->obj;
+        parent->element[t->idx] = r;
+    }
+    return r;
+}
+
+static void *create_string(const redisReadTask *t, char *s, size_t len)
+{
+    ck_redis_conn *c = task_conn(t);
+    redisReply *r;
+
+    /* A real item lies inside the reader's buffer (see the file comment). */
+    if (len > c->reader->len) {
+        c->refused = CK_EPROTO;
+        return NULL;
+    }
+    r = new_object(t, t->type, 0);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->str = malloc(len + 1);
+    if (r->str == NULL) {
+        c->refused = CK_ENOMEM;
+        free(r);
+        return NULL;
+    }
+    memcpy(r->str, s, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return attach(t, r);
+}
+
+static void *create_array(const redisReadTask *t, int elements)
+{
+    ck_redis_conn *c = task_conn(t);
+    redisReply *r;
+
+    /* hiredis passes the count as int: a count past INT_MAX arrives
+       truncated, possibly negative. Refuse those; the rest are checked
+       against the object bound before anything is allocated. */
+    if (elements < 0) {
+        c->refused = CK_EPROTO;
+        return NULL;
+    }
+    r = new_object(t, REDIS_REPLY_ARRAY, (size_t)elements);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (elements > 0) {
+        r->element = calloc((size_t)elements, sizeof(redisReply *));
+        if (r->element == NULL) {
+            c->refused = CK_ENOMEM;
+            free(r);
+            return NULL;
+        }
+    }
+    r->elements = (size_t)elements;
+    return attach(t, r);
+}
+
+static void *create_integer(const redisReadTask *t, long long value)
+{
+    redisReply *r = new_object(t, REDIS_REPLY_INTEGER, 0);
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->integer = value;
+    return attach(t, r);
+}
+
+static void *create_nil(const redisReadTask *t)
+{
+    redisReply *r = new_object(t, REDIS_REPLY_NIL, 0);
+
+    return r == NULL ? NULL : attach(t, r);
+}
+
+static void free_object(void *r)
+{
+    ck_redis_reply_free(r);
+}
+
+/* Not const: hiredis 0.14 takes a non-const pointer. Never written. */
+static redisReplyObjectFunctions reply_fns = {create_string, create_array, create_integer,
+                                              create_nil, free_object};
+
+/* ------------------------------------------------------------------ replies */
+
+static int fail_broken(ck_redis_conn *c)
+{
+    c->broken = 1;
+    return -1;
+}
+
+/* Read and parse one reply; *out is never NULL on success. */
+static int read_reply(ck_redis_conn *c, redisReply **out, ck_error *err)
+{
+    int64_t deadline = ck_deadline_ms(c->cfg->socket_timeout_ms);
+
+    c->reply_objects = 0;
+    c->refused = CK_OK;
+    for (;;) {
+        void *reply = NULL;
+        size_t room;
+        ssize_t got;
+
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            switch (c->refused) {
+            case CK_ELIMIT:
+                ck_error_set(err, CK_ELIMIT, "reply has more than %zu elements (max_elements)",
+                             c->cfg->max_elements);
+                break;
+            case CK_ENOMEM:
+                ck_error_set(err, CK_ENOMEM, "out of memory reading a reply");
+                break;
+            case CK_EPROTO:
+                ck_error_set(err, CK_EPROTO, "malformed reply or arrays nested deeper than %d",
+                             c->cfg->max_depth);
+                break;
+            default:
+                ck_error_set(err, CK_EPROTO, "protocol error: %.100s", c->reader->errstr);
+                break;
+            }
+            return fail_broken(c);
+        }
+        if (reply != NULL) {
+            /* What is left in the buffer already belongs to the next reply. */
+            c->reply_bytes = c->reader->len - c->reader->pos;
+            *out = reply;
+            return 0;
+        }
+        /* Never read a byte past the bound: a hostile length costs us at
+           most max_reply_bytes, and the rest stays in the kernel until
+           the connection is closed. */
+        room = c->cfg->max_reply_bytes - c->reply_bytes;
+        if (c->reply_bytes >= c->cfg->max_reply_bytes) {
+            ck_error_set(err, CK_ELIMIT, "reply larger than %zu bytes (max_reply_bytes)",
+                         c->cfg->max_reply_bytes);
+            return fail_broken(c);
+        }
+        got = ck_sock_read(c->sock, c->chunk, room < READ_CHUNK ? room : READ_CHUNK, deadline,
+                           err);
+        if (got < 0) {
+            return fail_broken(c);
+        }
+        c->reply_bytes += (size_t)got;
+        if (redisReaderFeed(c->reader, c->chunk, (size_t)got) != REDIS_OK) {
+            ck_error_set(err, CK_ENOMEM, "out of memory reading a reply");
+            return fail_broken(c);
+        }
+    }
+}
+
+/* A server error reply as a ck_error: its first word only (ERR, WRONGTYPE,
+   NOAUTH...), because the rest can quote the command's arguments. */
+static int server_error(const redisReply *r, ck_error *err)
+{
+    size_t n = 0;
+    ck_errcode code = CK_ESERVER;
+
+    while (n < r->len && n < 32 && r->str[n] != ' ' &&
+           ((r->str[n] >= 'A' && r->str[n] <= 'Z') || r->str[n] == '_' ||
+            (r->str[n] >= '0' && r->str[n] <= '9'))) {
+        n++;
+    }
+    if ((n == 6 && memcmp(r->str, "NOAUTH", 6) == 0) ||
+        (n == 9 && memcmp(r->str, "WRONGPASS", 9) == 0) ||
+        (n == 6 && memcmp(r->str, "NOPERM", 6) == 0)) {
+        code = CK_EDENIED;
+    }
+    return ck_error_set(err, code, "server replied with an error: %.*s", (int)n,
+                        n > 0 ? r->str : "(no code)");
+}
+
+int ck_redis_conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
+                      ck_error *err)
+{
+    size_t i, start = 0, first_error = req->n;
+
+    memset(replies, 0, req->n * sizeof(*replies));
+    if (c->broken) {
+        return ck_error_set(err, CK_ECONN, "connection is broken");
+    }
+    /* Batches of CK_REDIS_BATCH: the server's replies to one batch wait in
+       its output buffer, not in a growing pile on both sides. */
+    for (i = 0; i < req->n; i += CK_REDIS_BATCH) {
+        size_t last = i + CK_REDIS_BATCH < req->n ? i + CK_REDIS_BATCH : req->n;
+        size_t end = req->ends[last - 1], j;
+
+        if (ck_sock_write_all(c->sock, req->out.data + start, end - start,
+                              ck_deadline_ms(c->cfg->socket_timeout_ms), err) < 0) {
+            fail_broken(c);
+            goto error;
+        }
+        start = end;
+        for (j = i; j < last; j++) {
+            if (read_reply(c, &replies[j], err) < 0) {
+                goto error;
+            }
+            if (replies[j]->type == REDIS_REPLY_ERROR && first_error == req->n) {
+                first_error = j;
+            }
+        }
+    }
+    if (first_error < req->n) {
+        server_error(replies[first_error], err);
+        goto error;
+    }
+    return 0;
+error:
+    for (i = 0; i < req->n; i++) {
+        ck_redis_reply_free(replies[i]);
+        replies[i] = NULL;
+    }
+    return -1;
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+/* AUTH [user] password, then SELECT db, pipelined in one round trip. */
+static int handshake(ck_redis_conn *c, ck_error *err)
+{
+    const ck_redis_config *cfg = c->cfg;
+    ck_redis_req req;
+    redisReply *replies[2] = {NULL, NULL};
+    char dbstr[16];
+    int rc = -1;
+
+    ck_redis_req_init_secret(&req);
+    if (cfg->password != NULL) {
+        const char *argv[3] = {"AUTH", cfg->username, cfg->password};
+        size_t argvlen[3] = {4, cfg->username ? strlen(cfg->username) : 0,
+                             strlen(cfg->password)};
+        if (cfg->username == NULL) {
+            argv[1] = cfg->password;
+            argvlen[1] = argvlen[2];
+        }
+        if (ck_redis_req_add(&req, cfg->username ? 3 : 2, argv, argvlen, err) < 0) {
+            goto done;
+        }
+    }
+    if (cfg->db != 0) {
+        const char *argv[2] = {"SELECT", dbstr};
+        size_t argvlen[2] = {6, 0};
+        argvlen[1] = (size_t)snprintf(dbstr, sizeof(dbstr), "%d", cfg->db);
+        if (ck_redis_req_add(&req, 2, argv, argvlen, err) < 0) {
+            goto done;
+        }
+    }
+    if (req.n == 0) {
+        rc = 0;
+        goto done;
+    }
+    if (ck_redis_conn_run(c, &req, replies, err) < 0) {
+        /* A refused AUTH answers WRONGPASS, or ERR when the server has no
+           password set; either way it is the credentials. */
+        if (err != NULL && err->code == CK_ESERVER && cfg->password != NULL) {
+            err->code = CK_EDENIED;
+        }
+        if (err != NULL && err->code == CK_EDENIED) {
+            char detail[sizeof(err->msg)];
+            memcpy(detail, err->msg, sizeof(detail));
+            ck_error_set(err, CK_EDENIED, "authentication failed (%s)",
+                         strncmp(detail, "server replied with an error: ", 30) == 0 ? detail + 30
+                                                                                     : detail);
+        }
+        goto done;
+    }
+    rc = 0;
+done:
+    ck_redis_reply_free(replies[0]);
+    ck_redis_reply_free(replies[1]);
+    ck_redis_req_free(&req);
+    return rc;
+}
+
+ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck_error *err)
+{
+    ck_redis_conn *c = calloc(1, sizeof(*c));
+    ck_sock_opts opts;
+
+    if (c == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->chunk = malloc(READ_CHUNK);
+    c->reader = redisReaderCreateWithFunctions(&reply_fns);
+    if (c->chunk == NULL || c->reader == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        goto error;
+    }
+    /* hiredis frees an idle buffer above maxbuf; a large value's buffer
+       is then not kept for the connection's lifetime. */
+    c->reader->maxbuf = 64 * 1024;
+    redisReaderSetPrivdata(c->reader, c);
+    memset(&opts, 0, sizeof(opts));
+    opts.host = cfg->host;
+    opts.port = cfg->port;
+    opts.unix_path = cfg->unix_path;
+    opts.deadline_ns = ck_deadline_ms(cfg->connect_timeout_ms);
+    opts.tls = tls;
+    opts.check_hostname = cfg->check_hostname;
+    c->sock = ck_sock_connect(&opts, err);
+    if (c->sock == NULL || handshake(c, err) < 0) {
+        goto error;
+    }
+    return c;
+error:
+    ck_redis_conn_free(c);
+    return NULL;
+}
+
+int ck_redis_conn_broken(const ck_redis_conn *c)
+{
+    return c->broken;
+}
+
+int ck_redis_conn_stale(ck_redis_conn *c)
+{
+    return c->broken || ck_sock_is_stale(c->sock);
+}
+
+void ck_redis_conn_free(ck_redis_conn *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    ck_sock_close(c->sock);
+    if (c->reader != NULL) {
+        redisReaderFree(c->reader);
+    }
+    free(c->chunk);
+    free(c);
+}

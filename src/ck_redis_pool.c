@@ -1,0 +1,450 @@
+/*
+ * ck_redis_pool.c - a bounded, thread-safe pool of Redis connections, and
+ * the operations that take more than one round trip (ck_redis.h).
+ *
+ * State (under `lock`):
+ *   idle      stack of connected, unused connections (most recent on top,
+ *             so a quiet pool keeps reusing the same warm few)
+ *   total     connections in existence: idle + in use + being opened;
+ *             never above cfg.pool_size
+ *   failures, retry_at_ns, last_err
+ *             reconnect backoff: after `failures` failed connects in a row
+ *             nobody tries again before retry_at_ns; until then acquire
+ *             fails at once with last_err, so a down server costs each
+ *             caller microseconds instead of a connect timeout, and the
+ *             server is not hammered when it comes back. The delay doubles
+ *             from BACKOFF_BASE_MS up to BACKOFF_MAX_MS; a success resets it.
+ *
+ * Connecting, I/O and closing happen outside the lock; a thread waiting
+ * for a free connection sleeps on `cond` (monotonic clock) up to
+ * socket_timeout_ms. A connection that failed mid-command is broken and is
+ * closed on release; an idle one the server has closed (restart, idle
+ * timeout) is noticed by a zero-timeout poll at acquire and replaced.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ck_redis.h"
+#include "ck_sock.h"
+
+#define BACKOFF_BASE_MS 50
+#define BACKOFF_MAX_MS 1000
+
+typedef struct idle_node {
+    struct idle_node *next;
+    ck_redis_conn *conn;
+} idle_node;
+
+struct ck_redis_pool {
+    ck_redis_config cfg; /* own copy; read-only after creation */
+    ck_tls_ctx *tls;     /* NULL for plain text */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    idle_node *idle;
+    size_t total;
+    int closed;
+    unsigned failures;
+    int64_t retry_at_ns;
+    ck_error last_err;
+};
+
+ck_redis_pool *ck_redis_pool_new(const ck_redis_config *cfg, ck_error *err)
+{
+    ck_redis_pool *p = calloc(1, sizeof(*p));
+    pthread_condattr_t attr;
+    int have_lock = 0, have_cond = 0;
+
+    if (p == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (cfg->pool_size == 0 || cfg->max_reply_bytes == 0 || cfg->max_elements == 0 ||
+        cfg->max_depth < 1 || cfg->socket_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0) {
+        ck_error_set(err, CK_EINVAL, "pool size, bounds and timeouts must be positive");
+        free(p);
+        return NULL;
+    }
+    if (ck_redis_config_copy(&p->cfg, cfg, err) < 0) {
+        free(p);
+        return NULL;
+    }
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        goto error;
+    }
+    have_lock = 1;
+    if (pthread_condattr_init(&attr) != 0) {
+        goto error;
+    }
+    /* Timed waits on the monotonic clock: a wall-clock step must not turn
+       a 5 s wait into an hour or into nothing. */
+    if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&p->cond, &attr) != 0) {
+        pthread_condattr_destroy(&attr);
+        goto error;
+    }
+    pthread_condattr_destroy(&attr);
+    have_cond = 1;
+    if (p->cfg.tls) {
+        p->tls = ck_tls_ctx_new(p->cfg.ca_file, p->cfg.cert_file, p->cfg.key_file, err);
+        if (p->tls == NULL) {
+            goto error_set;
+        }
+    }
+    return p;
+error:
+    ck_error_set(err, CK_ENOMEM, "cannot create the pool's lock");
+error_set:
+    if (have_cond) {
+        pthread_cond_destroy(&p->cond);
+    }
+    if (have_lock) {
+        pthread_mutex_destroy(&p->lock);
+    }
+    ck_redis_config_free(&p->cfg);
+    free(p);
+    return NULL;
+}
+
+/* Detach the idle list under the lock; the caller frees it unlocked. */
+static idle_node *take_idle(ck_redis_pool *p)
+{
+    idle_node *list = p->idle;
+    idle_node *n;
+
+    p->idle = NULL;
+    for (n = list; n != NULL; n = n->next) {
+        p->total--;
+    }
+    return list;
+}
+
+static void free_idle(idle_node *list)
+{
+    while (list != NULL) {
+        idle_node *next = list->next;
+        ck_redis_conn_free(list->conn);
+        free(list);
+        list = next;
+    }
+}
+
+void ck_redis_pool_close(ck_redis_pool *p)
+{
+    idle_node *list;
+
+    pthread_mutex_lock(&p->lock);
+    p->closed = 1;
+    list = take_idle(p);
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    free_idle(list);
+}
+
+void ck_redis_pool_free(ck_redis_pool *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    ck_redis_pool_close(p);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    ck_tls_ctx_free(p->tls);
+    ck_redis_config_free(&p->cfg);
+    free(p);
+}
+
+/* ------------------------------------------------------- acquire / release */
+
+static void abs_deadline(int64_t deadline_ns, struct timespec *ts)
+{
+    ts->tv_sec = deadline_ns / 1000000000;
+    ts->tv_nsec = deadline_ns % 1000000000;
+}
+
+/* Open a connection for a slot already counted in total. */
+static ck_redis_conn *open_conn(ck_redis_pool *p, ck_error *err)
+{
+    ck_redis_conn *c = ck_redis_conn_new(&p->cfg, p->tls, err);
+    int64_t delay_ms;
+
+    pthread_mutex_lock(&p->lock);
+    if (c != NULL) {
+        p->failures = 0;
+        p->retry_at_ns = 0;
+        pthread_mutex_unlock(&p->lock);
+        return c;
+    }
+    p->total--;
+    p->failures++;
+    delay_ms = BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < p->failures && delay_ms < BACKOFF_MAX_MS; i++) {
+        delay_ms *= 2;
+    }
+    if (delay_ms > BACKOFF_MAX_MS) {
+        delay_ms = BACKOFF_MAX_MS;
+    }
+    p->retry_at_ns = ck_deadline_ms(delay_ms);
+    if (err != NULL) {
+        p->last_err = *err;
+    }
+    /* A waiter may now open a connection in the freed slot. */
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
+{
+    int64_t deadline = ck_deadline_ms(p->cfg.socket_timeout_ms);
+    struct timespec ts;
+
+    abs_deadline(deadline, &ts);
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (p->closed) {
+            pthread_mutex_unlock(&p->lock);
+            ck_error_set(err, CK_ECONN, "client is closed");
+            return NULL;
+        }
+        if (p->idle != NULL) {
+            idle_node *n = p->idle;
+            ck_redis_conn *c = n->conn;
+
+            p->idle = n->next;
+            free(n);
+            pthread_mutex_unlock(&p->lock);
+            if (!ck_redis_conn_stale(c)) {
+                return c;
+            }
+            ck_redis_conn_free(c);
+            pthread_mutex_lock(&p->lock);
+            p->total--;
+            continue;
+        }
+        if (p->total < p->cfg.pool_size) {
+            int64_t now = ck_now_ns();
+
+            if (p->failures > 0 && now < p->retry_at_ns) {
+                ck_error e = p->last_err;
+                int64_t wait_ms = (p->retry_at_ns - now + 999999) / 1000000;
+
+                pthread_mutex_unlock(&p->lock);
+                ck_error_set(err, e.code, "%.100s (next attempt in %lld ms)", e.msg,
+                             (long long)wait_ms);
+                return NULL;
+            }
+            p->total++;
+            pthread_mutex_unlock(&p->lock);
+            return open_conn(p, err);
+        }
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0 && ck_now_ns() >= deadline) {
+            pthread_mutex_unlock(&p->lock);
+            ck_error_set(err, CK_ETIMEOUT, "timed out waiting for a free connection (pool of "
+                                           "%zu)", p->cfg.pool_size);
+            return NULL;
+        }
+    }
+}
+
+static void release(ck_redis_pool *p, ck_redis_conn *c)
+{
+    idle_node *n = NULL;
+
+    if (!ck_redis_conn_broken(c)) {
+        n = malloc(sizeof(*n)); /* NULL: the connection is closed instead */
+    }
+    pthread_mutex_lock(&p->lock);
+    if (n != NULL && !p->closed) {
+        n->conn = c;
+        n->next = p->idle;
+        p->idle = n;
+        c = NULL;
+        n = NULL;
+    } else {
+        p->total--;
+    }
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    free(n);
+    ck_redis_conn_free(c);
+}
+
+/* -------------------------------------------------------------- operations */
+
+int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
+                      ck_error *err)
+{
+    ck_redis_conn *c;
+    int rc;
+
+    if (req->n == 0) {
+        return 0;
+    }
+    c = acquire(p, err);
+    if (c == NULL) {
+        memset(replies, 0, req->n * sizeof(*replies));
+        return -1;
+    }
+    rc = ck_redis_conn_run(c, req, replies, err);
+    release(p, c);
+    return rc;
+}
+
+/* One command on connection c; *reply is the single reply. */
+static int run_one(ck_redis_conn *c, int argc, const char **argv, const size_t *argvlen,
+                   redisReply **reply, ck_error *err)
+{
+    ck_redis_req req;
+    int rc = -1;
+
+    ck_redis_req_init(&req);
+    *reply = NULL;
+    if (ck_redis_req_add(&req, argc, argv, argvlen, err) == 0) {
+        rc = ck_redis_conn_run(c, &req, reply, err);
+    }
+    ck_redis_req_free(&req);
+    return rc;
+}
+
+int ck_redis_pool_ping(ck_redis_pool *p, ck_error *err)
+{
+    const char *argv[1] = {"PING"};
+    size_t argvlen[1] = {4};
+    redisReply *r = NULL;
+    ck_redis_conn *c = acquire(p, err);
+    int rc = -1;
+
+    if (c == NULL) {
+        return -1;
+    }
+    if (run_one(c, 1, argv, argvlen, &r, err) < 0) {
+        goto done;
+    }
+    if (r->type != REDIS_REPLY_STATUS || r->len != 4 || memcmp(r->str, "PONG", 4) != 0) {
+        ck_error_set(err, CK_EPROTO, "unexpected reply to PING");
+        goto done;
+    }
+    rc = 0;
+done:
+    ck_redis_reply_free(r);
+    release(p, c);
+    return rc;
+}
+
+/* prefix with the glob metacharacters of SCAN MATCH escaped, then '*'. */
+static char *match_pattern(const char *prefix, size_t n, size_t *len)
+{
+    char *pat = malloc(2 * n + 2);
+    size_t i, o = 0;
+
+    if (pat == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (strchr("*?[]\\", prefix[i]) != NULL && prefix[i] != '\0') {
+            pat[o++] = '\\';
+        }
+        pat[o++] = prefix[i];
+    }
+    pat[o++] = '*';
+    pat[o] = '\0';
+    *len = o;
+    return pat;
+}
+
+/* UNLINK the keys of one SCAN page; adds the count to *unlinked. */
+static int unlink_page(ck_redis_conn *c, const redisReply *keys, long long *unlinked,
+                       ck_error *err)
+{
+    const char **argv = NULL;
+    size_t *argvlen = NULL, i;
+    redisReply *r = NULL;
+    int rc = -1;
+
+    if (keys->elements == 0) {
+        return 0;
+    }
+    if (keys->elements >= (size_t)0x7fffffff) {
+        return ck_error_set(err, CK_EPROTO, "SCAN returned too many keys");
+    }
+    argv = malloc((keys->elements + 1) * sizeof(*argv));
+    argvlen = malloc((keys->elements + 1) * sizeof(*argvlen));
+    if (argv == NULL || argvlen == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        goto done;
+    }
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    for (i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING) {
+            ck_error_set(err, CK_EPROTO, "unexpected reply to SCAN");
+            goto done;
+        }
+        argv[i + 1] = keys->element[i]->str;
+        argvlen[i + 1] = keys->element[i]->len;
+    }
+    if (run_one(c, (int)keys->elements + 1, argv, argvlen, &r, err) < 0) {
+        goto done;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
+        ck_error_set(err, CK_EPROTO, "unexpected reply to UNLINK");
+        goto done;
+    }
+    *unlinked += r->integer;
+    rc = 0;
+done:
+    ck_redis_reply_free(r);
+    free(argv);
+    free(argvlen);
+    return rc;
+}
+
+int ck_redis_pool_clear_prefix(ck_redis_pool *p, const char *prefix, size_t n, size_t count,
+                               long long *unlinked, ck_error *err)
+{
+    char cursor[32] = "0", countstr[24];
+    size_t patlen = 0;
+    char *pat = match_pattern(prefix, n, &patlen);
+    ck_redis_conn *c = NULL;
+    redisReply *r = NULL;
+    int rc = -1;
+
+    *unlinked = 0;
+    if (pat == NULL) {
+        return ck_error_set(err, CK_ENOMEM, "out of memory");
+    }
+    snprintf(countstr, sizeof(countstr), "%zu", count == 0 ? (size_t)100 : count);
+    c = acquire(p, err);
+    if (c == NULL) {
+        goto done;
+    }
+    do {
+        const char *argv[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", countstr};
+        size_t argvlen[6] = {4, strlen(cursor), 5, patlen, 5, strlen(countstr)};
+
+        if (run_one(c, 6, argv, argvlen, &r, err) < 0) {
+            goto done;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len == 0 ||
+            r->element[0]->len >= sizeof(cursor) || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            ck_error_set(err, CK_EPROTO, "unexpected reply to SCAN");
+            goto done;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+        if (unlink_page(c, r->element[1], unlinked, err) < 0) {
+            goto done;
+        }
+        ck_redis_reply_free(r);
+        r = NULL;
+    } while (strcmp(cursor, "0") != 0);
+    rc = 0;
+done:
+    ck_redis_reply_free(r);
+    if (c != NULL) {
+        release(p, c);
+    }
+    free(pat);
+    return rc;
+}

@@ -1,0 +1,447 @@
+"""cachekit._core.RedisClient against real redis-server processes (fixtures
+in conftest.py / redis_server.py), plus a fake server for hostile replies."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from conftest import REDIS_PASSWORD
+from redis_server import RedisServer, encode
+
+from cachekit._core import BackendError, CachekitError, RedisClient
+from cachekit.exceptions import BackendError as ExportedBackendError
+
+
+@pytest.fixture
+def client(redis_server):
+    redis_server.flushall()
+    c = RedisClient(redis_server.url)
+    yield c
+    c.close()
+
+
+def backend_error(fn, *args, **kwargs) -> BackendError:
+    with pytest.raises(BackendError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+# ---------------------------------------------------------------- basics
+
+
+def test_exception_hierarchy():
+    assert issubclass(BackendError, CachekitError)
+    assert ExportedBackendError is BackendError
+    assert BackendError.error_type is None
+
+
+@pytest.mark.parametrize("value", [b"", b"x", b"\x00\r\n$-1\r\n*3\xff", bytes(range(256)) * 4,
+                                   b"v" * (5 << 20)])
+def test_round_trip(client, value):
+    client.set(b"k", value)
+    assert client.get(b"k") == value
+
+
+def test_buffers_and_types(client):
+    client.set(bytearray(b"ba"), memoryview(b"mv"))
+    assert client.get(memoryview(b"ba")) == b"mv"
+    with pytest.raises(TypeError):
+        client.get("str key")
+    with pytest.raises(TypeError):
+        client.set(b"k", "str value")
+    with pytest.raises(TypeError):
+        client.set(b"k", b"v", ttl_ms=1.5)
+    with pytest.raises(ValueError):
+        client.set(b"k", b"v", ttl_ms=0)
+
+
+def test_missing_delete_exists(client):
+    assert client.get(b"nope") is None
+    assert client.exists(b"nope") is False
+    client.set(b"a", b"1")
+    client.set(b"b", b"2")
+    assert client.exists(b"a") is True
+    assert client.delete() == 0
+    assert client.delete(b"a", b"b", b"c") == 2
+    assert client.get(b"a") is None
+
+
+def test_ttl(client):
+    client.set(b"t", b"v", ttl_ms=100_000)
+    assert 99_000 < client.pttl(b"t") <= 100_000
+    client.set(b"p", b"v")
+    assert client.pttl(b"p") == -1
+    assert client.pttl(b"missing") == -2
+    assert client.pexpire(b"p", 50) is True
+    assert client.pexpire(b"missing", 50) is False
+    client.set(b"short", b"v", ttl_ms=30)
+    time.sleep(0.12)
+    assert client.get(b"short") is None
+    assert client.get(b"p") is None
+
+
+def test_get_many_set_many(client):
+    assert client.get_many([]) == []
+    client.set_many([])
+    items = [(b"m%d" % i, b"value %d" % i, None if i % 2 else 60_000) for i in range(300)]
+    client.set_many(items)
+    keys = [k for k, _, _ in items] + [b"absent"]
+    assert client.get_many(keys) == [v for _, v, _ in items] + [None]
+    assert client.get_many(tuple(keys[:2])) == [b"value 0", b"value 1"]
+    assert client.pttl(b"m0") > 0
+    assert client.pttl(b"m1") == -1
+    with pytest.raises(TypeError):
+        client.set_many([(b"k", b"v")])
+
+
+def test_clear_prefix(client):
+    # Glob metacharacters in the prefix are escaped: "ns*[x]" matches only itself.
+    for i in range(50):
+        client.set(b"ns*[x]:%d" % i, b"v")
+    client.set(b"ns*[x]", b"exact prefix counts")
+    client.set(b"nsX[x]:1", b"other")
+    client.set(b"ns", b"other")
+    client.set(b"other:1", b"other")
+    assert client.clear_prefix(b"ns*[x]", count=7) == 51
+    assert client.get_many([b"nsX[x]:1", b"ns", b"other:1"]) == [b"other"] * 3
+    assert client.get(b"ns*[x]:3") is None
+    assert client.clear_prefix(b"ns*[x]") == 0
+
+
+def test_ping_close_context(redis_server):
+    with RedisClient(redis_server.url, pool_size=2) as c:
+        assert c.ping() is True
+    err = backend_error(c.get, b"k")
+    assert err.error_type == "connection"
+    assert "closed" in str(err)
+
+
+def test_select_db(redis_server):
+    a = RedisClient(redis_server.url + "/3")
+    b = RedisClient(redis_server.url, db=4)
+    a.set(b"db-key", b"three")
+    assert b.get(b"db-key") is None
+    assert RedisClient(redis_server.url + "/4", db=3).get(b"db-key") == b"three"
+    a.delete(b"db-key")
+
+
+# ------------------------------------------------------------- URL, repr
+
+
+@pytest.mark.parametrize("url", ["http://x", "redis://", "redis://h:0", "redis://h:99999",
+                                 "redis://h/notanumber", "redis://[::1", "redis://h?bogus=1",
+                                 "redis://u:%zz@h", "unix://", "unix://host/path"])
+def test_bad_urls(url):
+    with pytest.raises(ValueError):
+        RedisClient(url)
+
+
+def test_bad_options(redis_server):
+    with pytest.raises(ValueError):
+        RedisClient(redis_server.url, ssl_ca_certs="/x")  # not rediss://
+    with pytest.raises(ValueError):
+        RedisClient(redis_server.url, socket_timeout=0)
+    with pytest.raises(ValueError):
+        RedisClient(redis_server.url, pool_size=0)
+    with pytest.raises(ValueError):
+        RedisClient(redis_server.url, db=-1)
+
+
+def test_repr_masks_password():
+    r = repr(RedisClient("redis://alice:hunter%402@[::1]:7000/2", pool_size=3))
+    assert "hunter" not in r
+    assert r == "<cachekit._core.RedisClient redis://alice:***@[::1]:7000/2 pool_size=3>"
+    r = repr(RedisClient("redis://h", password="topsecret"))
+    assert "topsecret" not in r and ":***@h:6379/0" in r
+    assert "pw" not in repr(RedisClient("unix:///tmp/s.sock?db=1&password=pw"))
+
+
+# ---------------------------------------------------------- auth, unix
+
+
+def test_password(redis_auth_server):
+    url = redis_auth_server.url
+    c = RedisClient(url.replace("redis://", f"redis://:{REDIS_PASSWORD}@"))
+    c.set(b"k", b"v")
+    assert RedisClient(url, password=REDIS_PASSWORD).get(b"k") == b"v"
+
+    err = backend_error(RedisClient(url, password="wrong-Pa55word").get, b"k")
+    assert err.error_type == "auth"
+    assert "wrong-Pa55word" not in str(err) and REDIS_PASSWORD not in str(err)
+
+    err = backend_error(RedisClient(url).get, b"k")  # no password at all
+    assert err.error_type == "auth"
+
+
+def test_acl_user(redis_auth_server):
+    reply = redis_auth_server.command(b"ACL", b"SETUSER", b"alice", b"on", b">al1ce-pw",
+                                      b"~app:*", b"+@all")
+    assert reply.startswith(b"+OK")
+    url = redis_auth_server.url
+    c = RedisClient(url.replace("redis://", "redis://alice:al1ce-pw@"))
+    c.set(b"app:1", b"v")
+    assert c.get(b"app:1") == b"v"
+    # Outside her key pattern: NOPERM, an auth-type failure.
+    assert backend_error(c.get, b"other").error_type == "auth"
+    # Explicit username/password override the URL's.
+    c2 = RedisClient(url.replace("redis://", "redis://bob:nope@"), username="alice",
+                     password="al1ce-pw")
+    assert c2.get(b"app:1") == b"v"
+    err = backend_error(RedisClient(url, username="alice", password="bad-pw").ping)
+    assert err.error_type == "auth" and "bad-pw" not in str(err)
+
+
+def test_unix_socket(redis_unix_server):
+    c = RedisClient(redis_unix_server.url + "?db=2")
+    c.set(b"u", b"unix value")
+    assert c.get(b"u") == b"unix value"
+    assert RedisClient(redis_unix_server.url).get(b"u") is None
+    assert c.delete(b"u") == 1
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def test_tls(redis_tls_server, tls_certs):
+    port = redis_tls_server.port
+    c = RedisClient(f"rediss://127.0.0.1:{port}", ssl_ca_certs=tls_certs["ca"])
+    c.set(b"tls", b"v" * 100_000)
+    assert c.get(b"tls") == b"v" * 100_000
+    assert RedisClient(f"rediss://localhost:{port}", ssl_ca_certs=tls_certs["ca"]).ping()
+
+
+def test_tls_wrong_ca(redis_tls_server, tls_certs):
+    port = redis_tls_server.port
+    for kwargs in ({"ssl_ca_certs": tls_certs["wrong_ca"]}, {}):  # {}: system CAs
+        err = backend_error(RedisClient(f"rediss://127.0.0.1:{port}", **kwargs).ping)
+        assert err.error_type == "connection"
+        assert "certificate verify failed" in str(err)
+
+
+def test_tls_wrong_host(redis_tls_server, tls_certs):
+    url = f"rediss://127.0.0.2:{redis_tls_server.port}"
+    err = backend_error(RedisClient(url, ssl_ca_certs=tls_certs["ca"]).ping)
+    assert "certificate verify failed" in str(err) and "mismatch" in str(err)
+    # Chain still verified, name not checked.
+    assert RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_check_hostname=False).ping()
+
+
+def test_tls_plain_server(redis_server, tls_certs):
+    err = backend_error(RedisClient(f"rediss://127.0.0.1:{redis_server.port}",
+                                    ssl_ca_certs=tls_certs["ca"], socket_connect_timeout=1).ping)
+    assert err.error_type in ("connection", "timeout")
+
+
+# ------------------------------------------------------------- timeouts
+
+
+def test_socket_timeout(redis_server):
+    c = RedisClient(redis_server.url, socket_timeout=0.2)
+    c.ping()  # connect before the server stalls
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"1")
+    try:
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        err = backend_error(c.get, b"k")
+        elapsed = time.monotonic() - t0
+        assert err.error_type == "timeout"
+        assert 0.15 < elapsed < 1.0
+    finally:
+        sleeper.recv(100)  # +OK after the sleep
+        sleeper.close()
+    assert c.get(b"k") is None  # the timed-out connection was replaced
+
+
+def test_connect_timeout():
+    # A listener whose backlog is full and never accepted: Linux drops
+    # further SYNs, so the connect hangs until our deadline.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(listener.getsockname())
+            fillers.append(f)
+        time.sleep(0.05)
+        port = listener.getsockname()[1]
+        t0 = time.monotonic()
+        err = backend_error(RedisClient(f"redis://127.0.0.1:{port}",
+                                        socket_connect_timeout=0.2).ping)
+        elapsed = time.monotonic() - t0
+        assert err.error_type == "timeout", str(err)
+        assert 0.15 < elapsed < 1.0
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
+# ---------------------------------------------------------- reply bound
+
+
+def test_reply_too_large(client, redis_server):
+    client.set(b"big", b"b" * (2 << 20))
+    client.set(b"small", b"s")
+    bounded = RedisClient(redis_server.url, max_reply_bytes=1 << 20, pool_size=1)
+    err = backend_error(bounded.get, b"big")
+    assert err.error_type == "reply_too_large"
+    assert "max_reply_bytes" in str(err)
+    assert bounded.get(b"small") == b"s"  # a new connection
+    assert bounded.get_many([b"small", b"small"]) == [b"s", b"s"]
+
+
+class FakeServer:
+    """Answers every connection's first bytes with a canned reply."""
+
+    def __init__(self, reply: bytes):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.recv(4096)
+                    conn.sendall(self.reply)
+                    time.sleep(0.3)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply, kind", [
+    (b"*2147483647\r\n", "reply_too_large"),           # element count
+    (b"*4294967295\r\n", "protocol"),                  # count past int, truncated negative
+    (b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", "protocol"),  # nesting
+    (b"$9223372036854775806\r\nxx\r\n", "timeout"),    # length that wraps in hiredis 0.14
+    (b"$5000\r\n" + b"x" * 3000, "timeout"),            # truncated bulk
+    (b"!garbage\r\n", "protocol"),
+])
+def test_hostile_replies(reply, kind):
+    server = FakeServer(reply)
+    try:
+        c = RedisClient(f"redis://127.0.0.1:{server.port}", socket_timeout=0.2)
+        err = backend_error(c.get, b"k")
+        assert err.error_type == kind, str(err)
+    finally:
+        server.close()
+
+
+def test_server_error_reply_hides_arguments(client, redis_server):
+    redis_server.command(b"RPUSH", b"a-list", b"secret-value")
+    err = backend_error(client.get, b"a-list")
+    assert err.error_type == "server"
+    assert str(err) == "server replied with an error: WRONGTYPE"
+    err = backend_error(client.pexpire, b"a-list", 2**63 - 1)
+    assert str(err) == "server replied with an error: ERR"
+    assert client.delete(b"a-list") == 1  # the connection is still in step
+
+
+# ----------------------------------------------------- outage, recovery
+
+
+def test_server_restart():
+    server = RedisServer().start()
+    try:
+        c = RedisClient(server.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        c.set(b"k", b"v")
+        server.kill()
+        t0 = time.monotonic()
+        for _ in range(20):
+            assert backend_error(c.get, b"k").error_type == "connection"
+        assert time.monotonic() - t0 < 1.0  # fails fast, no connect timeouts
+        server.start()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                assert c.get(b"k") is None  # fresh server, no persistence
+                break
+            except BackendError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        c.set(b"k", b"back")
+        assert c.get(b"k") == b"back"
+    finally:
+        server.cleanup()
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_gil_released_while_waiting(redis_server):
+    c = RedisClient(redis_server.url, socket_timeout=5.0)
+    c.ping()
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.5")
+    try:
+        time.sleep(0.05)
+        done = threading.Event()
+        result = []
+        t = threading.Thread(target=lambda: (result.append(c.get(b"gil:absent")), done.set()))
+        t.start()
+        time.sleep(0.02)  # let the thread enter the blocking call
+        spins = 0
+        while not done.is_set():
+            spins += 1  # pure Python: only runs while the client holds no GIL
+        t.join()
+        assert result == [None]
+        assert spins > 10_000
+    finally:
+        sleeper.recv(100)
+        sleeper.close()
+
+
+def test_threads_share_a_client(client):
+    client.set_many([(b"t%d" % i, b"%d" % i, None) for i in range(50)])
+    errors = []
+
+    def worker(n):
+        try:
+            for i in range(300):
+                k = (i * 7 + n) % 50
+                assert client.get(b"t%d" % k) == b"%d" % k
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_pool_wait_timeout(redis_server):
+    c = RedisClient(redis_server.url, pool_size=1, socket_timeout=0.3)
+    c.ping()
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.6")
+    try:
+        time.sleep(0.05)
+        errors = []
+        threads = [threading.Thread(target=lambda: errors.append(backend_error(c.get, b"k")))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # One timed out reading, the other waiting for the only connection.
+        assert sorted(e.error_type for e in errors) == ["timeout", "timeout"]
+        assert any("free connection" in str(e) for e in errors)
+    finally:
+        sleeper.recv(100)
+        sleeper.close()
