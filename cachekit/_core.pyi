@@ -3,6 +3,8 @@
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from cachekit.exceptions import BackendErrorType
+
 _Buffer = bytes | bytearray | memoryview
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -16,9 +18,18 @@ class EncryptionError(SerializationError): ...
 class DecryptionError(EncryptionError): ...
 
 class BackendError(CachekitError):
-    # "timeout", "connection", "auth", "protocol", "reply_too_large" or
-    # "server" on raised instances; None on the class.
-    error_type: str | None
+    # The binding sets error_type to "timeout", "connection", "auth",
+    # "protocol", "reply_too_large" or "server"; cachekit/exceptions.py maps
+    # it to a BackendErrorType (None on the class) and keeps the string as
+    # reason. is_transient and the keyword __init__ are attached there too.
+    error_type: BackendErrorType | None
+    reason: str | None
+    def __init__(
+        self, message: object = "", error_type: BackendErrorType | str | None = None,
+        *args: object, **context: Any,
+    ) -> None: ...
+    @property
+    def is_transient(self) -> bool: ...
 
 # Codec (py_codec_*.c)
 def pack(obj: object, /) -> bytes: ...
