@@ -109,6 +109,8 @@ def test_clear_prefix(client):
     assert client.get_many([b"nsX[x]:1", b"ns", b"other:1"]) == [b"other"] * 3
     assert client.get(b"ns*[x]:3") is None
     assert client.clear_prefix(b"ns*[x]") == 0
+    with pytest.raises(ValueError):
+        client.clear_prefix(b"")
 
 
 def test_connection_reused(client, redis_server):
@@ -182,6 +184,10 @@ def test_password(redis_auth_server):
 
     err = backend_error(RedisClient(url).get, b"k")  # no password at all
     assert err.error_type == "auth"
+    err = backend_error(RedisClient(url + "/2").get, b"k")  # SELECT answers NOAUTH
+    assert err.error_type == "auth"
+    err = backend_error(RedisClient(url + "/99999", password=REDIS_PASSWORD).ping)
+    assert err.error_type == "server" and str(err) == "cannot select the database (ERR)"
 
 
 def test_acl_user(redis_auth_server):
