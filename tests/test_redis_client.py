@@ -109,6 +109,16 @@ def test_clear_prefix(client):
     assert client.get_many([b"nsX[x]:1", b"ns", b"other:1"]) == [b"other"] * 3
     assert client.get(b"ns*[x]:3") is None
     assert client.clear_prefix(b"ns*[x]") == 0
+    with pytest.raises(ValueError):
+        client.clear_prefix(b"")
+
+
+def test_connection_reused(client, redis_server):
+    client.ping()
+    before = connections_received(redis_server)
+    for _ in range(20):
+        client.get(b"reuse")
+    assert connections_received(redis_server) == before + 1  # + INFO's own
 
 
 def test_ping_close_context(redis_server):
@@ -174,6 +184,10 @@ def test_password(redis_auth_server):
 
     err = backend_error(RedisClient(url).get, b"k")  # no password at all
     assert err.reason == "auth"
+    err = backend_error(RedisClient(url + "/2").get, b"k")  # SELECT answers NOAUTH
+    assert err.reason == "auth"
+    err = backend_error(RedisClient(url + "/99999", password=REDIS_PASSWORD).ping)
+    assert err.reason == "server" and str(err) == "cannot select the database (ERR)"
 
 
 def test_acl_user(redis_auth_server):
@@ -211,6 +225,22 @@ def test_tls(redis_tls_server, tls_certs):
     c.set(b"tls", b"v" * 100_000)
     assert c.get(b"tls") == b"v" * 100_000
     assert RedisClient(f"rediss://localhost:{port}", ssl_ca_certs=tls_certs["ca"]).ping()
+
+
+def connections_received(server: RedisServer) -> int:
+    info = server.command(b"INFO", b"stats").decode()
+    return int(info.split("total_connections_received:")[1].split()[0])
+
+
+def test_tls_connection_reused(redis_tls_server, tls_certs):
+    # Post-handshake TLS 1.3 session tickets must not make the idle
+    # connection look stale to the pool.
+    c = RedisClient(f"rediss://127.0.0.1:{redis_tls_server.port}", ssl_ca_certs=tls_certs["ca"])
+    c.ping()
+    before = connections_received(redis_tls_server)
+    for _ in range(20):
+        c.get(b"reuse")
+    assert connections_received(redis_tls_server) == before + 1  # + INFO's own
 
 
 def test_tls_wrong_ca(redis_tls_server, tls_certs):
@@ -427,21 +457,21 @@ def test_threads_share_a_client(client):
 
 
 def test_pool_wait_timeout(redis_server):
-    c = RedisClient(redis_server.url, pool_size=1, socket_timeout=0.3)
+    c = RedisClient(redis_server.url, pool_size=1, socket_timeout=3.0, pool_timeout=0.2)
     c.ping()
     sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.6")
     try:
         time.sleep(0.05)
-        errors = []
-        threads = [threading.Thread(target=lambda: errors.append(backend_error(c.get, b"k")))
-                   for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        # One timed out reading, the other waiting for the only connection.
-        assert sorted(e.reason for e in errors) == ["timeout", "timeout"]
-        assert any("free connection" in str(e) for e in errors)
+        result = []
+        holder = threading.Thread(target=lambda: result.append(c.get(b"pool:absent")))
+        holder.start()
+        time.sleep(0.05)  # the holder has the only connection, blocked on the server
+        t0 = time.monotonic()
+        err = backend_error(c.get, b"k")
+        assert err.reason == "timeout" and "free connection" in str(err)
+        assert time.monotonic() - t0 < 0.5
+        holder.join()
+        assert result == [None]
     finally:
         sleeper.recv(100)
         sleeper.close()
