@@ -3,6 +3,8 @@
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from cachekit.exceptions import BackendErrorType
+
 _Buffer = bytes | bytearray | memoryview
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -16,9 +18,18 @@ class EncryptionError(SerializationError): ...
 class DecryptionError(EncryptionError): ...
 
 class BackendError(CachekitError):
-    # "timeout", "connection", "auth", "protocol", "reply_too_large" or
-    # "server" on raised instances; None on the class.
-    error_type: str | None
+    # The binding sets error_type to "timeout", "connection", "auth",
+    # "protocol", "reply_too_large" or "server"; cachekit/exceptions.py maps
+    # it to a BackendErrorType (None on the class) and keeps the string as
+    # reason. is_transient and the keyword __init__ are attached there too.
+    error_type: BackendErrorType | None
+    reason: str | None
+    def __init__(
+        self, message: object = "", error_type: BackendErrorType | str | None = None,
+        *args: object, **context: Any,
+    ) -> None: ...
+    @property
+    def is_transient(self) -> bool: ...
 
 # Codec (py_codec_*.c)
 def pack(obj: object, /) -> bytes: ...
@@ -166,6 +177,7 @@ class RedisClient:
         ssl_keyfile: str | None = None,
         ssl_check_hostname: bool = True,
         max_reply_bytes: int = 536870912,
+        pool_timeout: float | None = None,
     ) -> None: ...
     def get(self, key: _Buffer, /) -> bytes | None: ...
     def set(self, key: _Buffer, value: _Buffer, /, ttl_ms: int | None = None) -> None: ...

@@ -48,7 +48,8 @@ typedef struct {
     char *key_file;
     int check_hostname; /* TLS: certificate must name host (default 1) */
     int64_t connect_timeout_ms;
-    int64_t socket_timeout_ms; /* each reply, each write, each pool wait */
+    int64_t socket_timeout_ms; /* each reply, each write */
+    int64_t pool_timeout_ms;   /* waiting for a free connection */
     size_t max_reply_bytes;    /* bytes read for one reply */
     size_t max_elements;       /* reply objects (arrays, strings...) in one reply */
     int max_depth;             /* array nesting in one reply */
@@ -138,7 +139,7 @@ void ck_redis_pool_close(ck_redis_pool *p);
 void ck_redis_pool_free(ck_redis_pool *p);
 
 /* ck_redis_conn_run on a pooled connection (acquire waits up to
-   socket_timeout_ms; a down server fails at once during the backoff). */
+   pool_timeout_ms; a down server fails at once during the backoff). */
 int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
                       ck_error *err);
 

@@ -391,61 +391,79 @@ error:
 
 /* --------------------------------------------------------------- lifecycle */
 
-/* AUTH [user] password, then SELECT db, pipelined in one round trip. */
-static int handshake(ck_redis_conn *c, ck_error *err)
+/* One handshake command; an error reply is reported as `code`. */
+static int handshake_cmd(ck_redis_conn *c, int argc, const char **argv, const size_t *argvlen,
+                         int secret, ck_errcode code, const char *what, ck_error *err)
 {
-    const ck_redis_config *cfg = c->cfg;
     ck_redis_req req;
-    redisReply *replies[2] = {NULL, NULL};
-    char dbstr[16];
+    redisReply *reply = NULL;
     int rc = -1;
 
-    ck_redis_req_init_secret(&req);
-    if (cfg->password != NULL) {
-        const char *argv[3] = {"AUTH", cfg->username, cfg->password};
-        size_t argvlen[3] = {4, cfg->username ? strlen(cfg->username) : 0,
-                             strlen(cfg->password)};
-        if (cfg->username == NULL) {
-            argv[1] = cfg->password;
-            argvlen[1] = argvlen[2];
-        }
-        if (ck_redis_req_add(&req, cfg->username ? 3 : 2, argv, argvlen, err) < 0) {
-            goto done;
-        }
+    if (secret) {
+        ck_redis_req_init_secret(&req);
+    } else {
+        ck_redis_req_init(&req);
     }
-    if (cfg->db != 0) {
-        const char *argv[2] = {"SELECT", dbstr};
-        size_t argvlen[2] = {6, 0};
-        argvlen[1] = (size_t)snprintf(dbstr, sizeof(dbstr), "%d", cfg->db);
-        if (ck_redis_req_add(&req, 2, argv, argvlen, err) < 0) {
-            goto done;
-        }
-    }
-    if (req.n == 0) {
-        rc = 0;
+    if (ck_redis_req_add(&req, argc, argv, argvlen, err) < 0) {
         goto done;
     }
-    if (ck_redis_conn_run(c, &req, replies, err) < 0) {
-        /* A refused AUTH answers WRONGPASS, or ERR when the server has no
-           password set; either way it is the credentials. */
-        if (err != NULL && err->code == CK_ESERVER && cfg->password != NULL) {
-            err->code = CK_EDENIED;
-        }
-        if (err != NULL && err->code == CK_EDENIED) {
-            char detail[sizeof(err->msg)];
-            memcpy(detail, err->msg, sizeof(detail));
-            ck_error_set(err, CK_EDENIED, "authentication failed (%s)",
-                         strncmp(detail, "server replied with an error: ", 30) == 0 ? detail + 30
-                                                                                     : detail);
+    if (ck_redis_conn_run(c, &req, &reply, err) < 0) {
+        if (err != NULL && (err->code == CK_ESERVER || err->code == CK_EDENIED)) {
+            /* "server replied with an error: CODE" -> "<what> (CODE)" */
+            const char *colon = strrchr(err->msg, ':');
+            char detail[40];
+            snprintf(detail, sizeof(detail), "%s", colon != NULL ? colon + 2 : "?");
+            ck_error_set(err, code, "%s (%s)", what, detail);
         }
         goto done;
     }
     rc = 0;
 done:
-    ck_redis_reply_free(replies[0]);
-    ck_redis_reply_free(replies[1]);
+    ck_redis_reply_free(reply);
     ck_redis_req_free(&req);
     return rc;
+}
+
+/* AUTH [user] password, then SELECT db: one round trip each, so a failure
+   is attributed to the right one (a refused AUTH answers WRONGPASS, or ERR
+   when the server has no password set: both are the credentials). */
+static int handshake(ck_redis_conn *c, ck_error *err)
+{
+    const ck_redis_config *cfg = c->cfg;
+    char dbstr[16];
+
+    if (cfg->password != NULL) {
+        const char *argv[3] = {"AUTH", cfg->password, NULL};
+        size_t argvlen[3] = {4, strlen(cfg->password), 0};
+        int argc = 2;
+
+        if (cfg->username != NULL) {
+            argv[1] = cfg->username;
+            argvlen[1] = strlen(cfg->username);
+            argv[2] = cfg->password;
+            argvlen[2] = strlen(cfg->password);
+            argc = 3;
+        }
+        if (handshake_cmd(c, argc, argv, argvlen, 1, CK_EDENIED, "authentication failed",
+                          err) < 0) {
+            return -1;
+        }
+    }
+    if (cfg->db != 0) {
+        const char *argv[2] = {"SELECT", dbstr};
+        size_t argvlen[2] = {6, 0};
+
+        argvlen[1] = (size_t)snprintf(dbstr, sizeof(dbstr), "%d", cfg->db);
+        /* SELECT answers NOAUTH when a password is needed and none was given. */
+        if (handshake_cmd(c, 2, argv, argvlen, 0, CK_ESERVER, "cannot select the database",
+                          err) < 0) {
+            if (err != NULL && strstr(err->msg, "(NOAUTH)") != NULL) {
+                err->code = CK_EDENIED;
+            }
+            return -1;
+        }
+    }
+    return 0;
 }
 
 ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck_error *err)

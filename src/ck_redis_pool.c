@@ -17,7 +17,7 @@
  *
  * Connecting, I/O and closing happen outside the lock; a thread waiting
  * for a free connection sleeps on `cond` (monotonic clock) up to
- * socket_timeout_ms. A connection that failed mid-command is broken and is
+ * pool_timeout_ms. A connection that failed mid-command is broken and is
  * closed on release; an idle one the server has closed (restart, idle
  * timeout) is noticed by a zero-timeout poll at acquire and replaced.
  */
@@ -60,7 +60,8 @@ ck_redis_pool *ck_redis_pool_new(const ck_redis_config *cfg, ck_error *err)
         return NULL;
     }
     if (cfg->pool_size == 0 || cfg->max_reply_bytes == 0 || cfg->max_elements == 0 ||
-        cfg->max_depth < 1 || cfg->socket_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0) {
+        cfg->max_depth < 1 || cfg->socket_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 ||
+        cfg->pool_timeout_ms <= 0) {
         ck_error_set(err, CK_EINVAL, "pool size, bounds and timeouts must be positive");
         free(p);
         return NULL;
@@ -196,7 +197,7 @@ static ck_redis_conn *open_conn(ck_redis_pool *p, ck_error *err)
 
 static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
 {
-    int64_t deadline = ck_deadline_ms(p->cfg.socket_timeout_ms);
+    int64_t deadline = ck_deadline_ms(p->cfg.pool_timeout_ms);
     struct timespec ts;
 
     abs_deadline(deadline, &ts);

@@ -20,6 +20,7 @@ void ck_redis_config_init(ck_redis_config *cfg)
     cfg->check_hostname = 1;
     cfg->connect_timeout_ms = 5000;
     cfg->socket_timeout_ms = 5000;
+    cfg->pool_timeout_ms = 5000;
     cfg->max_reply_bytes = CK_REDIS_DEFAULT_MAX_REPLY_BYTES;
     cfg->max_elements = CK_REDIS_DEFAULT_MAX_ELEMENTS;
     cfg->max_depth = CK_REDIS_DEFAULT_MAX_DEPTH;

@@ -110,22 +110,22 @@ static PyObject *redis_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"url", "pool_size", "socket_timeout", "socket_connect_timeout",
                              "password", "username", "db", "ssl_ca_certs", "ssl_certfile",
-                             "ssl_keyfile", "ssl_check_hostname", "max_reply_bytes", NULL};
+                             "ssl_keyfile", "ssl_check_hostname", "max_reply_bytes", "pool_timeout", NULL};
     ck_state *st = ck_state_from_type(type);
     const char *url, *password = NULL, *username = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     Py_ssize_t pool_size = 10, max_reply = (Py_ssize_t)CK_REDIS_DEFAULT_MAX_REPLY_BYTES;
     double sock_timeout = 5.0, conn_timeout = 5.0;
-    PyObject *db = Py_None;
+    PyObject *db = Py_None, *pool_timeout = Py_None;
     int check_hostname = 1;
     ck_redis_config cfg;
     ck_redis_object *self = NULL;
     ck_error err;
 
     ck_redis_config_init(&cfg);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$nddzzOzzzpn:RedisClient", kwlist, &url,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$nddzzOzzzpnO:RedisClient", kwlist, &url,
                                      &pool_size, &sock_timeout, &conn_timeout, &password,
                                      &username, &db, &ca, &cert, &key, &check_hostname,
-                                     &max_reply)) {
+                                     &max_reply, &pool_timeout)) {
         goto error;
     }
     if (ck_redis_config_parse_url(&cfg, url, &err) < 0) {
@@ -160,6 +160,15 @@ static PyObject *redis_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (timeout_ms(sock_timeout, "socket_timeout", &cfg.socket_timeout_ms) < 0 ||
         timeout_ms(conn_timeout, "socket_connect_timeout", &cfg.connect_timeout_ms) < 0) {
         goto error;
+    }
+    /* None: wait for a free connection as long as for a reply. */
+    cfg.pool_timeout_ms = cfg.socket_timeout_ms;
+    if (pool_timeout != Py_None) {
+        double seconds = PyFloat_AsDouble(pool_timeout);
+        if ((seconds == -1.0 && PyErr_Occurred()) ||
+            timeout_ms(seconds, "pool_timeout", &cfg.pool_timeout_ms) < 0) {
+            goto error;
+        }
     }
     cfg.pool_size = (size_t)pool_size;
     cfg.max_reply_bytes = (size_t)max_reply;
@@ -207,10 +216,12 @@ PyDoc_STRVAR(redis_doc,
              "RedisClient(url, *, pool_size=10, socket_timeout=5.0, socket_connect_timeout=5.0,\n"
              "            password=None, username=None, db=None, ssl_ca_certs=None,\n"
              "            ssl_certfile=None, ssl_keyfile=None, ssl_check_hostname=True,\n"
-             "            max_reply_bytes=536870912)\n--\n\n"
+             "            max_reply_bytes=536870912, pool_timeout=None)\n--\n\n"
              "Thread-safe Redis client with a connection pool; the GIL is released\n"
              "during I/O. url: redis://[[user]:password@]host[:port][/db], rediss://\n"
-             "(TLS, verified), unix:///path[?db=N]. Failures raise BackendError.");
+             "(TLS, verified), unix:///path[?db=N]. Timeouts in seconds: socket_timeout\n"
+             "bounds each reply and write, pool_timeout (default: socket_timeout) the\n"
+             "wait for a free connection. Failures raise BackendError.");
 
 static PyType_Slot redis_slots[] = {
     {Py_tp_new, redis_new},

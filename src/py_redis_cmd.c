@@ -422,8 +422,9 @@ done:
 
 PyDoc_STRVAR(clear_prefix_doc,
              "clear_prefix($self, prefix, /, count=1000)\n--\n\n"
-             "Unlink every key starting with prefix (SCAN MATCH, COUNT count per page;\n"
-             "never KEYS). Returns how many keys were unlinked.");
+             "Unlink every key starting with prefix, which must not be empty (SCAN\n"
+             "MATCH, COUNT count per page; never KEYS). Returns how many keys were\n"
+             "unlinked.");
 
 static PyObject *redis_clear_prefix(ck_redis_object *self, PyObject *args, PyObject *kwargs)
 {
@@ -442,6 +443,12 @@ static PyObject *redis_clear_prefix(ck_redis_object *self, PyObject *args, PyObj
     }
     if (count <= 0) {
         PyErr_SetString(PyExc_ValueError, "count must be positive");
+        goto done;
+    }
+    /* An empty prefix would match every key of the database: refuse what
+       is almost certainly a missing namespace rather than flush it. */
+    if (prefix.len == 0) {
+        PyErr_SetString(PyExc_ValueError, "prefix must not be empty");
         goto done;
     }
     /* Copy: the buffer may be a bytearray another thread can resize. */
