@@ -12,15 +12,17 @@
  *
  * Writing: each tenant has one current DEK at a time, made fresh in this
  * process, with nonce = prefix || be64 counter: a 32-bit prefix drawn from
- * the CSPRNG for each DEK instance and a 64-bit message counter from 0. A DEK retires after max_messages, max_bytes or max_age, and in
- * a forked child (which never continues its parent's counter). DEKs
+ * the CSPRNG for each DEK instance and a 64-bit message counter from 0. A
+ * DEK retires after max_messages, max_bytes or max_age, and in a forked
+ * child (which never continues its parent's counter). DEKs
  * unwrapped for reading live in a separate cache and are never used to
  * encrypt. Concurrent misses for one DEK, on either side, fetch it once
  * (singleflight); a failed fetch is not cached; reset() bumps an epoch so a
  * fetch already in flight cannot refill the caches it cleared.
  *
  * Thread safety: all entry points may be called concurrently. Locks are
- * never held while calling anything outside this file and ck_crypto/ck_l1.
+ * never held while calling anything outside the keyring (ck_keyring*.c)
+ * and ck_crypto/ck_l1.
  */
 #ifndef CK_KEYRING_H
 #define CK_KEYRING_H
