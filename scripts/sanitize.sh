@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 CACHEKIT_SANITIZE=1 bash scripts/install-deps.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -a cachekit src tests setup.py pyproject.toml README.md "$work"/
+# docs/ too: tests/test_format_vectors.py and test_docs_consistency.py read it.
+cp -a cachekit src tests docs setup.py pyproject.toml README.md "$work"/
 cd "$work"
 rm -f cachekit/_core*.so   # never test a copied, uninstrumented build
 CC=clang CACHEKIT_STRICT=1 \
