@@ -347,12 +347,13 @@ static PyObject *cached_repr(ck_cached *self)
 
 /* --------------------------------------------------------------- methods */
 
-/* Build the L1 key of a call given to a method (same shape as a
-   vectorcall): the key bytes, or under @cache.secure their MAC over the
-   bytes with the tenant (ck_cached_secure_l1_key). Returns 0, or -1 with
-   an exception set (TypeError when the arguments do not bind). */
+/* Build the key bytes of a call given to a method (same shape as a
+   vectorcall), with the tenant under @cache.secure. With l1 set, under
+   @cache.secure, turn them into the L1 key, their MAC
+   (ck_cached_secure_l1_key). Returns 0, or -1 with an exception set
+   (TypeError when the arguments do not bind). */
 static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
-                        ck_buf *key)
+                        int l1, ck_buf *key)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
     PyObject *tenant = NULL;
@@ -366,7 +367,7 @@ static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, P
         rc = ck_cached_tenant(self, args, nargsf, kwnames, key, &tenant);
         Py_XDECREF(tenant);
     }
-    if (rc == 0 && self->keyring != NULL) {
+    if (rc == 0 && l1 && self->keyring != NULL) {
         unsigned char mac[CK_KEYRING_L1_KEY_LEN];
 
         rc = ck_cached_secure_l1_key(self, st, key->data, key->len, mac);
@@ -392,7 +393,7 @@ static PyObject *cached_invalidate(ck_cached *self, PyObject *const *args, size_
     int removed = -1;
 
     ck_buf_init_secret(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key) == 0) {
+    if (key_for_call(self, args, nargsf, kwnames, 1, &key) == 0) {
         removed = ck_l1_remove(self->store->store, &self->owner,
                                ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
                                &detached);
@@ -418,7 +419,9 @@ static PyObject *cached_cache_key(ck_cached *self, PyObject *const *args, size_t
     int i;
 
     ck_buf_init_secret(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key) < 0) {
+    /* The printable key stays a hash of the key bytes (not of the
+       per-process L1 MAC), so it names the same entry in every process. */
+    if (key_for_call(self, args, nargsf, kwnames, 0, &key) < 0) {
         goto error;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
@@ -451,7 +454,7 @@ static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t narg
     int rc;
 
     ck_buf_init_secret(&key);
-    rc = key_for_call(self, args, nargsf, kwnames, &key);
+    rc = key_for_call(self, args, nargsf, kwnames, 1, &key);
     if (rc == 0) {
         rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
                        key.data, key.len, &value, &detached);
@@ -482,7 +485,7 @@ static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t narg
         return NULL;
     }
     ck_buf_init_secret(&key);
-    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key);
+    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, 1, &key);
     if (rc == 0) {
         rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
                        key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);

@@ -149,6 +149,16 @@ def test_l1_mac_key_is_per_keyring():
     assert kr_a._l1_key(b"k") != kr_b._l1_key(b"k")
     assert kr_a._l1_key(b"k") == kr_a._l1_key(b"k") and len(kr_a._l1_key(b"k")) == 32
 
+    # The printable key is not the L1 key: it names the call the same way
+    # whichever keyring (process) computes it.
+    def g(x):
+        return x
+
+    f1 = cache.secure(master_key=KEY)(g)
+    f2 = cache.secure(master_key=KEY2)(g)
+    assert f1.keyring is not f2.keyring
+    assert f1.cache_key("a") == f2.cache_key("a") != f1.cache_key("b")
+
 
 def test_unstorable_result_still_returned():
     @cache.secure(master_key=KEY)
