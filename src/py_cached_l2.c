@@ -7,7 +7,7 @@
  * returned. After the function runs, its encoded result is framed and
  * written to L2 as well as L1. Names: the function's key prefix
  * ("<namespace>:<module>.<qualname>:") and 32 hex digits of SHA-256 of the
- * key bytes: a cryptographic hash, so two calls cannot be made to share a
+ * prefix and the key bytes: a cryptographic hash, so two calls cannot be made to share a
  * name by choosing their arguments (XXH3, which L1 uses behind a full key
  * comparison, gives no such guarantee).
  *
@@ -43,11 +43,24 @@ int ck_cached_l2_name(ck_cached *self, const ck_buf *key, ck_buf *name)
     ck_error err;
     int i;
 
+    ck_buf full;
+    int rc;
+
     prefix = PyUnicode_AsUTF8AndSize(self->key_prefix, &prefix_len);
     if (prefix == NULL) {
         return -1;
     }
-    if (ck_sha256(key->data, key->len, digest, &err) < 0) {
+    /* The digest covers the prefix too: it alone identifies the call. */
+    ck_buf_init(&full);
+    if (ck_buf_append(&full, prefix, (size_t)prefix_len) < 0 ||
+        ck_buf_append(&full, key->data, key->len) < 0) {
+        ck_buf_free(&full);
+        PyErr_NoMemory();
+        return -1;
+    }
+    rc = ck_sha256(full.data, full.len, digest, &err);
+    ck_buf_free(&full);
+    if (rc < 0) {
         PyErr_Format(PyExc_RuntimeError, "%s", err.msg);
         return -1;
     }

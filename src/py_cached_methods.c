@@ -98,20 +98,29 @@ PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t n
 PyDoc_STRVAR(cache_key_doc,
              "cache_key($self, /, *args, **kwargs)\n--\n\n"
              "Return the printable cache key of the call f(*args, **kwargs):\n"
-             "'<namespace>:<module>.<qualname>:<32 hex digits of XXH3-128>'.");
+             "'<namespace>:<module>.<qualname>:<32 hex digits>', the name of its L2\n"
+             "entry (the digits: SHA-256 of the key bytes). Under @cache.secure the\n"
+             "digits are a hash of the call's L1 MAC and differ per process.");
 
 PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                  PyObject *kwnames)
+                              PyObject *kwnames)
 {
     static const char hex[] = "0123456789abcdef";
     char digits[32];
     PyObject *tail = NULL, *res = NULL, *identity;
     ck_hash128 h;
-    ck_buf key;
+    ck_buf key, name;
     int i;
 
     ck_buf_init_secret(&key);
+    ck_buf_init(&name);
     if (key_for_call(self, args, nargsf, kwnames, &key, &identity) < 0) {
+        goto error;
+    }
+    if (self->keyring == NULL) {
+        if (ck_cached_l2_name(self, &key, &name) == 0) {
+            res = PyUnicode_DecodeUTF8((const char *)name.data, (Py_ssize_t)name.len, "strict");
+        }
         goto error;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
@@ -128,6 +137,7 @@ PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nar
     res = PyUnicode_Concat(self->key_prefix, tail);
 error:
     Py_XDECREF(tail);
+    ck_buf_free(&name);
     ck_buf_free(&key);
     return res;
 }

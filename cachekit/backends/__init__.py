@@ -1,11 +1,9 @@
 """L2 backends: the protocols, the Redis backend, and which backend a
 decorated function uses (resolve_backend, set_default_backend).
 
-``_TWO_TIER_WIRED``: False until the decorator's L1 -> backend -> function
-path is built. While False, DecoratorConfig.validate() refuses backend
-objects (after checking them) instead of silently ignoring them; the
-integrator sets it to True in the commit that wires resolve_backend into
-``@cache``.
+``_TWO_TIER_WIRED``: the decorator's L1 -> backend -> function path is
+built (cachekit/decorators/l2.py), so DecoratorConfig.validate() accepts
+backend objects.
 """
 
 from cachekit.backends.base import (
@@ -22,7 +20,7 @@ from cachekit.backends.default import get_default_backend, resolve_backend, set_
 from cachekit.backends.errors import BackendError, BackendErrorType, CapabilityNotAvailableError
 from cachekit.backends.redis import RedisBackend, RedisBackendConfig
 
-_TWO_TIER_WIRED = False
+_TWO_TIER_WIRED = True
 
 __all__ = [
     "BackendError",
