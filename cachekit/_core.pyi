@@ -66,6 +66,7 @@ def _open_entry(
 def read_sealed_header(entry: _Buffer, /) -> dict[str, Any]: ...
 
 class Keyring:
+    has_master_key: bool
     fingerprint: str
     previous_fingerprints: tuple[str, ...]
     def __init__(

@@ -327,15 +327,142 @@ def test_async_function_uses_l2_off_the_loop(backend, raw):
     assert f.cache_stats()["l2_hits"] == 1
 
 
-def test_secure_stays_l1_only_and_says_so(backend, raw, caplog):
+SECRET = "078-05-1120"
+
+
+def test_secure_redis_holds_only_ciphertext_under_names_that_reveal_nothing(backend, raw):
+    import hashlib
+
+    runs = []
+
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="sec", ttl=60)
+    def ssn(user):
+        runs.append(user)
+        return {"ssn": SECRET}
+
+    assert ssn("alice@example.com") == {"ssn": SECRET}
+    name = ssn.cache_key("alice@example.com").encode()
+    stored = raw.get(name)
+    assert stored is not None and stored[:2] == b"CK" and stored[3] & 2  # encrypted
+    assert SECRET.encode() not in stored and b"ssn" not in stored
+    assert b"alice" not in name
+    # The name is keyed: hashing guesses of the argument does not find it.
+    digest = name.rsplit(b":", 1)[1].decode()
+    for guess in (b"alice@example.com", b"\x91\xb1alice@example.com"):
+        assert hashlib.sha256(guess).hexdigest()[:32] != digest
+    assert 0 < raw.pttl(name) <= 60_000
+    ssn.store.clear()
+    assert ssn("alice@example.com") == {"ssn": SECRET}  # opened from Redis
+    assert runs == ["alice@example.com"]
+    assert ssn.cache_stats()["l2_hits"] == 1
+
+
+def test_secure_names_are_the_same_in_every_process_with_the_key(backend, redis_server):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).resolve().parent.parent)!r})
+        from cachekit import cache
+        from cachekit.backends import RedisBackend
+        def f(x):
+            return x
+        f.__qualname__ = "f"
+        g = cache.secure(master_key=sys.argv[1], backend=RedisBackend({redis_server.url!r}),
+                         namespace="n")(f)
+        print(g.cache_key(1))
+    """)
+    def name(key):
+        out = subprocess.run([sys.executable, "-c", code, key], capture_output=True, text=True,
+                             check=True)
+        return out.stdout.strip()
+
+    assert name("ab" * 32) == name("ab" * 32) != name("cd" * 32)
+
+
+def test_secure_tenants_get_separate_names_and_entries(backend, raw):
+    import contextvars
+
+    tenant = contextvars.ContextVar("tenant", default="t1")
+
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="ten",
+                  tenant_extractor=lambda x: tenant.get())
+    def f(x):
+        return (tenant.get(), x)
+
+    assert f(1) == ("t1", 1)
+    n1 = f.cache_key(1)
+    tenant.set("t2")
+    assert f(1) == ("t2", 1)
+    assert f.cache_key(1) != n1
+    # An entry copied under another tenant's name does not open as theirs.
+    raw.set(f.cache_key(1).encode(), raw.get(n1.encode()))
+    f.store.clear()
+    assert f(1) == ("t2", 1)
+    assert f.cache_stats()["decrypt_errors"] == 1
+
+
+def test_secure_tampered_l2_entry_is_a_counted_miss(backend, raw):
+    runs = []
+
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="tamper", l1_max_entries=1)
+    def f(x):
+        runs.append(x)
+        return [x]
+
+    f(1)
+    name = f.cache_key(1).encode()
+    good = bytearray(raw.get(name))
+    good[-1] ^= 1
+    raw.set(name, bytes(good))
+    f.store.clear()
+    assert f(1) == [1]
+    assert len(runs) == 2 and f.cache_stats()["decrypt_errors"] == 1
+
+
+def test_secure_invalidate_reaches_redis(backend, raw):
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="sinv")
+    def f(x):
+        return x
+
+    f(1)
+    name = f.cache_key(1).encode()
+    assert raw.exists(name)
+    assert f.invalidate_cache(1) is True
+    assert not raw.exists(name)
+
+
+def test_secure_async_uses_l2(backend):
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="saio")
+    async def f(x):
+        return {"v": SECRET}
+
+    async def main():
+        await f(1)
+        f.store.clear()
+        assert await f(1) == {"v": SECRET}
+
+    asyncio.run(main())
+    assert f.cache_stats()["l2_hits"] == 1
+
+
+def test_secure_with_a_key_provider_stays_in_l1_and_says_so(backend, raw, caplog):
     import logging
 
     caplog.set_level(logging.INFO, logger="cachekit")
 
-    @cache.secure(master_key="ab" * 32, backend=backend, namespace="sec")
+    class Provider:
+        key_id = "k"
+        provider_id = 7
+
+        def generate_data_key(self, context):
+            return bytearray(b"k" * 32), b"wrapped"
+
+        def decrypt_data_key(self, wrapped, context):
+            return bytearray(b"k" * 32)
+
+    @cache.secure(key_provider=Provider(), backend=backend, namespace="prov")
     def f(x):
-        return "078-05-1120"
+        return x
 
     f(1)
-    assert raw.clear_prefix(b"sec:") == 0
-    assert "L1 only" in caplog.text
+    assert raw.clear_prefix(b"prov:") == 0
+    assert "key provider keeps its entries in the in-process L1 only" in caplog.text

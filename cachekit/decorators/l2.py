@@ -54,13 +54,15 @@ def l2_for(backend: Any, config: DecoratorConfig) -> L2Backend:
 
 
 def secure_stays_local(qualified_name: str) -> None:
-    """Say once per process that encrypted functions do not use L2 yet."""
+    """Say once per process that encrypted functions whose keys come from
+    an external provider (no master key) keep to L1."""
     global _told_secure
     with _lock:
         tell, _told_secure = not _told_secure, True
     if tell:
         log.info(
-            "cachekit: %s: @cache.secure keeps its entries in the in-process L1 only in this "
-            "release; its encrypted L2 entries arrive with the next one",
+            "cachekit: %s: @cache.secure with a key provider keeps its entries in the "
+            "in-process L1 only: L2 names are a MAC under a key derived from a master key, "
+            "and a provider holds none",
             qualified_name,
         )

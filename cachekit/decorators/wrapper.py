@@ -86,7 +86,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
     backend = None if reference else resolve_backend(config.backend, settings)
     l2 = None
     if backend is not None:
-        if secure:
+        if secure and not secure["keyring"].has_master_key:
             secure_stays_local(identity)
         else:
             l2 = l2_for(backend, config)

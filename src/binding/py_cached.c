@@ -258,8 +258,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->tenant_extractor = tenant_extractor == Py_None ? NULL : Py_NewRef(tenant_extractor);
     self->fail_closed = (char)(fail_closed != 0);
     self->reference = (char)(reference != 0);
-    /* The secure path keeps L1 only until its L2 names and entries exist. */
-    self->l2 = l2 == Py_None || keyring != Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
+    self->l2 = l2 == Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);

@@ -122,8 +122,15 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
                         const ck_buf *name, PyObject **result, ck_l1_entry **detached);
 /* Frame the encoded result and write it to L2. 0, or -1 to propagate. */
 int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed);
-/* Drop the call's L2 entry / every L2 entry of the function. 0, or -1. */
-int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *key, int *removed);
+/* Write stored bytes (a sealed entry) to L2 for the function's TTL. */
+int ck_cached_l2_put(ck_cached *self, const ck_buf *name, const unsigned char *data, size_t len);
+/* L1's TTL for an entry L2 holds for pttl_ms more (-1: none or unknown). */
+uint64_t ck_cached_l2_fill_ttl(ck_cached *self, int64_t pttl_ms);
+/* Count and report the L2 failure set as an exception (a backend_error):
+   0 to go on without L2, -1 when it must propagate. */
+int ck_cached_l2_report(ck_cached *self);
+/* Drop the L2 entry of a name / every L2 entry of the function. 0, or -1. */
+int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *name, int *removed);
 int ck_cached_l2_clear(ck_cached *self);
 
 /* Drop every entry of the function from its (possibly shared) store. */
@@ -195,6 +202,10 @@ int ck_cached_instance_group(ck_cached *self, PyObject *instance, ck_l1_group **
 
 /* Stop tracking every instance, dropping their entries (function teardown). */
 void ck_cached_forget_instances(ck_cached *self);
+
+/* Under @cache.secure: append the L2 name of key bytes under tenant to name
+   (key prefix + 32 hex digits of the keyring's keyed name MAC). 0, or -1. */
+int ck_cached_secure_l2_name(ck_cached *self, ck_span tenant, const ck_buf *key, ck_buf *name);
 
 /* Under @cache.secure: the L1 key for key bytes (args and tenant), the
    keyring's MAC of them (ck_keyring_l1_key). 0, or -1 with an exception. */

@@ -76,8 +76,7 @@ int ck_cached_l2_name(ck_cached *self, const ck_buf *key, ck_buf *name)
     return 0;
 }
 
-/* Report an L2 failure (the exception set) as a backend_error. */
-static int report_l2(ck_cached *self)
+int ck_cached_l2_report(ck_cached *self)
 {
     self->l2_errors++;
     return ck_cached_report_failure(self, "backend_error");
@@ -124,8 +123,7 @@ done:
     return value;
 }
 
-/* L1's TTL for an entry L2 holds for pttl_ms more (-1: no expiry). */
-static uint64_t fill_ttl(ck_cached *self, int64_t pttl_ms)
+uint64_t ck_cached_l2_fill_ttl(ck_cached *self, int64_t pttl_ms)
 {
     uint64_t remaining;
 
@@ -148,7 +146,7 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     *result = NULL;
     rc = ck_l2_get(self->l2, (const char *)name->data, name->len, &entry, &pttl_ms);
     if (rc < 0) {
-        return report_l2(self) < 0 ? -1 : 0;
+        return ck_cached_l2_report(self) < 0 ? -1 : 0;
     }
     if (rc == 0) {
         return 0;
@@ -167,7 +165,7 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
         /* It decoded, so it encodes; only MemoryError gets here. */
         PyErr_Clear();
     } else if (!ck_cached_store_disabled(self) &&
-               ck_cached_put_value(self, st, h, key, NULL, value, &stats, fill_ttl(self, pttl_ms),
+               ck_cached_put_value(self, st, h, key, NULL, value, &stats, ck_cached_l2_fill_ttl(self, pttl_ms),
                                    detached) < 0) {
         Py_DECREF(value);
         return -1;
@@ -177,11 +175,22 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     return 1;
 }
 
+int ck_cached_l2_put(ck_cached *self, const ck_buf *name, const unsigned char *data, size_t len)
+{
+    /* Round up so an entry never outlives its TTL by less than a ms, and
+       a sub-millisecond TTL still expires. */
+    int64_t ttl_ms = self->ttl_ns == 0 ? 0 : (int64_t)((self->ttl_ns + 999999u) / 1000000u);
+
+    if (ck_l2_set(self->l2, (const char *)name->data, name->len, data, len, ttl_ms) < 0) {
+        return ck_cached_l2_report(self);
+    }
+    return 0;
+}
+
 int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed)
 {
     ck_buf framed;
     ck_error err;
-    int64_t ttl_ms;
     int rc;
 
     ck_buf_init(&framed);
@@ -200,27 +209,18 @@ int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed
         self->store_errors++;
         return ck_cached_report_failure(self, "store_error");
     }
-    /* Round up so an entry never outlives its TTL by less than a ms, and
-       a sub-millisecond TTL still expires. */
-    ttl_ms = self->ttl_ns == 0 ? 0 : (int64_t)((self->ttl_ns + 999999u) / 1000000u);
-    rc = ck_l2_set(self->l2, (const char *)name->data, name->len, framed.data, framed.len, ttl_ms);
+    rc = ck_cached_l2_put(self, name, framed.data, framed.len);
     ck_buf_free(&framed);
-    return rc < 0 ? report_l2(self) : 0;
+    return rc;
 }
 
-int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *key, int *removed)
+int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *name, int *removed)
 {
-    ck_buf name;
-    int rc;
-
     *removed = 0;
-    ck_buf_init(&name);
-    rc = ck_cached_l2_name(self, key, &name);
-    if (rc == 0 && ck_l2_delete(self->l2, (const char *)name.data, name.len, removed) < 0) {
-        rc = report_l2(self);
+    if (ck_l2_delete(self->l2, (const char *)name->data, name->len, removed) < 0) {
+        return ck_cached_l2_report(self);
     }
-    ck_buf_free(&name);
-    return rc;
+    return 0;
 }
 
 int ck_cached_l2_clear(ck_cached *self)
@@ -233,7 +233,7 @@ int ck_cached_l2_clear(ck_cached *self)
         return -1;
     }
     if (ck_l2_clear_prefix(self->l2, prefix, (size_t)n) < 0) {
-        return report_l2(self);
+        return ck_cached_l2_report(self);
     }
     return 0;
 }

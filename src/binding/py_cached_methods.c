@@ -9,24 +9,43 @@
 /* Build the L1 key of a call given to a method (same shape as a
    vectorcall): the key bytes, or under @cache.secure their MAC over the
    bytes with the tenant (ck_cached_secure_l1_key); *identity as
-   ck_key_build sets it. Returns 0, or -1 with an exception set (TypeError
-   when the arguments do not bind). */
+   ck_key_build sets it. With l2_name not NULL, also append the call's L2
+   name to it when the call has an L2 entry (*has_l2 set), from the key
+   bytes before the MAC replaces them. Returns 0, or -1 with an exception
+   set (TypeError when the arguments do not bind). */
 static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
-                        ck_buf *key, PyObject **identity)
+                        ck_buf *key, PyObject **identity, ck_buf *l2_name, int *has_l2)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
     PyObject *tenant = NULL;
     int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key,
                           identity);
 
+    if (has_l2 != NULL) {
+        *has_l2 = 0;
+    }
     if (rc == 1) {
         PyErr_Format(PyExc_TypeError, "arguments do not match the signature of %R", self->func);
         return -1;
     }
     if (rc == 0 && self->tenant_extractor != NULL) {
         rc = ck_cached_tenant(self, args, nargsf, kwnames, key, &tenant);
-        Py_XDECREF(tenant);
     }
+    if (rc == 0 && l2_name != NULL && ck_cached_l2_configured(self, *identity)) {
+        if (self->keyring != NULL) {
+            ck_span t = {(const unsigned char *)"default", 7};
+            Py_ssize_t n;
+            if (tenant != NULL) {
+                t.p = (const unsigned char *)PyUnicode_AsUTF8AndSize(tenant, &n);
+                t.n = (size_t)n;
+            }
+            rc = ck_cached_secure_l2_name(self, t, key, l2_name);
+        } else {
+            rc = ck_cached_l2_name(self, key, l2_name);
+        }
+        *has_l2 = rc == 0;
+    }
+    Py_XDECREF(tenant);
     if (rc == 0 && self->keyring != NULL) {
         unsigned char mac[CK_KEYRING_L1_KEY_LEN];
 
@@ -51,22 +70,24 @@ PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t na
 {
     ck_l1_entry *detached = NULL;
     PyObject *identity;
-    ck_buf key;
-    int removed = -1, in_l2;
+    ck_buf key, name;
+    int removed = -1, in_l2, has_l2;
 
     ck_buf_init_secret(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key, &identity) == 0) {
+    ck_buf_init(&name);
+    if (key_for_call(self, args, nargsf, kwnames, &key, &identity, &name, &has_l2) == 0) {
         removed = ck_l1_remove(self->store->store, &self->owner,
                                ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
                                &detached);
-        if (ck_cached_l2_configured(self, identity)) {
-            if (ck_cached_l2_invalidate(self, &key, &in_l2) < 0) {
+        if (has_l2) {
+            if (ck_cached_l2_invalidate(self, &name, &in_l2) < 0) {
                 removed = -1;
             } else {
                 removed = removed || in_l2;
             }
         }
     }
+    ck_buf_free(&name);
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
     ck_cached_touch(self);
@@ -99,8 +120,9 @@ PyDoc_STRVAR(cache_key_doc,
              "cache_key($self, /, *args, **kwargs)\n--\n\n"
              "Return the printable cache key of the call f(*args, **kwargs):\n"
              "'<namespace>:<module>.<qualname>:<32 hex digits>', the name of its L2\n"
-             "entry (the digits: SHA-256 of the key bytes). Under @cache.secure the\n"
-             "digits are a hash of the call's L1 MAC and differ per process.");
+             "entry (the digits: SHA-256 of the prefix and key bytes; under\n"
+             "@cache.secure a MAC under a key derived from the master key and tenant,\n"
+             "which reveals nothing about the arguments).");
 
 PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
                               PyObject *kwnames)
@@ -110,18 +132,19 @@ PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nar
     PyObject *tail = NULL, *res = NULL, *identity;
     ck_hash128 h;
     ck_buf key, name;
-    int i;
+    int i, has_l2;
 
     ck_buf_init_secret(&key);
     ck_buf_init(&name);
-    if (key_for_call(self, args, nargsf, kwnames, &key, &identity) < 0) {
+    if (key_for_call(self, args, nargsf, kwnames, &key, &identity, &name, &has_l2) < 0) {
+        goto error;
+    }
+    if (has_l2 || (self->keyring == NULL && ck_cached_l2_name(self, &key, &name) == 0)) {
+        res = PyUnicode_DecodeUTF8((const char *)name.data, (Py_ssize_t)name.len, "strict");
         goto error;
     }
     if (self->keyring == NULL) {
-        if (ck_cached_l2_name(self, &key, &name) == 0) {
-            res = PyUnicode_DecodeUTF8((const char *)name.data, (Py_ssize_t)name.len, "strict");
-        }
-        goto error;
+        goto error; /* MemoryError from ck_cached_l2_name */
     }
     h = ck_key_hash(key.data, key.len, self->seed);
     for (i = 0; i < 16; i++) {
@@ -155,7 +178,7 @@ static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t narg
     int rc;
 
     ck_buf_init_secret(&key);
-    rc = key_for_call(self, args, nargsf, kwnames, &key, &identity);
+    rc = key_for_call(self, args, nargsf, kwnames, &key, &identity, NULL, NULL);
     if (rc == 0) {
         rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
                        key.data, key.len, &value, &detached);
@@ -187,7 +210,8 @@ static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t narg
         return NULL;
     }
     ck_buf_init_secret(&key);
-    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key, &identity);
+    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key, &identity, NULL,
+                      NULL);
     if (rc == 0) {
         rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
                        key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);

@@ -116,6 +116,96 @@ done:
     return entry;
 }
 
+int ck_cached_secure_l2_name(ck_cached *self, ck_span tenant, const ck_buf *key, ck_buf *name)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[CK_KEYRING_L2_NAME_LEN];
+    char digits[32];
+    const char *prefix;
+    Py_ssize_t prefix_len;
+    ck_error err;
+    int i;
+
+    prefix = PyUnicode_AsUTF8AndSize(self->key_prefix, &prefix_len);
+    if (prefix == NULL) {
+        return -1;
+    }
+    if (ck_keyring_l2_name(((ck_keyring_object *)self->keyring)->kr, tenant, key->data, key->len,
+                           mac, &err) < 0) {
+        ck_raise_crypto_error(ck_state_from_type(Py_TYPE(self)), &err, 0);
+        return -1;
+    }
+    /* 128 bits of the MAC name the entry: the AAD binds the full key, so
+       even a colliding name could only give a failed open, a miss. */
+    for (i = 0; i < 16; i++) {
+        digits[2 * i] = hex[mac[i] >> 4];
+        digits[2 * i + 1] = hex[mac[i] & 0xf];
+    }
+    ck_wipe(mac, sizeof(mac));
+    if (ck_buf_append(name, prefix, (size_t)prefix_len) < 0 ||
+        ck_buf_append(name, digits, sizeof(digits)) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* A lookup-only miss of the async path: its flight is keyed by the L1 key
+   (a MAC), never by the key bytes, which hold the arguments in clear. */
+static void secure_missed(ck_call_mode *mode, const unsigned char *l1_key, size_t n)
+{
+    ck_buf k;
+
+    ck_buf_init(&k);
+    if (ck_buf_append(&k, l1_key, n) < 0) {
+        PyErr_NoMemory();
+        mode->key = NULL;
+        mode->missed = 1;
+    } else {
+        (void)ck_cached_missed(mode, &k);
+    }
+    ck_buf_free(&k);
+}
+
+/* After an L1 miss: ask L2. 1: *result (new reference) opened from it and
+   L1 filled; 0: not there or unusable (reported); -1: propagate. */
+static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const unsigned char *l1_key,
+                            const ck_buf *name, ck_span tenant, ck_span aad_key,
+                            PyObject **result, ck_l1_entry **detached)
+{
+    PyObject *entry = NULL;
+    int64_t pttl_ms;
+    int rc;
+
+    *result = NULL;
+    rc = ck_l2_get(self->l2, (const char *)name->data, name->len, &entry, &pttl_ms);
+    if (rc <= 0) {
+        return rc < 0 ? (ck_cached_l2_report(self) < 0 ? -1 : 0) : 0;
+    }
+    *result = ck_keyring_open_to_value(st, ((ck_keyring_object *)self->keyring)->kr,
+                                       (const unsigned char *)PyBytes_AS_STRING(entry),
+                                       (size_t)PyBytes_GET_SIZE(entry), self->max_value_size,
+                                       tenant, aad_key, &ck_gil_hooks);
+    if (*result == NULL) {
+        Py_DECREF(entry);
+        self->decrypt_errors++;
+        return ck_cached_report_failure(self, "decrypt_error") < 0 ? -1 : 0;
+    }
+    rc = 1;
+    if (!ck_cached_store_disabled(self) &&
+        ck_cached_put(self, h, l1_key, CK_KEYRING_L1_KEY_LEN, NULL, entry,
+                      (size_t)PyBytes_GET_SIZE(entry), 0, ck_cached_l2_fill_ttl(self, pttl_ms),
+                      detached) < 0) {
+        Py_CLEAR(*result);
+        rc = -1;
+    }
+    Py_DECREF(entry);
+    if (rc == 1) {
+        self->l2_hits++;
+    }
+    return rc;
+}
+
 PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames, ck_call_mode *mode)
 {
@@ -126,15 +216,16 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     const char *prefix;
     Py_ssize_t prefix_len;
     ck_span tenant, aad_key;
-    ck_buf key, full_key;
+    ck_buf key, full_key, name;
     unsigned char l1_key[CK_KEYRING_L1_KEY_LEN];
     ck_hash128 h;
-    int rc, fatal = 0;
+    int rc, fatal = 0, with_l2;
 
     ck_cached_touch(self);
     /* The key bytes encode the call's arguments (and the tenant) in clear. */
     ck_buf_init_secret(&key);
     ck_buf_init_secret(&full_key);
+    ck_buf_init(&name);
     rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, &key,
                       &identity);
     if (rc == 0 && ck_cached_tenant(self, args, nargsf, kwnames, &key, &tenant_obj) < 0) {
@@ -182,36 +273,62 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         goto done;
     }
     h = ck_key_hash(l1_key, sizeof(l1_key), self->seed);
-    if (!CK_MODE_STORING(mode) &&
-        ck_l1_get(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit, &detached)) {
-        entry = (PyObject *)hit;
-        result = PyBytes_Check(entry)
-                     ? ck_keyring_open_to_value(
-                           st, ((ck_keyring_object *)self->keyring)->kr,
-                           (const unsigned char *)PyBytes_AS_STRING(entry),
-                           (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant, aad_key,
-                           &ck_gil_hooks)
-                     : NULL;
-        Py_CLEAR(entry);
-        if (result != NULL) {
-            self->hits++;
+    with_l2 = ck_cached_l2_configured(self, identity);
+    if (with_l2 && ck_cached_secure_l2_name(self, tenant, &key, &name) < 0) {
+        /* No name, no L2 for this call; L1 still serves it. */
+        with_l2 = 0;
+        if (ck_cached_l2_report(self) < 0) {
             goto done;
         }
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(st->IntegrityError, "L1 holds a non-bytes value for a secure key");
-        }
-        self->decrypt_errors++;
-        if (ck_cached_report_failure(self, "decrypt_error") < 0) {
-            goto done;
-        }
-        /* The bad entry is replaced below once the function has run. */
     }
     if (!CK_MODE_STORING(mode)) {
+        if (ck_l1_get(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit,
+                      &detached)) {
+            entry = (PyObject *)hit;
+            result = PyBytes_Check(entry)
+                         ? ck_keyring_open_to_value(
+                               st, ((ck_keyring_object *)self->keyring)->kr,
+                               (const unsigned char *)PyBytes_AS_STRING(entry),
+                               (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant,
+                               aad_key, &ck_gil_hooks)
+                         : NULL;
+            Py_CLEAR(entry);
+            if (result != NULL) {
+                self->hits++;
+                goto done;
+            }
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(st->IntegrityError, "L1 holds a non-bytes value for a secure key");
+            }
+            self->decrypt_errors++;
+            if (ck_cached_report_failure(self, "decrypt_error") < 0) {
+                goto done;
+            }
+            /* The bad entry is replaced below once the function has run. */
+        }
+        if (with_l2 && CK_MODE_DEFERS_L2(mode)) {
+            /* The async path asks L2 off the event loop (ck_call_mode). */
+            mode->missed = mode->needs_l2 = 1;
+            secure_missed(mode, l1_key, sizeof(l1_key));
+            goto done;
+        }
+        if (with_l2) {
+            rc = secure_l2_lookup(self, st, h, l1_key, &name, tenant, aad_key, &result,
+                                  &detached);
+            if (rc != 0) {
+                if (rc > 0) {
+                    self->hits++;
+                }
+                goto done;
+            }
+        }
         self->misses++;
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
     if (result == NULL) {
-        (void)ck_cached_missed(mode, &key);
+        if (mode != NULL && mode->missed) {
+            secure_missed(mode, l1_key, sizeof(l1_key));
+        }
         goto done;
     }
     if (ck_cached_store_disabled(self)) {
@@ -221,6 +338,10 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     if (entry != NULL) {
         fatal = ck_cached_put(self, h, l1_key, sizeof(l1_key), identity, entry,
                               (size_t)PyBytes_GET_SIZE(entry), 0, self->ttl_ns, &detached) < 0;
+        if (!fatal && with_l2) {
+            fatal = ck_cached_l2_put(self, &name, (const unsigned char *)PyBytes_AS_STRING(entry),
+                                     (size_t)PyBytes_GET_SIZE(entry)) < 0;
+        }
         Py_DECREF(entry);
     }
     if (fatal) {
@@ -228,6 +349,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     }
 done:
     Py_XDECREF(tenant_obj);
+    ck_buf_free(&name);
     ck_buf_free(&key); /* wipes */
     ck_buf_free(&full_key);
     ck_store_release(self->store, detached);

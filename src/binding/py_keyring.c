@@ -476,7 +476,16 @@ static PyMethodDef keyring_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *keyring_has_master_key(ck_keyring_object *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(ck_keyring_has_master(self->kr));
+}
+
 static PyGetSetDef keyring_getset[] = {
+    {"has_master_key", (getter)keyring_has_master_key, NULL,
+     "True when the keys come from a master key (so shared L2 entries can be named by a MAC "
+     "derived from it); False with an external key provider.",
+     NULL},
     {"fingerprint", (getter)keyring_fingerprint, NULL,
      "Hex fingerprint of the current master key (one-way; safe to log).", NULL},
     {"previous_fingerprints", (getter)keyring_previous_fingerprints, NULL,

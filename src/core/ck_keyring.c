@@ -14,6 +14,9 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "ck_bytes.h"
 #include "ck_crypto.h"
 #include "ck_keyring_internal.h"
@@ -174,6 +177,11 @@ void ck_keyring_current_fp(const ck_keyring *kr, unsigned char fp[CK_SEAL_FP_LEN
     ck_keyring_fp_at(kr, 0, fp);
 }
 
+int ck_keyring_has_master(const ck_keyring *kr)
+{
+    return !is_external(kr);
+}
+
 size_t ck_keyring_master_count(const ck_keyring *kr)
 {
     return is_external(kr) ? 1 : kr->n_masters;
@@ -187,6 +195,35 @@ void ck_keyring_fp_at(const ck_keyring *kr, size_t i, unsigned char fp[CK_SEAL_F
 void ck_keyring_reset(ck_keyring *kr)
 {
     ck_keyring_drop_all(kr);
+}
+
+int ck_keyring_l2_name(ck_keyring *kr, ck_span tenant, const unsigned char *key, size_t n,
+                       unsigned char out[CK_KEYRING_L2_NAME_LEN], ck_error *err)
+{
+    tenant_state *ts;
+    unsigned int len = 0;
+    int rc = -1;
+
+    if (is_external(kr)) {
+        return ck_error_set(err, CK_EINVAL,
+                            "a keyring with an external key provider has no master key to name "
+                            "shared entries with");
+    }
+    ts = ck_keyring_tenant_get(kr, tenant, err);
+    if (ts == NULL) {
+        return -1;
+    }
+    if (!ts->has_name_key) {
+        ck_error_set(err, CK_EINVAL, "no L2 name key for this tenant");
+    } else if (HMAC(EVP_sha256(), ts->name_key, (int)sizeof(ts->name_key), key, n, out, &len) ==
+                   NULL ||
+               len != CK_KEYRING_L2_NAME_LEN) {
+        ck_crypto_error(err, "HMAC-SHA256 (L2 name)");
+    } else {
+        rc = 0;
+    }
+    ck_keyring_tenant_release(ts);
+    return rc;
 }
 
 int ck_keyring_l1_key(ck_keyring *kr, const unsigned char *key, size_t n,

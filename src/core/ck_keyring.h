@@ -135,6 +135,20 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
                     uint8_t *serializer, ck_error *err);
 
 /*
+ * The name of an entry in a shared backend (Redis) for key bytes under
+ * tenant: HMAC-SHA256 under HKDF-SHA256(current master key, salt
+ * "cachekit/v1/l2-name", info tenant), 32 bytes. The same in every process
+ * holding the master key, and reveals nothing about the arguments to anyone
+ * without it (low-entropy arguments cannot be found by hashing guesses).
+ * Keyrings with an external provider hold no master key: CK_EINVAL.
+ */
+#define CK_KEYRING_L2_NAME_LEN 32
+/* 1 when the keys come from local master keys, 0 with an external provider. */
+int ck_keyring_has_master(const ck_keyring *kr);
+int ck_keyring_l2_name(ck_keyring *kr, ck_span tenant, const unsigned char *key, size_t n,
+                       unsigned char out[CK_KEYRING_L2_NAME_LEN], ck_error *err);
+
+/*
  * The L1 key of @cache.secure entries: HMAC-SHA256 of the call's key bytes
  * under a random key this keyring made at creation (and keeps until it is
  * freed; reset() leaves it, so cached entries stay reachable). The store

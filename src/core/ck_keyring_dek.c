@@ -35,6 +35,7 @@
 #include "ck_l1.h"
 
 #define KEK_SALT "cachekit/v1/kek"
+#define NAME_SALT "cachekit/v1/l2-name"
 #define WRAP_AAD_DOMAIN "CKWRAP1"
 
 /* ---------------------------------------------------------- ref counting */
@@ -88,6 +89,7 @@ void ck_keyring_tenant_release(void *v)
     ck_aead_free(ts->kek);
     ck_keyring_key_release(ts->dek);
     ck_wipe(ts->wrapped, sizeof(ts->wrapped));
+    ck_wipe(ts->name_key, sizeof(ts->name_key));
     /* May fail (EBUSY) for a state a parent thread had locked at fork time;
        the memory is ours to free either way. */
     (void)pthread_cond_destroy(&ts->cond);
@@ -160,6 +162,19 @@ static int derive_kek(ck_keyring *kr, const master_key *m, ck_span tenant, ck_ae
     return rc;
 }
 
+/* The key of the tenant's L2 names: a separate HKDF output of the same
+   master key, so knowing names (or breaking one MAC) says nothing of the
+   KEK, and each tenant's names are unrelated to another's. */
+static int derive_name_key(const master_key *m, ck_span tenant, tenant_state *ts, ck_error *err)
+{
+    if (ck_hkdf_sha256(m->key, m->len, (const unsigned char *)NAME_SALT, sizeof(NAME_SALT) - 1,
+                       tenant.p, tenant.n, ts->name_key, sizeof(ts->name_key), err) < 0) {
+        return -1;
+    }
+    ts->has_name_key = 1;
+    return 0;
+}
+
 static size_t wrap_aad(ck_span tenant, unsigned char *aad)
 {
     size_t d = sizeof(WRAP_AAD_DOMAIN) - 1;
@@ -204,7 +219,8 @@ tenant_state *ck_keyring_tenant_get(ck_keyring *kr, ck_span tenant, ck_error *er
         ck_error_set(err, CK_ENOMEM, "cannot create a condition variable");
         return NULL;
     }
-    if ((!is_external(kr) && derive_kek(kr, &kr->masters[0], tenant, &ts->kek, err) < 0) ||
+    if ((!is_external(kr) && (derive_kek(kr, &kr->masters[0], tenant, &ts->kek, err) < 0 ||
+                              derive_name_key(&kr->masters[0], tenant, ts, err) < 0)) ||
         ck_l1_put(kr->tenants, &kr->tenant_owner, h, tenant.p, tenant.n, ts, 0, 0, &detached,
                   err) < 0) {
         ck_l1_release(kr->tenants, detached);

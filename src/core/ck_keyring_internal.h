@@ -48,6 +48,8 @@ typedef struct {
     pthread_mutex_t lock;  /* guards everything below */
     pthread_cond_t cond;   /* broadcast when a DEK fetch ends */
     ck_aead *kek;          /* local provider: wraps this tenant's DEKs */
+    unsigned char name_key[32]; /* local provider: keys this tenant's L2 names */
+    int has_name_key;
     key_ref *dek;          /* current write DEK, NULL until the first seal */
     unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
     size_t wrapped_len;
