@@ -293,6 +293,8 @@ def test_resolve_explicit():
     assert resolve_backend(user, settings) is user
     with pytest.raises(ConfigurationError, match="NoExists lacks exists"):
         resolve_backend(NoExists(), settings)
+    with pytest.raises(ConfigurationError, match=r"not the class DictBackend: pass DictBackend\(...\)"):
+        resolve_backend(DictBackend, settings)  # forgot the parentheses
 
 
 def test_resolve_default_backend():
@@ -485,3 +487,61 @@ def test_decorator_config_fields_follow_the_reference():
         cache(backpressure=BackpressureConfig(timeout=-1))(lambda: 1)
     f = cache(circuit_breaker=CircuitBreakerConfig(failure_threshold=2), backend=None)(lambda: 1)
     assert f() == 1
+
+
+# ----------------------------------------------------------------- typing
+
+TYPED_SAMPLE = '''
+from cachekit.backends import BackendError, BaseBackend, RedisBackend, set_default_backend
+from cachekit.backends.redis.config import RedisBackendConfig
+
+
+class DictBackend:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> bool:
+        return self.data.pop(key, None) is not None
+
+    def exists(self, key: str) -> bool:
+        return key in self.data
+
+    def health_check(self) -> tuple[bool, dict[str, object]]:
+        return True, {}
+
+
+redis: BaseBackend = RedisBackend(RedisBackendConfig(redis_url="redis://localhost"))
+user: BaseBackend = DictBackend()
+set_default_backend(user)
+try:
+    redis.get("k")
+except BackendError as e:
+    kind = e.error_type
+    transient: bool = e.is_transient
+'''
+
+
+def test_backends_type_check(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy not installed")
+    sample = tmp_path / "sample.py"
+    sample.write_text(TYPED_SAMPLE)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--show-error-codes",
+         "--cache-dir", str(tmp_path / ".mypy_cache"), str(sample)],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MYPYPATH": str(root)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
