@@ -411,6 +411,30 @@ def test_server_restart():
         server.cleanup()
 
 
+# ------------------------------------------------------------------- fork
+
+
+def test_fork_child_opens_its_own_connections(client, redis_server):
+    import os
+
+    client.set(b"fork", b"parent")
+    before = connections_received(redis_server)
+    pid = os.fork()
+    if pid == 0:  # child: must not speak on the parent's socket
+        code = 1
+        try:
+            if client.get(b"fork") == b"parent":
+                client.set(b"fork-child", b"ok")
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection is intact and in step.
+    assert client.get_many([b"fork", b"fork-child"]) == [b"parent", b"ok"]
+    assert connections_received(redis_server) == before + 2  # child's + INFO's
+
+
 # ---------------------------------------------------------------- threads
 
 
