@@ -28,7 +28,8 @@ __all__ = ["AwsKmsKeyProvider", "KeyProvider"]
 class KeyProvider(Protocol):
     """What @cache.secure needs from a key provider.
 
-    ``provider_id`` (2..255) is written into entries; ``key_id`` names the
+    ``provider_id`` (2..255; 2 is AWS KMS's, so pick 3..255 for your own) is
+    written into entries; ``key_id`` names the
     wrapping key (its fingerprint goes into entries, so entries from another
     key are misses, not errors). Plaintext keys are returned as bytes or,
     better, a bytearray, which the keyring wipes once it has copied it.
@@ -69,10 +70,11 @@ class AwsKmsKeyProvider:
         self.key_id = key_id
         if client is None:
             try:
-                import boto3
+                import boto3  # type: ignore[import-untyped]
             except ImportError:
                 raise ConfigurationError(
-                    "AwsKmsKeyProvider needs boto3: pip install 'cachekit[kms]'"
+                    "AwsKmsKeyProvider needs boto3: pip install boto3, or install cachekit "
+                    "from its source checkout with the kms extra: pip install '.[kms]'"
                 ) from None
             client = boto3.client("kms", region_name=region_name, endpoint_url=endpoint_url,
                                   **client_kwargs)

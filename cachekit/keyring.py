@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from cachekit._core import Keyring
 from cachekit.config.encryption import EncryptionConfig, decode_master_key, wipe
+from cachekit.config.secret import SecretStr
 from cachekit.config.settings import CachekitConfig
 from cachekit.exceptions import ConfigurationError
 
@@ -29,6 +30,7 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
     if enc.key_provider is not None:
         return _provider_keyring(enc)
     # Errors name where the key came from: the argument or the variable.
+    master: SecretStr | None
     if enc.master_key is not None:
         master, master_source = enc.master_key, "master_key"
     else:
@@ -37,14 +39,12 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
         previous, previous_source = enc.previous_master_keys, "previous_master_keys[{}]"
     else:
         previous = settings.previous_master_keys
-        previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
+        previous_source = "CACHEKIT_PREVIOUS_MASTER_KEYS key {}"
     if not enc.key_rotation_enabled:
         previous = ()
     if len(previous) > 8:
-        raise ConfigurationError(
-            f"at most 8 previous master keys, got {len(previous)} "
-            f"({'previous_master_keys' if enc.previous_master_keys else 'CACHEKIT_MASTER_KEY_ROTATION'})"
-        )
+        where = "previous_master_keys" if enc.previous_master_keys else "CACHEKIT_PREVIOUS_MASTER_KEYS"
+        raise ConfigurationError(f"at most 8 previous master keys, got {len(previous)} ({where})")
     raw_master = decode_master_key(master, master_source)
     raw_previous: list[bytearray] = []
     try:

@@ -20,8 +20,13 @@ def increment(kind: str) -> None:
 
 
 def snapshot() -> dict[str, int]:
-    """Counts by kind: ``key_error`` (an argument could not be part of a key,
-    the call ran uncached), ``store_error`` (a result could not be stored)."""
+    """A new dict of counts by kind, over all functions, since the start or
+    the last :func:`reset`; kinds that never happened are absent.
+    ``key_error``: the arguments (or a secure function's tenant) could not
+    form a key, the call ran uncached. ``store_error``: the result could not
+    be encoded, was too large, or could not be encrypted (fail_closed=False),
+    it was returned uncached. ``decrypt_error``: an encrypted entry failed to
+    decrypt, the call was a miss."""
     with _lock:
         return dict(_counts)
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 CACHEKIT_SANITIZE=1 bash scripts/install-deps.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -a cachekit src tests setup.py pyproject.toml README.md "$work"/
+cp -a cachekit src tests docs setup.py pyproject.toml README.md "$work"/
 cd "$work"
 rm -f cachekit/_core*.so   # never test a copied, uninstrumented build
 CC=clang CACHEKIT_STRICT=1 \

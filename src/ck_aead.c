@@ -6,8 +6,10 @@
  * EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL) selects (so the provider
  * configuration, e.g. a FIPS provider, is honoured). We call that
  * implementation through its provider dispatch table, the same function
- * pointers EVP calls, looked up once per process with the public
- * OSSL_PROVIDER_query_operation(). Nothing cryptographic is ours.
+ * pointers EVP calls, looked up with the public
+ * OSSL_PROVIDER_query_operation() on first use and again whenever a
+ * keyring is created and the fetch picks another provider (see "The
+ * implementation" below). Nothing cryptographic is ours.
  *
  * Why not through EVP_Cipher*: for a 100-byte value OpenSSL 3.0's EVP layer
  * costs about as much as the cipher. Each EVP_CipherInit_ex2 re-reads the
@@ -34,6 +36,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -52,10 +55,12 @@
 #define CK_GCM_MAX_PLAINTEXT ((((uint64_t)1) << 36) - 32)
 
 /* ------------------------------------------------------------------------ */
-/* The implementation, resolved once per process                            */
+/* The implementation, re-checked when a keyring is created                 */
 /* ------------------------------------------------------------------------ */
 
 typedef struct {
+    EVP_CIPHER *pin; /* the fetched cipher, never freed: pins the provider */
+    const OSSL_PROVIDER *prov;
     void *provctx;
     OSSL_FUNC_cipher_newctx_fn *newctx;
     OSSL_FUNC_cipher_freectx_fn *freectx;
@@ -68,17 +73,23 @@ typedef struct {
 } gcm_impl;
 
 /*
- * The fetched EVP_CIPHER is never freed: it pins the provider (and so the
- * code the function pointers point into) for the life of the process, and
- * a child after fork() keeps it. A failed resolution is not retried: it
- * means the provider configuration lacks a usable AES-256-GCM, which does
- * not change while the process runs.
+ * gcm_current is the implementation new ck_aead objects use. It is
+ * resolved on first use and re-checked by ck_aead_recheck() (called when a
+ * keyring is created): a fetch with the default properties of that moment,
+ * and when it picks another provider than the current implementation's (a
+ * FIPS provider enabled later, a changed default property query), the new
+ * one is resolved and becomes current. Earlier implementations are never
+ * freed: ck_aead objects made under them keep calling into them until they
+ * are freed, and the pinned EVP_CIPHER keeps that code loaded (also in a
+ * child after fork()). One implementation per provider switch: a bounded
+ * leak by construction.
+ *
+ * gcm_lock serialises resolution; it is held only around a fetch, which
+ * from Python runs with the GIL held, so no thread can be inside it when
+ * os.fork() runs.
  */
-static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
-static EVP_CIPHER *gcm_pin;
-static gcm_impl gcm;
-static int gcm_ready;
-static const char *gcm_failure = "AES-256-GCM is not available";
+static pthread_mutex_t gcm_lock = PTHREAD_MUTEX_INITIALIZER;
+static const gcm_impl *gcm_current; /* atomic pointer; NULL until resolved */
 
 /* Whether name is one of the ':'-separated names in names (ASCII case-insensitive). */
 static int names_include(const char *names, const char *name)
@@ -135,53 +146,115 @@ static int take_functions(const OSSL_DISPATCH *fns, gcm_impl *impl)
            impl->get_ctx_params != NULL && impl->set_ctx_params != NULL;
 }
 
-static void gcm_resolve(void)
+/*
+ * A new implementation for the cipher pin (whose reference it takes over;
+ * freed here on failure). NULL with err when the provider's implementation
+ * lacks a function we call.
+ */
+static gcm_impl *gcm_resolve(EVP_CIPHER *pin, ck_error *err)
 {
-    const OSSL_PROVIDER *prov;
-    const OSSL_ALGORITHM *algs, *alg;
-    gcm_impl impl = {0};
+    const OSSL_PROVIDER *prov = EVP_CIPHER_get0_provider(pin);
+    const OSSL_ALGORITHM *algs = NULL, *alg;
+    gcm_impl *impl = NULL;
     int no_cache = 0;
 
-    gcm_pin = EVP_CIPHER_fetch(NULL, CK_AEAD_NAME, NULL);
-    if (gcm_pin == NULL) {
-        gcm_failure = "AES-256-GCM fetch failed: the OpenSSL configuration provides no AES-256-GCM";
-        goto done;
+    if (prov == NULL) {
+        ck_error_set(err, CK_ECRYPTO, "AES-256-GCM: the fetched cipher names no provider");
+        goto error;
     }
-    prov = EVP_CIPHER_get0_provider(gcm_pin);
-    algs = prov != NULL ? OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_cache) : NULL;
+    algs = OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_cache);
     if (algs == NULL) {
-        gcm_failure = "AES-256-GCM: the provider lists no ciphers";
-        goto done;
+        ck_error_set(err, CK_ECRYPTO, "AES-256-GCM: the provider lists no ciphers");
+        goto error;
     }
     for (alg = algs; alg->algorithm_names != NULL; alg++) {
         if (names_include(alg->algorithm_names, CK_AEAD_NAME)) {
             break;
         }
     }
-    if (alg->algorithm_names == NULL || !take_functions(alg->implementation, &impl)) {
-        gcm_failure = "AES-256-GCM: the provider's implementation lacks a needed function";
-    } else {
-        impl.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
-        gcm = impl;
-        gcm_ready = 1;
+    impl = calloc(1, sizeof(*impl));
+    if (impl == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory");
+        goto error;
+    }
+    if (alg->algorithm_names == NULL || !take_functions(alg->implementation, impl)) {
+        ck_error_set(err, CK_ECRYPTO,
+                     "AES-256-GCM: the provider's implementation lacks a needed function");
+        goto error;
     }
     OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
-done:
+    impl->pin = pin;
+    impl->prov = prov;
+    impl->provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+    return impl;
+error:
+    if (algs != NULL) {
+        OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
+    }
+    free(impl);
+    EVP_CIPHER_free(pin);
+    return NULL;
+}
+
+/* Resolve under gcm_lock; force makes a new implementation even for the
+   current provider (tests). */
+static int gcm_recheck_locked(int force, ck_error *err)
+{
+    const gcm_impl *cur = __atomic_load_n(&gcm_current, __ATOMIC_ACQUIRE);
+    EVP_CIPHER *pin;
+    gcm_impl *impl;
+
+    pin = EVP_CIPHER_fetch(NULL, CK_AEAD_NAME, NULL);
+    if (pin == NULL) {
+        ck_crypto_error(err, "AES-256-GCM fetch with OpenSSL's current default properties "
+                             "(no loaded provider satisfies them, e.g. fips=yes without the "
+                             "FIPS provider)");
+        return -1;
+    }
+    if (!force && cur != NULL && EVP_CIPHER_get0_provider(pin) == cur->prov) {
+        EVP_CIPHER_free(pin);
+        return 0;
+    }
+    impl = gcm_resolve(pin, err);
+    if (impl == NULL) {
+        return -1;
+    }
+    __atomic_store_n(&gcm_current, impl, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int ck_aead_recheck(int force, ck_error *err)
+{
+    int rc;
+
+    if (pthread_mutex_lock(&gcm_lock) != 0) {
+        return ck_error_set(err, CK_ECRYPTO, "AES-256-GCM initialisation failed");
+    }
+    rc = gcm_recheck_locked(force, err);
     /* The fetch may have queued errors; they belong to no caller. */
     ERR_clear_error();
+    (void)pthread_mutex_unlock(&gcm_lock);
+    return rc;
+}
+
+const char *ck_aead_provider_name(void)
+{
+    const gcm_impl *cur = __atomic_load_n(&gcm_current, __ATOMIC_ACQUIRE);
+
+    return cur != NULL ? OSSL_PROVIDER_get0_name(cur->prov) : NULL;
 }
 
 static const gcm_impl *gcm_get(ck_error *err)
 {
-    if (pthread_once(&gcm_once, gcm_resolve) != 0) {
-        ck_error_set(err, CK_ECRYPTO, "AES-256-GCM initialisation failed");
+    const gcm_impl *cur = __atomic_load_n(&gcm_current, __ATOMIC_ACQUIRE);
+
+    if (cur != NULL) {
+        return cur;
+    }
+    if (ck_aead_recheck(0, err) < 0) {
         return NULL;
     }
-    if (!gcm_ready) {
-        ck_error_set(err, CK_ECRYPTO, "%s", gcm_failure);
-        return NULL;
-    }
-    return &gcm;
+    return __atomic_load_n(&gcm_current, __ATOMIC_ACQUIRE);
 }
 
 /* ------------------------------------------------------------------------ */

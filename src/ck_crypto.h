@@ -1,6 +1,7 @@
 /*
- * ck_crypto.h - AES-256-GCM (ck_aead.c), HKDF-SHA256, randomness and key
- * memory (ck_crypto.c), all on OpenSSL 3 (pure C, no Python).
+ * ck_crypto.h - AES-256-GCM (ck_aead.c), HMAC-SHA256 under a random key
+ * (ck_mac.c), HKDF-SHA256, randomness and key memory (ck_crypto.c), all on
+ * OpenSSL 3 (pure C, no Python).
  *
  * A ck_aead holds one 256-bit key with its key schedule set up once, so
  * sealing a small value costs one IV set-up and one pass, not a key
@@ -30,6 +31,18 @@ ck_aead *ck_aead_new(const unsigned char key[CK_AEAD_KEY_LEN], ck_error *err);
 void ck_aead_free(ck_aead *a);
 
 /*
+ * Fetch AES-256-GCM again with OpenSSL's current default properties; if
+ * that selects another provider than the implementation in use (say FIPS
+ * properties were enabled since), new ck_aead objects use the new one from
+ * now on (existing ones keep theirs). -1 with err when no loaded provider
+ * satisfies the properties: the caller refuses to go on. force (tests)
+ * re-resolves even when the provider is the same.
+ */
+int ck_aead_recheck(int force, ck_error *err);
+/* Name of the provider new ck_aead objects use, or NULL before first use. */
+const char *ck_aead_provider_name(void);
+
+/*
  * Encrypt pt[0..n) under nonce with additional data aad[0..aad_len) into
  * ct[0..n) (ct may equal pt) and write the 16-byte tag. 0, or -1 with err.
  */
@@ -45,6 +58,24 @@ int ck_aead_seal(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
 int ck_aead_open(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
                  const unsigned char *aad, size_t aad_len, const unsigned char *ct, size_t n,
                  const unsigned char tag[CK_AEAD_TAG_LEN], unsigned char *pt, ck_error *err);
+
+/*
+ * HMAC-SHA256 under a random 32-byte key of its own (ck_mac.c), for keying
+ * lookups by a MAC of secret bytes. Thread-safe; a mutex is held for one
+ * MAC. An owner with pthread_atfork handlers holds it across fork() with
+ * ck_mac_lock_for_fork / ck_mac_unlock_after_fork (parent and child alike).
+ */
+#define CK_MAC_KEY_LEN 32
+#define CK_MAC_LEN 32
+
+typedef struct ck_mac ck_mac;
+
+ck_mac *ck_mac_new_random(ck_error *err);
+void ck_mac_free(ck_mac *m); /* NULL is fine */
+int ck_mac_compute(ck_mac *m, const unsigned char *msg, size_t n, unsigned char out[CK_MAC_LEN],
+                   ck_error *err);
+void ck_mac_lock_for_fork(ck_mac *m);
+void ck_mac_unlock_after_fork(ck_mac *m);
 
 /* RFC 5869 HKDF with SHA-256: out[0..out_len), out_len <= 255 * 32. */
 int ck_hkdf_sha256(const unsigned char *ikm, size_t ikm_len, const unsigned char *salt,

@@ -108,6 +108,7 @@ struct ck_keyring {
     uint64_t epoch;           /* atomic; bumped by reset */
     uint64_t clock_offset_ns; /* atomic; tests move the clock */
     ck_keyring_stats stats;   /* counters updated atomically */
+    ck_mac *l1_mac;           /* keys @cache.secure's L1 entries (ck_keyring_l1_key) */
     ck_keyring *reg_prev;     /* registry links, under registry_lock */
     ck_keyring *reg_next;
     int registered;
@@ -153,6 +154,7 @@ static void on_fork_prepare(void)
         pthread_mutex_lock(&kr->flight_lock);
         ck_l1_lock_for_fork(kr->tenants);
         ck_l1_lock_for_fork(kr->reads);
+        ck_mac_lock_for_fork(kr->l1_mac);
     }
 }
 
@@ -161,6 +163,7 @@ static void on_fork_parent(void)
     ck_keyring *kr;
 
     for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        ck_mac_unlock_after_fork(kr->l1_mac);
         ck_l1_unlock_after_fork(kr->reads);
         ck_l1_unlock_after_fork(kr->tenants);
         pthread_mutex_unlock(&kr->flight_lock);
@@ -178,6 +181,7 @@ static void on_fork_child(void)
         /* Over the parent's state, deliberately; a failure would leave the
            old one, which still works when no waiter was counted. */
         (void)pthread_cond_init(&kr->flight_cond, NULL);
+        ck_mac_unlock_after_fork(kr->l1_mac);
         ck_l1_unlock_after_fork(kr->reads);
         ck_l1_unlock_after_fork(kr->tenants);
         pthread_mutex_unlock(&kr->flight_lock);
@@ -418,6 +422,12 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_error_set(err, CK_EINVAL, "keyring limits must be positive, max_messages <= 2^32");
         return NULL;
     }
+    /* Follow a provider configuration changed since the last keyring (FIPS
+       properties enabled later), or refuse clearly when it cannot be met:
+       docs/security.md, "Which code does the cryptography". */
+    if (ck_aead_recheck(0, err) < 0) {
+        return NULL;
+    }
     /* The keyring holds the master keys. */
     kr = ck_secure_zalloc(sizeof(*kr));
     if (kr == NULL) {
@@ -444,7 +454,8 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_keyring_free(kr);
         return NULL;
     }
-    if (registry_add(kr, err) < 0) {
+    kr->l1_mac = ck_mac_new_random(err);
+    if (kr->l1_mac == NULL || registry_add(kr, err) < 0) {
         ck_keyring_free(kr);
         return NULL;
     }
@@ -522,6 +533,7 @@ void ck_keyring_free(ck_keyring *kr)
     registry_remove(kr);
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
+    ck_mac_free(kr->l1_mac);
     (void)pthread_cond_destroy(&kr->flight_cond);
     (void)pthread_mutex_destroy(&kr->flight_lock);
     ck_secure_free(kr, sizeof(*kr)); /* wipes the master keys */
@@ -545,6 +557,12 @@ void ck_keyring_fp_at(const ck_keyring *kr, size_t i, unsigned char fp[CK_SEAL_F
 void ck_keyring_reset(ck_keyring *kr)
 {
     drop_all(kr);
+}
+
+int ck_keyring_l1_key(ck_keyring *kr, const unsigned char *key, size_t n,
+                      unsigned char out[CK_KEYRING_L1_KEY_LEN], ck_error *err)
+{
+    return ck_mac_compute(kr->l1_mac, key, n, out, err);
 }
 
 /* --------------------------------------------------------------- writing */

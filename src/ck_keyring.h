@@ -38,6 +38,7 @@
 #define CK_KEYRING_MAX_MESSAGES ((uint64_t)1 << 32)
 #define CK_KEYRING_WRAPPED_LEN (CK_AEAD_NONCE_LEN + CK_AEAD_KEY_LEN + CK_AEAD_TAG_LEN)
 #define CK_KEYRING_MAX_TENANT 1024
+#define CK_KEYRING_L1_KEY_LEN CK_MAC_LEN
 
 /*
  * Hooks the binding uses to release the GIL. The keyring calls leave/enter
@@ -131,6 +132,16 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
 int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t max_size,
                     ck_span tenant, ck_span cache_key, const ck_unlock_hooks *hooks, ck_buf *pt,
                     uint8_t *serializer, ck_error *err);
+
+/*
+ * The L1 key of @cache.secure entries: HMAC-SHA256 of the call's key bytes
+ * under a random key this keyring made at creation (and keeps until it is
+ * freed; reset() leaves it, so cached entries stay reachable). The store
+ * then holds no argument or tenant bytes, and no hash of them an attacker
+ * could test guesses against. 0, or -1 with err.
+ */
+int ck_keyring_l1_key(ck_keyring *kr, const unsigned char *key, size_t n,
+                      unsigned char out[CK_KEYRING_L1_KEY_LEN], ck_error *err);
 
 /* Drop (and wipe) every cached KEK and DEK; the next seal makes new DEKs. */
 void ck_keyring_reset(ck_keyring *kr);

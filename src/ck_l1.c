@@ -26,6 +26,8 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "ck_bytes.h"
+
 /* LRU list links. The first member of every entry, so a link that is not
    the sentinel converts back to its entry with a cast. */
 typedef struct ck_l1_link {
@@ -223,6 +225,11 @@ ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops)
     s->max_bytes = max_bytes ? max_bytes : SIZE_MAX;
     s->ops = *ops;
     return s;
+}
+
+size_t ck_l1_max_bytes(const ck_l1 *s)
+{
+    return s->max_bytes == SIZE_MAX ? 0 : s->max_bytes;
 }
 
 void ck_l1_free(ck_l1 *s)
@@ -473,6 +480,29 @@ int ck_l1_visit(ck_l1 *s, int (*visit)(void *value, void *arg), void *arg)
     pthread_mutex_lock(&s->lock);
     for (link = s->lru.next; link != &s->lru && rc == 0; link = link->next) {
         rc = visit(entry_of(link)->value, arg);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int ck_l1_copy_keys(ck_l1 *s, ck_buf *out)
+{
+    ck_l1_link *link;
+    unsigned char len32[4];
+    int rc = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (link = s->lru.next; link != &s->lru && rc == 0; link = link->next) {
+        ck_l1_entry *e = entry_of(link);
+
+        if (e->key_len > UINT32_MAX) {
+            rc = -1;
+            break;
+        }
+        put_le32(len32, (uint32_t)e->key_len);
+        if (ck_buf_append(out, len32, 4) < 0 || ck_buf_append(out, e->key, e->key_len) < 0) {
+            rc = -1;
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return rc;

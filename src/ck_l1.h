@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ck_buf.h"
 #include "ck_error.h"
 
 typedef struct ck_l1 ck_l1;
@@ -80,6 +81,9 @@ ck_l1 *ck_l1_new(size_t max_entries, size_t max_bytes, const ck_l1_ops *ops);
 /* Free the store; every value still held is released (no lock held then). */
 void ck_l1_free(ck_l1 *s);
 
+/* The byte bound given at creation (0: none). Fixed, so read without the lock. */
+size_t ck_l1_max_bytes(const ck_l1 *s);
+
 /* Monotonic clock in nanoseconds, the time base of every TTL. */
 uint64_t ck_l1_now_ns(void);
 
@@ -134,6 +138,12 @@ size_t ck_l1_purge_expired(ck_l1 *s, ck_l1_entry **detached);
 void ck_l1_release(ck_l1 *s, ck_l1_entry *detached);
 
 void ck_l1_get_stats(ck_l1 *s, ck_l1_stats *out);
+
+/* Tests: append every entry's key bytes to out as le32 length || key, most
+   recent first. Copied under the lock into C memory only (so no Python
+   allocation, which could run the collector, happens while it is held).
+   0, or -1 when out cannot grow. */
+int ck_l1_copy_keys(ck_l1 *s, ck_buf *out);
 
 /* fork() support for an owner that registers pthread_atfork handlers: take
    the store lock before fork (so no other thread is inside the store when

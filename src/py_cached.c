@@ -3,10 +3,11 @@
  *
  * Called through vectorcall. A call builds the key bytes in a stack buffer
  * (py_keys.c), hashes them, probes the L1 store and, on a hit, returns the
- * stored object: no Python-level calls, no allocation for builtin argument
- * types. A miss runs the function once, checks that the codec can store the
- * result (so L1 only ever holds values an L2 backend could hold too, and
- * the encoded size is the entry's charge), stores it and returns it.
+ * stored object (or, for a result holding mutable containers, a fresh C
+ * copy of it): no Python-level calls, no allocation for builtin argument
+ * types and immutable results. A miss runs the function once, checks that
+ * the codec can store the result (so L1 only ever holds values an L2
+ * backend could hold too), stores it (py_cached_entry.c) and returns it.
  *
  * Calls that can run user code: the wrapped function; __cachekit_key__()
  * of an argument (key building); __del__ of a value dropped by the store
@@ -21,157 +22,9 @@
 #include "py_cached.h"
 
 #include <structmember.h>
-#include <time.h>
 #include <xxhash.h>
 
 #include "py_codec.h"
-
-/* ------------------------------------------------------------ cold paths */
-
-/* Report a failure to on_event(kind, exc) and clear it. Returns 0 when the
-   call may go on uncached, -1 when the error must propagate (it is not an
-   Exception, e.g. KeyboardInterrupt, or on_event itself failed). */
-int ck_cached_report_failure(ck_cached *self, const char *kind)
-{
-    PyObject *exc = NULL, *res = NULL;
-    int rc = -1;
-
-    PyObject *type = NULL, *tb = NULL;
-
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-        return -1;
-    }
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (exc != NULL && tb != NULL && PyException_SetTraceback(exc, tb) < 0) {
-        goto error;
-    }
-    if (self->on_event != Py_None) {
-        res = PyObject_CallFunction(self->on_event, "sO", kind, exc);
-        if (res == NULL) {
-            goto error;
-        }
-    }
-    rc = 0;
-error:
-    Py_XDECREF(res);
-    Py_XDECREF(exc);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return rc;
-}
-
-/* Check the codec can store result and return its encoded size, or -1 with
-   the failure reported (and cleared when the call may go on; *fatal is set
-   when it may not). */
-int ck_cached_encode_result(ck_cached *self, ck_state *st, PyObject *result, ck_buf *buf,
-                            int *fatal)
-{
-    if (ck_py_pack(st, result, buf, 0) < 0) {
-        goto error;
-    }
-    if (buf->len > self->max_value_size) {
-        PyErr_Format(st->SerializationError,
-                     "result encodes to %zu bytes, over max_value_size (%zu)", buf->len,
-                     self->max_value_size);
-        goto error;
-    }
-    return 0;
-error:
-    self->store_errors++;
-    *fatal = ck_cached_report_failure(self, "store_error") < 0;
-    return -1;
-}
-
-void ck_cached_touch(ck_cached *self)
-{
-    struct timespec ts;
-
-    /* The coarse clock is a vDSO read of the last tick (a few ns): cheap
-       enough for every call, and a millisecond is precision enough here. */
-    (void)clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    self->last_op_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-PyObject *ck_cached_run(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
-                        size_t nargsf, PyObject *kwnames)
-{
-    if (mode == NULL) {
-        return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
-    }
-    if (mode->result != NULL) {
-        return Py_NewRef(mode->result);
-    }
-    mode->missed = 1;
-    return NULL;
-}
-
-PyObject *ck_cached_run_uncached(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
-                                 size_t nargsf, PyObject *kwnames)
-{
-    if (mode != NULL) {
-        if (mode->result != NULL) {
-            return Py_NewRef(mode->result); /* nothing to store it under */
-        }
-        mode->bypassed = 1;
-    }
-    return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
-}
-
-int ck_cached_missed(ck_call_mode *mode, const ck_buf *key)
-{
-    if (mode == NULL || !mode->missed) {
-        return 0;
-    }
-    mode->key = PyBytes_FromStringAndSize((const char *)key->data, (Py_ssize_t)key->len);
-    return 1;
-}
-
-int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *identity,
-                  PyObject *value, size_t charge, uint32_t flags, ck_l1_entry **detached)
-{
-    ck_l1_group *group = NULL;
-    ck_error err;
-    int rc;
-
-    if (identity != NULL && ck_cached_instance_group(self, identity, &group) < 0) {
-        self->store_errors++;
-        return ck_cached_report_failure(self, "store_error");
-    }
-    rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key->data, key->len, value,
-                      charge, self->ttl_ns, flags, detached, &err);
-    if (rc < 0 && err.code == CK_ENOMEM) {
-        /* Keep the result; the store just could not take it. */
-        self->store_errors++;
-    }
-    return 0;
-}
-
-int ck_cached_reference_charge(ck_cached *self, PyObject *result, size_t *charge)
-{
-    PyObject *size = PyObject_CallMethod(result, "__sizeof__", NULL);
-    Py_ssize_t n;
-
-    if (size == NULL) {
-        goto error;
-    }
-    n = PyLong_AsSsize_t(size);
-    Py_DECREF(size);
-    if (n < 0) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError, "__sizeof__() returned a negative size");
-        }
-        goto error;
-    }
-    /* A reference entry holds the object the caller holds too: it is
-       charged the object itself (with its GC header), not what it refers
-       to, which it shares with the program. */
-    *charge = (size_t)n + (PyObject_IS_GC(result) ? 16 : 0);
-    return 0;
-error:
-    self->store_errors++;
-    return ck_cached_report_failure(self, "store_error") < 0 ? -1 : 1;
-}
 
 /* -------------------------------------------------------------- hot path */
 
@@ -186,6 +39,8 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     ck_l1_entry *detached = NULL;
     PyObject *result = NULL, *identity;
     void *hit = NULL;
+    ck_pack_stats stats = {0, 0, 0};
+    uint32_t flags;
     ck_hash128 h;
     ck_buf key, value;
     int rc, fatal = 0;
@@ -205,10 +60,14 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         goto done;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
-    if (!CK_MODE_STORING(mode) &&
-        ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
+    if (!CK_MODE_STORING(mode) && ck_l1_get_ex(self->store->store, &self->owner, h, key.data,
+                                               key.len, &hit, &flags, &detached)) {
         self->hits++;
         result = (PyObject *)hit;
+        if (flags & CK_ENTRY_MUTABLE) {
+            /* A fresh copy: no caller can change what the next one gets. */
+            Py_SETREF(result, ck_py_copy(st, result));
+        }
         goto done;
     }
     if (!CK_MODE_STORING(mode)) {
@@ -219,16 +78,20 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         (void)ck_cached_missed(mode, &key);
         goto done; /* exceptions are not cached */
     }
+    if (ck_cached_store_disabled(self)) {
+        goto done;
+    }
     ck_buf_init(&value);
     if (self->reference) {
         size_t charge;
         rc = ck_cached_reference_charge(self, result, &charge);
         if (rc == 0) {
-            fatal = ck_cached_put(self, h, &key, identity, result, charge, 0, &detached) < 0;
+            fatal = ck_cached_put(self, h, key.data, key.len, identity, result, charge, 0,
+                                  &detached) < 0;
         }
         fatal = fatal || rc < 0;
-    } else if (ck_cached_encode_result(self, st, result, &value, &fatal) == 0) {
-        fatal = ck_cached_put(self, h, &key, identity, result, value.len, 0, &detached) < 0;
+    } else if (ck_cached_encode_result(self, st, result, &value, &stats, &fatal) == 0) {
+        fatal = ck_cached_put_value(self, st, h, &key, identity, result, &stats, &detached) < 0;
     }
     if (fatal) {
         Py_CLEAR(result);
@@ -391,7 +254,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 /* ------------------------------------------------------------- lifecycle */
 
 /* Drop our entries from the (possibly shared) store. */
-static void drop_entries(ck_cached *self)
+void ck_cached_drop_entries(ck_cached *self)
 {
     ck_l1_entry *detached = NULL;
 
@@ -427,7 +290,7 @@ static int cached_clear(ck_cached *self)
     /* Our cached values can reference us (a value holding the function):
        the store's traversal reports those edges, and clearing our entries
        breaks the cycle. */
-    drop_entries(self);
+    ck_cached_drop_entries(self);
     ck_cached_forget_instances(self);
     Py_CLEAR(self->async_miss);
     Py_CLEAR(self->func);
@@ -472,278 +335,6 @@ static PyObject *cached_repr(ck_cached *self)
     return PyUnicode_FromFormat("<cachekit cached function %R>", self->func);
 }
 
-/* --------------------------------------------------------------- methods */
-
-/* Build the key of a call given to a method (same shape as a vectorcall),
-   including the tenant under @cache.secure with an extractor. Returns 0, or
-   -1 with an exception set (TypeError when the arguments do not bind). */
-static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
-                        ck_buf *key)
-{
-    ck_state *st = ck_state_from_type(Py_TYPE(self));
-    PyObject *tenant = NULL;
-    PyObject *identity;
-    int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key,
-                          &identity);
-
-    if (rc == 1) {
-        PyErr_Format(PyExc_TypeError, "arguments do not match the signature of %R", self->func);
-        return -1;
-    }
-    if (rc == 0 && self->tenant_extractor != NULL) {
-        rc = ck_cached_tenant(self, args, nargsf, kwnames, key, &tenant);
-        Py_XDECREF(tenant);
-    }
-    return rc;
-}
-
-PyDoc_STRVAR(invalidate_doc,
-             "invalidate_cache($self, /, *args, **kwargs)\n--\n\n"
-             "Forget the entry of the call f(*args, **kwargs). Returns True if there\n"
-             "was one. For a method, pass the instance first, or call it on the bound\n"
-             "method: obj.method.invalidate_cache(*args).");
-
-PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                   PyObject *kwnames)
-{
-    ck_l1_entry *detached = NULL;
-    ck_buf key;
-    int removed = -1;
-
-    ck_buf_init(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key) == 0) {
-        removed = ck_l1_remove(self->store->store, &self->owner,
-                               ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
-                               &detached);
-    }
-    ck_buf_free(&key);
-    ck_store_release(self->store, detached);
-    ck_cached_touch(self);
-    return removed < 0 ? NULL : PyBool_FromLong(removed);
-}
-
-PyDoc_STRVAR(ainvalidate_doc, "ainvalidate_cache($self, /, *args, **kwargs)\n--\n\n"
-                              "invalidate_cache as an awaitable, for async code.");
-
-PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                PyObject *kwnames)
-{
-    PyObject *removed = ck_cached_invalidate(self, args, nargsf, kwnames), *res;
-
-    if (removed == NULL) {
-        return NULL;
-    }
-    res = ck_ready_new(ck_state_from_type(Py_TYPE(self)), removed);
-    Py_DECREF(removed);
-    return res;
-}
-
-PyDoc_STRVAR(cache_key_doc,
-             "cache_key($self, /, *args, **kwargs)\n--\n\n"
-             "Return the printable cache key of the call f(*args, **kwargs):\n"
-             "'<namespace>:<module>.<qualname>:<32 hex digits of XXH3-128>'.");
-
-PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                  PyObject *kwnames)
-{
-    static const char hex[] = "0123456789abcdef";
-    char digits[32];
-    PyObject *tail = NULL, *res = NULL;
-    ck_hash128 h;
-    ck_buf key;
-    int i;
-
-    ck_buf_init(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key) < 0) {
-        goto error;
-    }
-    h = ck_key_hash(key.data, key.len, self->seed);
-    for (i = 0; i < 16; i++) {
-        uint64_t word = i < 8 ? h.hi : h.lo;
-        unsigned byte = (unsigned)(word >> (56 - 8 * (i % 8))) & 0xffu;
-        digits[2 * i] = hex[byte >> 4];
-        digits[2 * i + 1] = hex[byte & 0xf];
-    }
-    tail = PyUnicode_FromStringAndSize(digits, sizeof(digits));
-    if (tail == NULL) {
-        goto error;
-    }
-    res = PyUnicode_Concat(self->key_prefix, tail);
-error:
-    Py_XDECREF(tail);
-    ck_buf_free(&key);
-    return res;
-}
-
-PyDoc_STRVAR(peek_doc, "_peek($self, /, *args, **kwargs)\n--\n\n"
-                       "Tests only: the raw L1 value stored for this call, or None.");
-
-static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t nargsf,
-                             PyObject *kwnames)
-{
-    ck_l1_entry *detached = NULL;
-    void *value = NULL;
-    ck_buf key;
-    int rc;
-
-    ck_buf_init(&key);
-    rc = key_for_call(self, args, nargsf, kwnames, &key);
-    if (rc == 0) {
-        rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
-                       key.data, key.len, &value, &detached);
-    }
-    ck_buf_free(&key);
-    ck_store_release(self->store, detached);
-    if (rc < 0) {
-        return NULL;
-    }
-    return rc ? (PyObject *)value : Py_NewRef(Py_None);
-}
-
-PyDoc_STRVAR(poke_doc, "_poke($self, value, /, *args, **kwargs)\n--\n\n"
-                       "Tests only: store value as the raw L1 value of this call, bypassing\n"
-                       "encoding and encryption (to simulate corrupted entries).");
-
-static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t nargsf,
-                             PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    ck_l1_entry *detached = NULL;
-    ck_error err;
-    ck_buf key;
-    int rc;
-
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "_poke needs the value to store");
-        return NULL;
-    }
-    ck_buf_init(&key);
-    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key);
-    if (rc == 0) {
-        rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
-                       key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);
-        if (rc < 0) {
-            PyErr_NoMemory();
-        }
-    }
-    ck_buf_free(&key);
-    ck_store_release(self->store, detached);
-    return rc < 0 ? NULL : Py_NewRef(Py_None);
-}
-
-PyDoc_STRVAR(cache_clear_doc, "cache_clear($self, /)\n--\n\n"
-                              "Forget every entry of this function.");
-
-static PyObject *cached_cache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
-{
-    drop_entries(self);
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(acache_clear_doc, "acache_clear($self, /)\n--\n\n"
-                               "cache_clear as an awaitable, for async code.");
-
-static PyObject *cached_acache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
-{
-    drop_entries(self);
-    return ck_ready_new(ck_state_from_type(Py_TYPE(self)), Py_None);
-}
-
-PyDoc_STRVAR(complete_doc,
-             "_complete($self, result, /, *args, **kwargs)\n--\n\n"
-             "Async path only: store result as the value of f(*args, **kwargs), as a\n"
-             "miss would have. Returns result.");
-
-static PyObject *cached_complete(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                 PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    ck_call_mode mode = {NULL, 0, 0, NULL};
-
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "_complete needs the result");
-        return NULL;
-    }
-    mode.result = args[0];
-    return ck_cached_call_mode(self, args + 1, (size_t)(nargs - 1), kwnames, &mode);
-}
-
-PyDoc_STRVAR(reduce_doc, "__reduce__($self, /)\n--\n\n"
-                         "Pickled by reference (module and qualified name), as functions are.");
-
-static PyObject *cached_reduce(ck_cached *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyObject_GetAttrString((PyObject *)self, "__qualname__");
-}
-
-PyDoc_STRVAR(cache_info_doc,
-             "cache_info($self, /)\n--\n\n"
-             "Return a CacheInfo: hits, misses, l1_hits, l2_hits, maxsize, currsize,\n"
-             "l2_avg_latency_ms, last_operation_at, session_id, currbytes.");
-
-static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored))
-{
-    ck_l1_stats st;
-    PyObject *maxsize = NULL, *res = NULL, *last_op;
-
-    if (self->last_op_ns == 0) {
-        last_op = Py_NewRef(Py_None);
-    } else if ((last_op = PyFloat_FromDouble((double)self->last_op_ns / 1e9)) == NULL) {
-        return NULL;
-    }
-    ck_l1_get_stats(self->store->store, &st);
-    if (st.max_entries == 0) {
-        maxsize = Py_NewRef(Py_None);
-    } else if ((maxsize = PyLong_FromSize_t(st.max_entries)) == NULL) {
-        Py_DECREF(last_op);
-        return NULL;
-    }
-    /* Counts are read without the store lock: a snapshot, not a transaction. */
-    res = PyObject_CallFunction(self->info_type, "KKKiOndOOn", (unsigned long long)self->hits,
-                                (unsigned long long)self->misses,
-                                (unsigned long long)self->hits, 0, maxsize,
-                                (Py_ssize_t)self->owner.count, 0.0, last_op, Py_None,
-                                (Py_ssize_t)self->owner.bytes);
-    Py_DECREF(maxsize);
-    Py_DECREF(last_op);
-    return res;
-}
-
-PyDoc_STRVAR(cache_stats_doc,
-             "cache_stats($self, /)\n--\n\n"
-             "Return a dict of raw counters: hits, misses, key_errors, store_errors,\n"
-             "decrypt_errors, entries, bytes.");
-
-static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
-                         (unsigned long long)self->hits, "misses",
-                         (unsigned long long)self->misses, "key_errors",
-                         (unsigned long long)self->key_errors, "store_errors",
-                         (unsigned long long)self->store_errors, "decrypt_errors",
-                         (unsigned long long)self->decrypt_errors, "entries",
-                         (Py_ssize_t)self->owner.count, "bytes", (Py_ssize_t)self->owner.bytes);
-}
-
-static PyMethodDef cached_methods[] = {
-    {"invalidate_cache", (PyCFunction)(void (*)(void))ck_cached_invalidate,
-     METH_FASTCALL | METH_KEYWORDS, invalidate_doc},
-    {"ainvalidate_cache", (PyCFunction)(void (*)(void))ck_cached_ainvalidate,
-     METH_FASTCALL | METH_KEYWORDS, ainvalidate_doc},
-    {"cache_key", (PyCFunction)(void (*)(void))ck_cached_cache_key,
-     METH_FASTCALL | METH_KEYWORDS, cache_key_doc},
-    {"cache_clear", (PyCFunction)cached_cache_clear, METH_NOARGS, cache_clear_doc},
-    {"acache_clear", (PyCFunction)cached_acache_clear, METH_NOARGS, acache_clear_doc},
-    {"_complete", (PyCFunction)(void (*)(void))cached_complete, METH_FASTCALL | METH_KEYWORDS,
-     complete_doc},
-    {"__reduce__", (PyCFunction)cached_reduce, METH_NOARGS, reduce_doc},
-    {"_peek", (PyCFunction)(void (*)(void))cached_peek, METH_FASTCALL | METH_KEYWORDS, peek_doc},
-    {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},
-    {"cache_info", (PyCFunction)cached_cache_info, METH_NOARGS, cache_info_doc},
-    {"cache_stats", (PyCFunction)cached_cache_stats, METH_NOARGS, cache_stats_doc},
-    {NULL, NULL, 0, NULL},
-};
-
 static PyMemberDef cached_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(ck_cached, vectorcall), READONLY, NULL},
     {"__dictoffset__", T_PYSSIZET, offsetof(ck_cached, dict), READONLY, NULL},
@@ -773,7 +364,7 @@ static PyType_Slot cached_slots[] = {
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_descr_get, cached_descr_get},
     {Py_tp_repr, cached_repr},
-    {Py_tp_methods, cached_methods},
+    {Py_tp_methods, ck_cached_methods},
     {Py_tp_members, cached_members},
     {Py_tp_getset, cached_getset},
     {Py_tp_doc, (void *)cached_doc},

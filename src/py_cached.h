@@ -8,6 +8,7 @@
 #include "module_state.h"
 
 #include "ck_buf.h"
+#include "py_codec.h"
 #include "py_keyring.h"
 #include "py_keys.h"
 #include "py_store.h"
@@ -92,19 +93,45 @@ int ck_cached_missed(ck_call_mode *mode, const ck_buf *key);
    -1 when the failure must propagate. */
 int ck_cached_reference_charge(ck_cached *self, PyObject *result, size_t *charge);
 
+/* Store a plain (not encrypted, not reference) result: the result itself
+   when its graph is immutable, else a private deep copy flagged
+   CK_ENTRY_MUTABLE; charged the graph's size. 0, or -1 to propagate. */
+int ck_cached_put_value(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
+                        PyObject *identity, PyObject *result, const ck_pack_stats *stats,
+                        ck_l1_entry **detached);
+
+/* Drop every entry of the function from its (possibly shared) store. */
+void ck_cached_drop_entries(ck_cached *self);
+
+/* The method table of CachedFunction (py_cached_methods.c). */
+extern PyMethodDef ck_cached_methods[];
+
 /* Store value under key, in the instance's group when the key holds an
    instance's identity. 0, or -1 when a failure must propagate. */
-int ck_cached_put(ck_cached *self, ck_hash128 h, const ck_buf *key, PyObject *identity,
-                  PyObject *value, size_t charge, uint32_t flags, ck_l1_entry **detached);
+int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t key_len,
+                  PyObject *identity, PyObject *value, size_t charge, uint32_t flags,
+                  ck_l1_entry **detached);
 
 /* A call of either path (plain or secure) with a mode. */
 PyObject *ck_cached_call_mode(ck_cached *self, PyObject *const *args, size_t nargsf,
                               PyObject *kwnames, ck_call_mode *mode);
 
-/* Encode result into buf for storing. 0, or -1 with the failure reported
-   as a store_error (*fatal set when it must propagate instead). */
+/* 1 when the store cannot hold any entry: how CACHEKIT_L1_ENABLED=false
+   disables L1 (cachekit/store.py), so a result is neither encoded nor
+   reported as too large. */
+int ck_cached_store_disabled(ck_cached *self);
+
+/* Encode result into buf for storing, with its statistics (the object
+   graph's size, whether it holds anything mutable). Encoding stops as soon
+   as the output passes max_value_size or the L1 byte bound. 0, or -1 with
+   the failure reported as a store_error (*fatal set when it must propagate
+   instead). */
 int ck_cached_encode_result(ck_cached *self, ck_state *st, PyObject *result, ck_buf *buf,
-                            int *fatal);
+                            ck_pack_stats *stats, int *fatal);
+
+/* L1 entry flag (ck_l1 user flags): the entry is a private deep copy of a
+   result holding mutable containers; every hit returns a copy of it. */
+#define CK_ENTRY_MUTABLE 0x00010000u
 
 /* The @cache.secure call path (py_cached_secure.c), chosen at creation. */
 PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
@@ -137,5 +164,10 @@ int ck_cached_instance_group(ck_cached *self, PyObject *instance, ck_l1_group **
 
 /* Stop tracking every instance, dropping their entries (function teardown). */
 void ck_cached_forget_instances(ck_cached *self);
+
+/* Under @cache.secure: the L1 key for key bytes (args and tenant), the
+   keyring's MAC of them (ck_keyring_l1_key). 0, or -1 with an exception. */
+int ck_cached_secure_l1_key(ck_cached *self, ck_state *st, const unsigned char *key, size_t n,
+                            unsigned char out[CK_KEYRING_L1_KEY_LEN]);
 
 #endif /* CK_PY_CACHED_H */

@@ -8,7 +8,12 @@
  *     tenant has its own entries) and of the AAD (so an entry cannot be
  *     opened as another tenant's);
  *   - the AAD binds the full cache key: the key prefix (namespace, module,
- *     qualname) followed by the key bytes, not just their hash.
+ *     qualname) followed by the key bytes, not just their hash;
+ *   - the L1 key is not the key bytes (the arguments and tenant in clear)
+ *     but the keyring's HMAC-SHA256 of them, and the bucket hash is taken
+ *     over that MAC, so the store holds neither the arguments nor a hash
+ *     of them anyone could test guesses against. Two calls whose MACs
+ *     collided would only find an entry whose AAD fails: a miss.
  * An entry that fails to open (tampered, truncated, wrong key, unknown
  * master key) is a counted, logged miss: the function runs and its result
  * replaces the entry. A result that fails to seal (a key provider down) is
@@ -23,6 +28,18 @@
 #include "py_codec.h"
 
 static const char DEFAULT_TENANT[] = "default";
+
+int ck_cached_secure_l1_key(ck_cached *self, ck_state *st, const unsigned char *key, size_t n,
+                            unsigned char out[CK_KEYRING_L1_KEY_LEN])
+{
+    ck_error err;
+
+    if (ck_keyring_l1_key(((ck_keyring_object *)self->keyring)->kr, key, n, out, &err) < 0) {
+        ck_raise_crypto_error(st, &err, 0);
+        return -1;
+    }
+    return 0;
+}
 
 int ck_cached_tenant(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
                      ck_buf *key, PyObject **tenant)
@@ -71,12 +88,13 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
 {
     ck_keyring_object *ko = (ck_keyring_object *)self->keyring;
     PyObject *entry = NULL;
+    ck_pack_stats stats = {0, 0, 0};
     ck_buf pt, out;
     ck_error err;
 
     ck_buf_init_secret(&pt); /* the encoded result, in clear */
     ck_buf_init(&out);       /* ciphertext only */
-    if (ck_cached_encode_result(self, st, result, &pt, fatal) < 0) {
+    if (ck_cached_encode_result(self, st, result, &pt, &stats, fatal) < 0) {
         goto done;
     }
     if (ck_keyring_seal(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len, &ck_gil_hooks,
@@ -109,6 +127,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     Py_ssize_t prefix_len;
     ck_span tenant, aad_key;
     ck_buf key, full_key;
+    unsigned char l1_key[CK_KEYRING_L1_KEY_LEN];
     ck_hash128 h;
     int rc, fatal = 0;
 
@@ -152,9 +171,19 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     aad_key.p = full_key.data;
     aad_key.n = full_key.len;
 
-    h = ck_key_hash(key.data, key.len, self->seed);
+    if (ck_cached_secure_l1_key(self, st, key.data, key.len, l1_key) < 0) {
+        /* As for a key that cannot be built: the call still runs, uncached. */
+        self->key_errors++;
+        if (ck_cached_report_failure(self, "key_error") < 0) {
+            goto done;
+        }
+        self->misses++;
+        result = ck_cached_run_uncached(self, mode, args, nargsf, kwnames);
+        goto done;
+    }
+    h = ck_key_hash(l1_key, sizeof(l1_key), self->seed);
     if (!CK_MODE_STORING(mode) &&
-        ck_l1_get(self->store->store, &self->owner, h, key.data, key.len, &hit, &detached)) {
+        ck_l1_get(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit, &detached)) {
         entry = (PyObject *)hit;
         result = PyBytes_Check(entry)
                      ? ck_keyring_open_to_value(
@@ -185,10 +214,13 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         (void)ck_cached_missed(mode, &key);
         goto done;
     }
+    if (ck_cached_store_disabled(self)) {
+        goto done;
+    }
     entry = seal_result(self, st, result, tenant, aad_key, &fatal);
     if (entry != NULL) {
-        fatal = ck_cached_put(self, h, &key, identity, entry, (size_t)PyBytes_GET_SIZE(entry), 0,
-                              &detached) < 0;
+        fatal = ck_cached_put(self, h, l1_key, sizeof(l1_key), identity, entry,
+                              (size_t)PyBytes_GET_SIZE(entry), 0, &detached) < 0;
         Py_DECREF(entry);
     }
     if (fatal) {

@@ -3,7 +3,7 @@
  *
  * Wire format of every type, including our msgpack extension types, is in
  * docs/format.md. Packing uses msgpack-c's packer; decoding uses a bounded
- * reader of our own (see py_codec_unpack.c for why).
+ * reader of our own (see py_codec_reader.c for why).
  */
 #ifndef CK_PY_CODEC_H
 #define CK_PY_CODEC_H
@@ -57,25 +57,65 @@ enum {
  * for nesting deeper than CK_CODEC_MAX_DEPTH (which is also how a value
  * containing itself fails) or a length over msgpack's 32 bits, MemoryError.
  * On failure out may hold a partial encoding; the caller discards it.
+ * Same as ck_py_pack_ex(st, obj, out, flags, NULL).
  */
 int ck_py_pack(ck_state *st, PyObject *obj, ck_buf *out, int flags);
+
+/*
+ * Statistics gathered while packing, for the L1 store's memory bound and to
+ * decide whether a hit may share the stored object or needs a fresh copy.
+ */
+typedef struct {
+    size_t limit;        /* 0: none. Stop as soon as out->len exceeds it. */
+    size_t graph_bytes;  /* out: approximate bytes of the Python object graph (sum of
+                            sys.getsizeof-like sizes of every object visited:
+                            tp_basicsize + items*itemsize for var objects, plus the
+                            allocated item arrays of list/dict/set, string data) */
+    int has_mutable;     /* out: 1 if the graph holds any mutable object (list, dict,
+                            set, bytearray) */
+} ck_pack_stats;
+
+/*
+ * ck_py_pack with statistics; stats may be NULL (then identical to
+ * ck_py_pack). Returns 0, 1 when out->len passed stats->limit (no exception
+ * set, out holds a partial encoding; the walk stops within about one value
+ * of the limit, so refusing a huge value costs about `limit` bytes of work),
+ * -1 with exception set. graph_bytes and has_mutable cover what was visited
+ * before the walk stopped. The limit is checked on the buffer being written:
+ * in canonical mode a dict's or set's elements are first encoded into a
+ * scratch buffer, which is checked on its own.
+ */
+int ck_py_pack_ex(ck_state *st, PyObject *obj, ck_buf *out, int flags, ck_pack_stats *stats);
 
 /*
  * 1 if instances of tp are keyed by value in CK_PACK_KEY mode: tp defines
  * __cachekit_key__ (not None), or is an Enum class, a tuple subclass with
  * _fields (collections.namedtuple, typing.NamedTuple) or a frozen dataclass.
  * 0 otherwise (instances are unsupported in keys, or keyed by their exact
- * builtin type), -1 with an exception set on error. Looks at the class only
- * (can run metaclass code for frozen dataclasses' parameters); not memoised,
- * so callers on a hot path cache the answer per type version.
+ * builtin type), -1 with an exception set on error. Looks at the class only,
+ * but can run Python code (dataclasses.fields(), attribute reads of the
+ * dataclass parameters); not memoised, so callers on a hot path cache the
+ * answer per type version.
  */
 int ck_py_key_by_value(PyTypeObject *tp);
 
 /*
+ * New reference to a deep copy of obj, or NULL with an exception set: what
+ * ck_py_unpack(ck_py_pack(obj)) would return, without the bytes. list,
+ * dict, set and bytearray are new objects; immutable leaves (int, float,
+ * str, bytes, None, bool, Decimal, UUID, the datetime family) and tuples and
+ * frozensets holding only immutable values are shared (the same object).
+ * Same types, depth limit and errors as ck_py_pack (flags 0); aliasing inside
+ * the graph is not preserved, as in a decode.
+ */
+PyObject *ck_py_copy(ck_state *st, PyObject *obj);
+
+/*
  * Decode exactly one msgpack value occupying all of data[0..len).
  * Returns a new reference, or NULL with SerializationError set for malformed,
- * truncated, trailing-garbage, too deep or over-long input. Never allocates
- * more than a small constant times len.
+ * truncated, trailing-garbage, too deep or over-long input, and for maps and
+ * sets in which more than CK_CODEC_MAX_SAME_HASH keys share a hash. Never
+ * allocates more than a small constant times len.
  */
 PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
 
@@ -86,5 +126,6 @@ PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
  */
 int ck_py_pack_init(void);
 int ck_py_unpack_init(void);
+int ck_py_copy_init(void);
 
 #endif /* CK_PY_CODEC_H */

@@ -1,10 +1,10 @@
 /*
  * py_codec_module.c - Python-visible entry points of the codec.
  *
- * Owns cachekit._core.pack(), unpack(), _pack_key() and _key_by_value():
- * thin wrappers that move bytes between Python and ck_py_pack() /
- * ck_py_unpack(), and ck_codec_exec(), which registers them and runs the
- * per-file setup of the codec's translation units.
+ * Owns cachekit._core.pack(), pack_stats(), unpack(), copy_value(),
+ * _pack_key() and _key_by_value(): thin wrappers around ck_py_pack_ex(),
+ * ck_py_unpack() and ck_py_copy(), and ck_codec_exec(), which registers
+ * them and runs the per-file setup of the codec's translation units.
  */
 #include "py_codec.h"
 
@@ -34,6 +34,54 @@ static PyObject *codec_pack(PyObject *module, PyObject *obj)
 static PyObject *codec_pack_key(PyObject *module, PyObject *obj)
 {
     return codec_pack_with(module, obj, CK_PACK_CANONICAL | CK_PACK_KEY);
+}
+
+/* pack_stats(obj, limit=0) -> (bytes or None, graph_bytes, has_mutable):
+   ck_py_pack_ex with statistics, for tests and capacity planning. */
+static PyObject *codec_pack_stats(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"obj", "limit", NULL};
+    ck_state *st = ck_state_from_module(module);
+    ck_pack_stats stats = {0};
+    PyObject *obj;
+    PyObject *encoded = NULL;
+    PyObject *res = NULL;
+    Py_ssize_t limit = 0;
+    ck_buf out;
+    int rc;
+
+    ck_buf_init(&out);
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|n:pack_stats", kwlist, &obj, &limit)) {
+        goto error;
+    }
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "limit must be >= 0 (0: no limit)");
+        goto error;
+    }
+    stats.limit = (size_t)limit;
+    rc = ck_py_pack_ex(st, obj, &out, 0, &stats);
+    if (rc < 0) {
+        goto error;
+    }
+    if (rc == 0) {
+        encoded = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    } else {
+        encoded = Py_NewRef(Py_None);
+    }
+    if (encoded == NULL) {
+        goto error;
+    }
+    res = Py_BuildValue("(OnO)", encoded, (Py_ssize_t)stats.graph_bytes,
+                        stats.has_mutable ? Py_True : Py_False);
+error:
+    Py_XDECREF(encoded);
+    ck_buf_free(&out);
+    return res;
+}
+
+static PyObject *codec_copy_value(PyObject *module, PyObject *obj)
+{
+    return ck_py_copy(ck_state_from_module(module), obj);
 }
 
 static PyObject *codec_unpack(PyObject *module, PyObject *data)
@@ -81,12 +129,29 @@ static PyMethodDef codec_methods[] = {
      "unpack($module, data, /)\n--\n\n"
      "Decode one value from data (any bytes-like object) produced by pack().\n\n"
      "The input must hold exactly one value. Raises SerializationError for\n"
-     "malformed, truncated, over-long or too deeply nested input."},
+     "malformed, truncated, over-long or too deeply nested input, and for maps\n"
+     "and sets in which more than 32 keys share one hash (hash flooding)."},
     {"_pack_key", codec_pack_key, METH_O,
      "_pack_key($module, obj, /)\n--\n\n"
      "Encode obj the way cache keys are built: canonical (dict items and set\n"
-     "elements sorted by their encoding), and also accepting classes and objects\n"
-     "defining __cachekit_key__(). The result is never decoded; for tests."},
+     "elements sorted by their encoding), and also accepting classes, objects\n"
+     "defining __cachekit_key__(), Enum members, named tuples and frozen\n"
+     "dataclasses. The result is never decoded; for tests."},
+    {"pack_stats", (PyCFunction)(void (*)(void))codec_pack_stats, METH_VARARGS | METH_KEYWORDS,
+     "pack_stats($module, /, obj, limit=0)\n--\n\n"
+     "Encode obj like pack() and measure it: return (encoded, graph_bytes,\n"
+     "has_mutable). encoded is the bytes, or None when the encoding passed\n"
+     "limit bytes (0: no limit; the walk stops there, so refusing a huge value\n"
+     "is cheap). graph_bytes approximates the memory of the object graph\n"
+     "(sys.getsizeof of every object visited); has_mutable is True if the graph\n"
+     "holds a list, dict, set or bytearray. Raises like pack()."},
+    {"copy_value", codec_copy_value, METH_O,
+     "copy_value($module, obj, /)\n--\n\n"
+     "Return a deep copy of obj, as unpack(pack(obj)) would, without encoding it.\n\n"
+     "Lists, dicts, sets and bytearrays are new objects; immutable values (int,\n"
+     "float, str, bytes, None, bool, Decimal, UUID, datetime types, and tuples\n"
+     "and frozensets holding only those) are shared. Accepts the types pack()\n"
+     "accepts and raises the same errors; aliasing is not preserved."},
     {"_key_by_value", codec_key_by_value, METH_O,
      "_key_by_value($module, cls, /)\n--\n\n"
      "True if instances of cls are keyed by value in cache keys: cls defines\n"
@@ -97,7 +162,7 @@ static PyMethodDef codec_methods[] = {
 
 int ck_codec_exec(PyObject *module)
 {
-    if (ck_py_pack_init() < 0 || ck_py_unpack_init() < 0) {
+    if (ck_py_pack_init() < 0 || ck_py_unpack_init() < 0 || ck_py_copy_init() < 0) {
         return -1;
     }
     return PyModule_AddFunctions(module, codec_methods);

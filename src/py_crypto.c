@@ -407,6 +407,36 @@ nomem:
     return PyErr_NoMemory();
 }
 
+PyDoc_STRVAR(aead_provider_doc,
+             "_aead_provider($module, /, recheck=False, force=False)\n--\n\n"
+             "Tests only: the name of the OpenSSL provider whose AES-256-GCM new keys\n"
+             "use (None before first use). recheck=True first re-fetches with the\n"
+             "current default properties, as creating a Keyring does; force=True\n"
+             "re-resolves the implementation even when the provider is unchanged.");
+
+static PyObject *py_aead_provider(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"recheck", "force", NULL};
+    ck_state *st = ck_state_from_module(module);
+    const char *name;
+    int recheck = 0, force = 0;
+    ck_error err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pp:_aead_provider", kwlist, &recheck,
+                                     &force)) {
+        return NULL;
+    }
+    if ((recheck || force) && ck_aead_recheck(force, &err) < 0) {
+        ck_raise_crypto_error(st, &err, 0);
+        return NULL;
+    }
+    name = ck_aead_provider_name();
+    if (name == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(name);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Registration                                                             */
 /* ------------------------------------------------------------------------ */
@@ -423,6 +453,8 @@ static PyMethodDef crypto_methods[] = {
     {"hkdf_sha256", FASTCALL_KW(py_hkdf_sha256), METH_FASTCALL | METH_KEYWORDS, hkdf_sha256_doc},
     {"secure_heap_used", py_secure_heap_used, METH_NOARGS, secure_heap_used_doc},
     {"_secret_buf_probe", py_secret_buf_probe, METH_O, secret_buf_probe_doc},
+    {"_aead_provider", (PyCFunction)(void (*)(void))py_aead_provider, METH_VARARGS | METH_KEYWORDS,
+     aead_provider_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -231,6 +231,35 @@ error:
     return rc;
 }
 
+/* A positive integer limit in [1, max] (obj NULL: keep *out). 0 or -1. */
+static int parse_limit(PyObject *obj, const char *name, unsigned long long max,
+                       unsigned long long *out)
+{
+    unsigned long long v;
+
+    if (obj == NULL) {
+        return 0;
+    }
+    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    v = PyLong_AsUnsignedLongLong(obj); /* OverflowError for negatives and > 2**64-1 */
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        v = 0; /* out of range: reported below */
+    }
+    if (v == 0 || v > max) {
+        PyErr_Format(PyExc_ValueError, "%s must be between 1 and %llu", name, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"master_key",       "previous_keys",   "provider",
@@ -241,19 +270,27 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     PyObject *master_obj = Py_None, *previous = NULL, *seq = NULL, *provider = Py_None;
     double dek_max_age = 3600.0, read_max_age = 3600.0;
     unsigned long long max_messages = CK_KEYRING_MAX_MESSAGES, max_bytes = (1ULL << 36);
+    PyObject *max_messages_obj = NULL, *max_bytes_obj = NULL;
     Py_ssize_t read_capacity = 1024, tenant_capacity = 1024, i;
     ck_keyring_object *self = NULL;
     ck_keyring_limits lim;
     ck_error err;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO$OdKKdnn:Keyring", kwlist, &master_obj,
-                                     &previous, &provider, &dek_max_age, &max_messages,
-                                     &max_bytes, &read_max_age, &read_capacity,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO$OdOOdnn:Keyring", kwlist, &master_obj,
+                                     &previous, &provider, &dek_max_age, &max_messages_obj,
+                                     &max_bytes_obj, &read_max_age, &read_capacity,
                                      &tenant_capacity)) {
         return NULL;
     }
     if ((master_obj == Py_None) == (provider == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "Keyring needs exactly one of master_key and provider");
+        return NULL;
+    }
+    /* Checked here rather than with "K", which wraps silently: -1 would mean
+       2**64-1 (no limit) and 2**64+1 would mean 1. */
+    if (parse_limit(max_messages_obj, "dek_max_messages", CK_KEYRING_MAX_MESSAGES,
+                    &max_messages) < 0 ||
+        parse_limit(max_bytes_obj, "dek_max_bytes", (unsigned long long)INT64_MAX, &max_bytes) < 0) {
         return NULL;
     }
     if (master_obj != Py_None && PyObject_GetBuffer(master_obj, &master, PyBUF_SIMPLE) < 0) {
@@ -643,6 +680,30 @@ static PyObject *keyring_advance(ck_keyring_object *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(l1_key_doc, "_l1_key($self, key, /)\n--\n\n"
+                         "Tests only: the L1 key @cache.secure stores for these key bytes.");
+
+static PyObject *keyring_l1_key(ck_keyring_object *self, PyObject *arg)
+{
+    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    unsigned char mac[CK_KEYRING_L1_KEY_LEN];
+    PyObject *result = NULL;
+    Py_buffer key = {0};
+    ck_error err;
+
+    if (PyObject_GetBuffer(arg, &key, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (ck_keyring_l1_key(self->kr, key.buf, (size_t)key.len, mac, &err) < 0) {
+        ck_raise_crypto_error(st, &err, 0);
+        goto error;
+    }
+    result = PyBytes_FromStringAndSize((const char *)mac, sizeof(mac));
+error:
+    PyBuffer_Release(&key);
+    return result;
+}
+
 static PyObject *keyring_fingerprint(ck_keyring_object *self, void *Py_UNUSED(closure))
 {
     return fingerprint_hex(self, 0);
@@ -675,6 +736,7 @@ static PyMethodDef keyring_methods[] = {
     {"stats", (PyCFunction)keyring_stats, METH_NOARGS, stats_doc},
     {"reset", (PyCFunction)keyring_reset, METH_NOARGS, reset_doc},
     {"_advance_clock", (PyCFunction)keyring_advance, METH_O, advance_doc},
+    {"_l1_key", (PyCFunction)keyring_l1_key, METH_O, l1_key_doc},
     {NULL, NULL, 0, NULL},
 };
 

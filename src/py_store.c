@@ -11,6 +11,8 @@
 #include <math.h>
 #include <structmember.h>
 
+#include "ck_bytes.h"
+
 int ck_seconds_to_ns(double seconds, const char *name, uint64_t *ns)
 {
     /* Beyond ~570 years the nanoseconds no longer fit in 64 bits. */
@@ -281,7 +283,45 @@ static PyObject *store_stats(ck_store_object *self, PyObject *Py_UNUSED(ignored)
                          (unsigned long long)st.expirations);
 }
 
+PyDoc_STRVAR(store_keys_doc, "_keys($self, /)\n--\n\n"
+                             "Tests only: the key bytes of every entry (all owners), most recent\n"
+                             "first.");
+
+static PyObject *store_keys(ck_store_object *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = NULL, *item = NULL;
+    size_t off = 0, n;
+    ck_buf keys;
+
+    ck_buf_init(&keys);
+    if (ck_l1_copy_keys(self->store, &keys) < 0) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    list = PyList_New(0);
+    if (list == NULL) {
+        goto error;
+    }
+    while (off < keys.len) {
+        const unsigned char *p = keys.data + off;
+
+        n = get_le32(p);
+        item = PyBytes_FromStringAndSize((const char *)p + 4, (Py_ssize_t)n);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_CLEAR(list);
+            goto error;
+        }
+        Py_CLEAR(item);
+        off += 4 + n;
+    }
+error:
+    Py_XDECREF(item);
+    ck_buf_free(&keys);
+    return list;
+}
+
 static PyMethodDef store_methods[] = {
+    {"_keys", (PyCFunction)store_keys, METH_NOARGS, store_keys_doc},
     {"get", (PyCFunction)(void (*)(void))store_get, METH_FASTCALL, store_get_doc},
     {"put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS, store_put_doc},
     {"remove", (PyCFunction)store_remove, METH_O, store_remove_doc},

@@ -103,3 +103,10 @@ def test_configuration_error_hierarchy():
     assert FromValidation is ConfigurationError
     assert issubclass(ConfigurationError, CachekitError)
     assert issubclass(ConfigurationError, ValueError)
+
+
+def test_previous_keys_override_must_be_a_list():
+    with pytest.raises(ConfigurationError, match="list or tuple of hex strings") as info:
+        CachekitConfig.from_env({}, previous_master_keys="ab" * 32)
+    assert "ab" * 32 not in str(info.value)
+    assert len(CachekitConfig.from_env({}, previous_master_keys=["ab" * 32]).previous_master_keys) == 1

@@ -344,8 +344,8 @@ def test_functions_share_default_store_without_collisions():
     assert g.cache_info().currsize == 1
 
 
-def test_mutable_results_are_shared_like_lru_cache():
-    @cache
+def test_copy_false_shares_mutable_results_like_lru_cache():
+    @cache(copy=False)
     def f():
         return [1]
 
@@ -500,3 +500,62 @@ def test_l1_disabled_by_environment_secure(monkeypatch):
     reset_settings()
     f = cache.secure(master_key="a1" * 32)(counting(lambda x: x))
     assert f(1) == f(1) == 1 and len(f.__wrapped__.calls) == 2
+
+
+def test_cycle_through_a_cached_value():
+    """docs/design.md: collected with a store of its own; the shared store
+    keeps it until the entry goes."""
+
+    def make(**options):
+        @cache.local(**options)
+        def f(x):
+            return [x]
+
+        value = f(1)
+        value.append(f)  # reference caching: the entry now holds f
+        assert f(1) is value
+        return weakref.ref(f)
+
+    @cache
+    def g(x):
+        return [x]
+
+    g(1).append(g)  # plain @cache stored a private copy: no cycle
+    assert g(1) == [1]
+
+    own = make(l1=L1CacheConfig(max_entries=10))
+    gc.collect()
+    assert own() is None
+    shared = make()
+    gc.collect()
+    assert shared() is not None
+    shared().cache_clear()
+    gc.collect()
+    assert shared() is None
+
+
+def test_metrics_snapshot_holds_counts_by_kind():
+    metrics.reset()
+    assert metrics.snapshot() == {}
+
+    @cache
+    def f(x):
+        return object() if x == "bad" else x
+
+    f(object())  # key_error
+    f("bad")  # store_error
+    f(1)
+
+    @cache.secure(master_key="a1" * 32)
+    def g(x):
+        return x
+
+    g(1)
+    g._poke(b"not an entry", 1)
+    g(1)  # decrypt_error
+    snap = metrics.snapshot()
+    assert snap == {"key_error": 1, "store_error": 1, "decrypt_error": 1}
+    snap["key_error"] = 99
+    assert metrics.snapshot()["key_error"] == 1
+    metrics.reset()
+    assert metrics.snapshot() == {}

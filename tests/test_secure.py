@@ -122,6 +122,58 @@ def test_l1_holds_only_ciphertext():
     assert blob[:2] == b"CK" and blob[3] == 2  # encrypted flag
 
 
+def test_l1_keys_hold_no_argument_or_tenant_bytes():
+    from contextvars import ContextVar
+
+    tenant = ContextVar("tenant", default="tenant-acme-corp")
+    ssns = ["078-05-1120", "219-09-9999"]
+    runs = []
+
+    @cache.secure(master_key=KEY, l1_max_entries=100,
+                  tenant_extractor=lambda ssn, name: tenant.get())
+    def lookup(ssn, name):
+        runs.append((tenant.get(), ssn))
+        return {"ok": True}
+
+    for t in ("tenant-acme-corp", "tenant-globex-inc"):
+        tenant.set(t)
+        for ssn in ssns:
+            lookup(ssn, name="Alice Liddell")
+    assert len(runs) == 4
+    keys = lookup.store._keys()
+    assert len(keys) == 4 and len(set(keys)) == 4  # two tenants never share a key
+    assert all(len(k) == 32 for k in keys)  # HMAC-SHA256 of the key bytes
+    leaked = [b"078-05-1120", b"219-09-9999", b"Alice", b"acme", b"globex", b"ssn", b"name"]
+    for k in keys:
+        assert not any(w in k for w in leaked)
+    # Hits still work, per tenant; no call is served another tenant's entry.
+    for t in ("tenant-acme-corp", "tenant-globex-inc"):
+        tenant.set(t)
+        for ssn in ssns:
+            assert lookup(ssn, name="Alice Liddell") == {"ok": True}
+    assert len(runs) == 4 and lookup.cache_info().hits == 4
+    # The helpers that find a call's entry use the same keys.
+    assert lookup._peek(ssns[0], name="Alice Liddell") is not None
+    assert lookup.invalidate_cache(ssns[0], name="Alice Liddell") is True
+    assert len(lookup.store._keys()) == 3
+    # A plain function's L1 keys are its key bytes (the contrast this test relies on).
+    @cache(l1_max_entries=10)
+    def plain(ssn):
+        return 1
+
+    plain("078-05-1120")
+    assert any(b"078-05-1120" in k for k in plain.store._keys())
+
+
+def test_l1_mac_key_is_per_keyring():
+    kr_a = Keyring(bytes.fromhex(KEY))
+    kr_b = Keyring(bytes.fromhex(KEY))
+    # Same master key, same arguments: different keyrings key L1 differently,
+    # so an L1 key tells nothing across processes or keyrings.
+    assert kr_a._l1_key(b"k") != kr_b._l1_key(b"k")
+    assert kr_a._l1_key(b"k") == kr_a._l1_key(b"k") and len(kr_a._l1_key(b"k")) == 32
+
+
 def test_unstorable_result_still_returned():
     @cache.secure(master_key=KEY)
     def f():
@@ -653,7 +705,7 @@ def test_malformed_key_argument_is_named_as_the_argument(monkeypatch):
     with pytest.raises(ConfigurationError, match=r"^previous_master_keys\[0\] must be hex"):
         cache.secure(master_key=KEY, previous_master_keys=["zz"])(lambda: 1)
     monkeypatch.setenv("CACHEKIT_MASTER_KEY_ROTATION", "zz")
-    with pytest.raises(ConfigurationError, match="^CACHEKIT_MASTER_KEY_ROTATION key 1"):
+    with pytest.raises(ConfigurationError, match="^CACHEKIT_PREVIOUS_MASTER_KEYS key 1"):
         cache.secure(master_key=KEY)(lambda: 1)
 
 
@@ -695,3 +747,42 @@ def test_nested_options_of_the_wrong_type(intent):
             encryption=True)(lambda: 1)
     with pytest.raises(ConfigurationError, match="l1 must be an L1CacheConfig"):
         intent(l1={"max_entries": 3})(lambda: 1)
+
+
+def test_key_removed_from_environment_after_it_was_read_is_kept(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    reset_settings()
+    from cachekit.config import get_settings
+
+    assert get_settings().master_key is not None
+    monkeypatch.delenv("CACHEKIT_MASTER_KEY")  # an app scrubbing its environment
+
+    @cache.secure
+    def f(x):
+        return x
+
+    assert f(1) == 1
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"dek_max_bytes": -1},
+        {"dek_max_bytes": 2**64 + 1},
+        {"dek_max_bytes": 2**63},
+        {"dek_max_bytes": 0},
+        {"dek_max_messages": 2**32 + 1},
+        {"dek_max_messages": -5},
+    ],
+)
+def test_keyring_refuses_out_of_range_dek_limits_instead_of_wrapping(limits):
+    with pytest.raises(ValueError, match="must be between 1 and"):
+        Keyring(bytes(32), **limits)
+
+
+def test_keyring_refuses_non_int_dek_limits():
+    with pytest.raises(TypeError, match="dek_max_bytes must be an int"):
+        Keyring(bytes(32), dek_max_bytes=1.5)
+    with pytest.raises(TypeError):
+        Keyring(bytes(32), dek_max_messages=True)
+    assert Keyring(bytes(32), dek_max_bytes=2**63 - 1, dek_max_messages=2**32) is not None

@@ -203,3 +203,45 @@ def test_encryption_wrapper_wipes_decoded_keys_when_a_later_key_is_bad(monkeypat
             if isinstance(value, list):
                 assert not any(isinstance(v, bytearray) and any(v) for v in value)
         tb = tb.tb_next
+
+
+def test_encryption_wrapper_names_the_variable_a_bad_key_came_from(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", "not-hex-at-all")
+    with pytest.raises(ConfigurationError, match="^CACHEKIT_MASTER_KEY must be hex") as info:
+        EncryptionWrapper()
+    assert "not-hex-at-all" not in str(info.value)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", KEY)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY_ROTATION", "zz")
+    with pytest.raises(ConfigurationError, match="^CACHEKIT_MASTER_KEY_ROTATION key 1"):
+        EncryptionWrapper()
+    with pytest.raises(ConfigurationError, match="^master_key must be hex"):
+        EncryptionWrapper(master_key="nothex")
+
+
+@pytest.mark.parametrize(
+    "master, previous",
+    [
+        (bytes.fromhex(KEY), [b"short"]),
+        (KEY, ["zz"]),
+        (bytes.fromhex(KEY), [bytes.fromhex("7f" * 32), 42]),
+        (KEY, "7f" * 32),
+        (b"too short but secret", None),
+    ],
+)
+def test_encryption_wrapper_keeps_no_key_in_traceback_locals(master, previous):
+    with pytest.raises(ConfigurationError) as info:
+        EncryptionWrapper(master_key=master, previous_master_keys=previous)
+    secrets = [KEY, "7f" * 32, bytes.fromhex(KEY), bytes.fromhex("7f" * 32), b"too short but secret"]
+    tb = info.value.__traceback__
+    frames = 0
+    while tb is not None:
+        if "cachekit" in tb.tb_frame.f_code.co_filename:
+            frames += 1
+            for name, value in tb.tb_frame.f_locals.items():
+                text = repr(value)
+                for secret in secrets:
+                    shown = secret if isinstance(secret, str) else repr(secret)[2:-1]
+                    assert shown not in text, (tb.tb_frame.f_code.co_name, name)
+                    assert value is not secret and value != secret, (tb.tb_frame.f_code.co_name, name)
+        tb = tb.tb_next
+    assert frames >= 1

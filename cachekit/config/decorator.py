@@ -110,9 +110,8 @@ class DecoratorConfig:
         ):
             raise ConfigurationError("namespace must be a non-empty str without whitespace")
         if not isinstance(self.integrity_checking, bool):
-            raise ConfigurationError(
-                f"integrity_checking must be True or False, not {type(self.integrity_checking).__name__}"
-            )
+            kind = type(self.integrity_checking).__name__
+            raise ConfigurationError(f"integrity_checking must be True or False, not {kind}")
         if not isinstance(self.l1, L1CacheConfig):
             raise ConfigurationError("l1 must be an L1CacheConfig")
         self.l1.validate()

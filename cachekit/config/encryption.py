@@ -64,7 +64,7 @@ class EncryptionConfig:
 
     ``master_key`` and ``previous_master_keys`` are hex strings (kept as
     SecretStr, so they never print); unset ones come from
-    ``CACHEKIT_MASTER_KEY`` and ``CACHEKIT_MASTER_KEY_ROTATION``.
+    ``CACHEKIT_MASTER_KEY`` and ``CACHEKIT_PREVIOUS_MASTER_KEYS``.
     ``tenant_extractor`` is called with the function's arguments and returns
     the tenant id (a non-empty str); each tenant gets its own keys.
     ``key_provider`` (e.g. AwsKmsKeyProvider) replaces the master key as the
@@ -114,7 +114,7 @@ class EncryptionConfig:
             and 0 < self.dek_max_age < MAX_SECONDS
         ):
             raise ConfigurationError(
-                f"dek_max_age must be a positive int or float of seconds below {MAX_SECONDS:.0e}, "
+                "dek_max_age must be a positive int or float of seconds below 1.8e10, "
                 f"not {self.dek_max_age!r}"
             )
         if not (_is_int(self.dek_max_messages) and 0 < self.dek_max_messages <= 2**32):
@@ -163,7 +163,8 @@ def check_tenant_extractor(extractor: Any) -> None:
     raise ConfigurationError(
         f"tenant_extractor must be a callable taking the function's arguments and returning "
         f"the tenant id (a non-empty str), or an object with .extract(args, kwargs); "
-        f"not {type(extractor).__name__}. For one fixed tenant pass lambda *args, **kwargs: 'tenant-id'"
+        f"not {type(extractor).__name__}. For one fixed tenant pass "
+        "lambda *args, **kwargs: 'tenant-id'"
     )
 
 
@@ -172,10 +173,12 @@ def adapt_tenant_extractor(extractor: Any) -> Callable[..., str] | None:
     ``.extract(args, kwargs)`` (the 0.24.1 style)."""
     check_tenant_extractor(extractor)
     if extractor is None or callable(extractor):
-        return extractor
+        adapted: Callable[..., str] | None = extractor
+        return adapted
     extract = extractor.extract
 
     def call(*args: Any, **kwargs: Any) -> str:
-        return extract(args, kwargs)
+        tenant: str = extract(args, kwargs)  # checked by the C side, like any tenant
+        return tenant
 
     return call

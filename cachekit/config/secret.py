@@ -9,6 +9,7 @@ friendly copies by accident.
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 MASK = "**********"
 
@@ -47,7 +48,7 @@ class SecretStr:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("SecretStr cannot be pickled")
 
 

@@ -149,6 +149,12 @@ def _coerce_override(name: str, value: Any) -> Any:
         if value is None or isinstance(value, SecretStr):
             return value
         if name == "previous_master_keys":
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (str, SecretStr)) for v in value
+            ):
+                raise ConfigurationError(
+                    "setting previous_master_keys must be a list or tuple of hex strings"
+                )
             return tuple(v if isinstance(v, SecretStr) else SecretStr(v) for v in value)
         if isinstance(value, str):
             return SecretStr(value)

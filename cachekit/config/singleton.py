@@ -22,16 +22,15 @@ def get_settings() -> CachekitConfig:
 
 def get_secure_settings() -> CachekitConfig:
     """The settings with the encryption fields (``SECURE_FIELDS``: master key,
-    previous keys, fail_closed) read from the environment now, for
-    ``@cache.secure`` and ``EncryptionWrapper`` at decoration time. A key
-    loaded into the environment after the settings were first read is seen;
-    the shared settings object itself is left as it is."""
+    previous keys, fail_closed) read from the environment again, for
+    ``@cache.secure`` and ``EncryptionWrapper`` at decoration time: a key
+    loaded into the environment after the settings were first read is seen.
+    A variable no longer set keeps the value read before (applications may
+    remove secrets from the environment once read). The shared settings
+    object itself is left as it is."""
     settings = get_settings()
     fresh = read_env(SECURE_FIELDS)
-    defaults = CachekitConfig()
-    return dataclasses.replace(
-        settings, **{name: fresh.get(name, getattr(defaults, name)) for name in SECURE_FIELDS}
-    )
+    return dataclasses.replace(settings, **fresh) if fresh else settings
 
 
 def reset_settings() -> None:

@@ -9,7 +9,8 @@ suspending). On a miss it calls the ``miss`` coroutine built here, which:
   computation the others wait for (a task nobody waits for any more still
   finishes and stores its result);
 - stores the result through ``CachedFunction._complete``, which encodes and
-  stores it exactly as a synchronous miss would.
+  stores it exactly as a synchronous miss would; waiters that joined the
+  flight get a fresh copy of a mutable result (``_fresh``), as hits do.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def make_async_miss(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
             task = loop.create_task(_compute(cached, func, args, kwargs or {}))
             flights[flight] = task
             task.add_done_callback(functools.partial(_landed, flights, flight))
-        return await asyncio.shield(task)
+            return await asyncio.shield(task)
+        # A waiter that joined gets its own copy, as a hit would.
+        return cached._fresh(await asyncio.shield(task))
 
     return miss
 

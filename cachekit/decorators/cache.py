@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
 from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor, key_type_error
 from cachekit.config.secret import SecretStr
+from cachekit.decorators.types import Cache, CacheIntent
 from cachekit.decorators.wrapper import wrap
 from cachekit.exceptions import ConfigurationError
 
@@ -145,7 +146,7 @@ def _decorate(
     return decorator(func) if func is not None else decorator
 
 
-def cache(
+def _cache(
     func: F | None = None,
     *,
     config: DecoratorConfig | None = None,
@@ -154,6 +155,12 @@ def cache(
 ) -> Any:
     """Cache a function's results. See the module docstring for the forms."""
     return _decorate(func, config, _intent, _hide_secrets(manual_overrides))
+
+
+_cache.__name__ = _cache.__qualname__ = "cache"
+# The same function, typed for checkers: the decorated function keeps its
+# parameters and return type and gains the cache methods (types.py).
+cache = cast(Cache, _cache)
 
 
 def _intent(name: str) -> Callable[..., Any]:
@@ -171,7 +178,7 @@ def _intent(name: str) -> Callable[..., Any]:
     return preset
 
 
-cache.local = _intent("local")  # type: ignore[attr-defined]
-cache.secure = _intent("secure")  # type: ignore[attr-defined]
+cache.local = cast(CacheIntent, _intent("local"))
+cache.secure = cast(CacheIntent, _intent("secure"))
 
 __all__ = ["cache", "DecoratorConfig", "EncryptionConfig", "L1CacheConfig"]

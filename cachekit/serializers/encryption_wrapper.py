@@ -5,7 +5,7 @@ The inner serializer's bytes become the plaintext of an encrypted entry
 ``cache_key`` passed to serialize/deserialize (required: an empty key would
 bind nothing). Keys come from the
 ``master_key`` argument (raw bytes, or hex text) or ``CACHEKIT_MASTER_KEY``;
-``previous_master_keys`` (or ``CACHEKIT_MASTER_KEY_ROTATION``) still decrypt.
+``previous_master_keys`` (or ``CACHEKIT_PREVIOUS_MASTER_KEYS``) still decrypt.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ _FORMATS = {1: SerializationFormat.MSGPACK, 2: SerializationFormat.ORJSON, 3: Se
 
 
 class CacheKeyError(ConfigurationError, TypeError):
-    """A missing or mistyped ``cache_key``: a ConfigurationError (so also a
-    ValueError) and a TypeError, as code written for other releases expects."""
+    """A missing or mistyped ``cache_key``: a TypeError, as Python raises for
+    a missing or wrong argument, and a ConfigurationError (so a ValueError),
+    as cachekit raises for every argument it refuses."""
 
 
 class _Required:
@@ -61,21 +62,32 @@ def _cache_key_bytes(cache_key: object, method: str) -> bytes:
             f"not {type(cache_key).__name__}"
         )
     if not key:
-        raise ConfigurationError("cache_key must not be empty: it binds the ciphertext to its entry")
+        raise ConfigurationError(
+            "cache_key must not be empty: it binds the ciphertext to its entry"
+        )
     return key
 
 
 def _raw_key(key: object, what: str) -> bytearray:
     """The raw bytes of one key argument, in a bytearray the caller wipes.
     Errors name the argument and the type, never the value."""
+    # Each error path drops the argument first: the raising frame's locals
+    # show up in tracebacks.
     if isinstance(key, (bytes, bytearray)):
         if not 32 <= len(key) <= 128:
-            raise ConfigurationError(f"{what} must be at least 32 bytes (at most 128) of raw key, or a hex str")
+            del key
+            raise ConfigurationError(
+                f"{what} must be at least 32 bytes (at most 128) of raw key, or a hex str"
+            )
         return bytearray(key)
     if isinstance(key, (str, SecretStr)):
-        return decode_master_key(key if isinstance(key, SecretStr) else SecretStr(key), what)
+        secret = key if isinstance(key, SecretStr) else SecretStr(key)
+        del key
+        return decode_master_key(secret, what)
+    kind = type(key).__name__
+    del key
     raise ConfigurationError(
-        f"{what} must be raw key bytes or a hex str, not {type(key).__name__}. "
+        f"{what} must be raw key bytes or a hex str, not {kind}. "
         "Generate a key with: openssl rand -hex 32"
     )
 
@@ -108,33 +120,41 @@ class EncryptionWrapper:
             raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
         settings = get_secure_settings()
-        if master_key is None:
-            master_key = settings.master_key
-        if master_key is None:
-            raise ConfigurationError(
-                "EncryptionWrapper requires master_key or the CACHEKIT_MASTER_KEY environment "
-                "variable. Generate a key with: openssl rand -hex 32"
-            )
-        if previous_master_keys is None:
-            previous_master_keys = list(settings.previous_master_keys)
-        if not isinstance(previous_master_keys, (list, tuple)):
-            raise ConfigurationError(
-                f"previous_master_keys must be a list or tuple of keys (raw bytes or hex str), "
-                f"not {type(previous_master_keys).__name__}"
-            )
         # Every decoded key is appended before the next is decoded, so a
         # failure on any of them still wipes all that were decoded.
         raws: list[bytearray] = []
+        key: object = None
         try:
-            raws.append(_raw_key(master_key, "master_key"))
+            master_source = "master_key"
+            if master_key is None:
+                master_key, master_source = settings.master_key, "CACHEKIT_MASTER_KEY"
+            if master_key is None:
+                raise ConfigurationError(
+                    "EncryptionWrapper requires master_key or the CACHEKIT_MASTER_KEY environment "
+                    "variable. Generate a key with: openssl rand -hex 32"
+                )
+            previous_source = "previous_master_keys[{}]"
+            if previous_master_keys is None:
+                previous_master_keys = list(settings.previous_master_keys)
+                previous_source = "CACHEKIT_MASTER_KEY_ROTATION key {}"
+            if not isinstance(previous_master_keys, (list, tuple)):
+                raise ConfigurationError(
+                    f"previous_master_keys must be a list or tuple of keys (raw bytes or hex "
+                    f"str), not {type(previous_master_keys).__name__}"
+                )
+            raws.append(_raw_key(master_key, master_source))
             for i, key in enumerate(previous_master_keys):
-                raws.append(_raw_key(key, f"previous_master_keys[{i}]"))
+                number = i if previous_source.startswith("previous") else i + 1
+                raws.append(_raw_key(key, previous_source.format(number)))
             self._keyring = Keyring(raws[0], raws[1:])
         except ValueError as exc:
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(str(exc)) from None
         finally:
+            # Neither the key arguments nor their decoded bytes stay in this
+            # frame for a traceback (or an error reporter reading locals).
+            master_key = previous_master_keys = key = None
             for raw in raws:
                 wipe(raw)
 
@@ -190,8 +210,12 @@ class EncryptionWrapper:
         }
 
     def __repr__(self) -> str:
-        return (f"EncryptionWrapper(serializer={self.serializer!r}, tenant_id={self.tenant_id!r}, "
-                f"key_fingerprint={self._keyring.fingerprint!r})")
+        # Also shown for a half-built wrapper (a traceback's locals while
+        # __init__ refuses a key): then there is no keyring yet.
+        keyring = getattr(self, "_keyring", None)
+        fingerprint = keyring.fingerprint if keyring is not None else None
+        return (f"EncryptionWrapper(serializer={getattr(self, 'serializer', None)!r}, "
+                f"tenant_id={getattr(self, 'tenant_id', None)!r}, key_fingerprint={fingerprint!r})")
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("EncryptionWrapper holds keys and cannot be pickled")

@@ -1,0 +1,311 @@
+/*
+ * py_cached_methods.c - the methods of CachedFunction besides calling it:
+ * invalidation, keys, statistics, and the test and async hooks.
+ */
+#include "py_cached.h"
+
+/* --------------------------------------------------------------- methods */
+
+/* Build the L1 key of a call given to a method (same shape as a
+   vectorcall): the key bytes, or under @cache.secure their MAC over the
+   bytes with the tenant (ck_cached_secure_l1_key). Returns 0, or -1 with
+   an exception set (TypeError when the arguments do not bind). */
+static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                        ck_buf *key)
+{
+    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    PyObject *tenant = NULL;
+    PyObject *identity;
+    int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key,
+                          &identity);
+
+    if (rc == 1) {
+        PyErr_Format(PyExc_TypeError, "arguments do not match the signature of %R", self->func);
+        return -1;
+    }
+    if (rc == 0 && self->tenant_extractor != NULL) {
+        rc = ck_cached_tenant(self, args, nargsf, kwnames, key, &tenant);
+        Py_XDECREF(tenant);
+    }
+    if (rc == 0 && self->keyring != NULL) {
+        unsigned char mac[CK_KEYRING_L1_KEY_LEN];
+
+        rc = ck_cached_secure_l1_key(self, st, key->data, key->len, mac);
+        ck_buf_clear(key);
+        if (rc == 0 && ck_buf_append(key, mac, sizeof(mac)) < 0) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+PyDoc_STRVAR(invalidate_doc,
+             "invalidate_cache($self, /, *args, **kwargs)\n--\n\n"
+             "Forget the entry of the call f(*args, **kwargs). Returns True if there\n"
+             "was one. For a method, pass the instance first, or call it on the bound\n"
+             "method: obj.method.invalidate_cache(*args).");
+
+PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    ck_l1_entry *detached = NULL;
+    ck_buf key;
+    int removed = -1;
+
+    ck_buf_init_secret(&key);
+    if (key_for_call(self, args, nargsf, kwnames, &key) == 0) {
+        removed = ck_l1_remove(self->store->store, &self->owner,
+                               ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
+                               &detached);
+    }
+    ck_buf_free(&key);
+    ck_store_release(self->store, detached);
+    ck_cached_touch(self);
+    return removed < 0 ? NULL : PyBool_FromLong(removed);
+}
+
+PyDoc_STRVAR(ainvalidate_doc, "ainvalidate_cache($self, /, *args, **kwargs)\n--\n\n"
+                              "invalidate_cache as an awaitable, for async code.");
+
+PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames)
+{
+    PyObject *removed = ck_cached_invalidate(self, args, nargsf, kwnames), *res;
+
+    if (removed == NULL) {
+        return NULL;
+    }
+    res = ck_ready_new(ck_state_from_type(Py_TYPE(self)), removed);
+    Py_DECREF(removed);
+    return res;
+}
+
+PyDoc_STRVAR(cache_key_doc,
+             "cache_key($self, /, *args, **kwargs)\n--\n\n"
+             "Return the printable cache key of the call f(*args, **kwargs):\n"
+             "'<namespace>:<module>.<qualname>:<32 hex digits of XXH3-128>'.");
+
+PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames)
+{
+    static const char hex[] = "0123456789abcdef";
+    char digits[32];
+    PyObject *tail = NULL, *res = NULL;
+    ck_hash128 h;
+    ck_buf key;
+    int i;
+
+    ck_buf_init_secret(&key);
+    if (key_for_call(self, args, nargsf, kwnames, &key) < 0) {
+        goto error;
+    }
+    h = ck_key_hash(key.data, key.len, self->seed);
+    for (i = 0; i < 16; i++) {
+        uint64_t word = i < 8 ? h.hi : h.lo;
+        unsigned byte = (unsigned)(word >> (56 - 8 * (i % 8))) & 0xffu;
+        digits[2 * i] = hex[byte >> 4];
+        digits[2 * i + 1] = hex[byte & 0xf];
+    }
+    tail = PyUnicode_FromStringAndSize(digits, sizeof(digits));
+    if (tail == NULL) {
+        goto error;
+    }
+    res = PyUnicode_Concat(self->key_prefix, tail);
+error:
+    Py_XDECREF(tail);
+    ck_buf_free(&key);
+    return res;
+}
+
+PyDoc_STRVAR(peek_doc, "_peek($self, /, *args, **kwargs)\n--\n\n"
+                       "Tests only: the raw L1 value stored for this call, or None.");
+
+static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames)
+{
+    ck_l1_entry *detached = NULL;
+    void *value = NULL;
+    ck_buf key;
+    int rc;
+
+    ck_buf_init_secret(&key);
+    rc = key_for_call(self, args, nargsf, kwnames, &key);
+    if (rc == 0) {
+        rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
+                       key.data, key.len, &value, &detached);
+    }
+    ck_buf_free(&key);
+    ck_store_release(self->store, detached);
+    if (rc < 0) {
+        return NULL;
+    }
+    return rc ? (PyObject *)value : Py_NewRef(Py_None);
+}
+
+PyDoc_STRVAR(poke_doc, "_poke($self, value, /, *args, **kwargs)\n--\n\n"
+                       "Tests only: store value as the raw L1 value of this call, bypassing\n"
+                       "encoding and encryption (to simulate corrupted entries).");
+
+static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t nargsf,
+                             PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    ck_l1_entry *detached = NULL;
+    ck_error err;
+    ck_buf key;
+    int rc;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "_poke needs the value to store");
+        return NULL;
+    }
+    ck_buf_init_secret(&key);
+    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key);
+    if (rc == 0) {
+        rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
+                       key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);
+        if (rc < 0) {
+            PyErr_NoMemory();
+        }
+    }
+    ck_buf_free(&key);
+    ck_store_release(self->store, detached);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+PyDoc_STRVAR(cache_clear_doc, "cache_clear($self, /)\n--\n\n"
+                              "Forget every entry of this function.");
+
+static PyObject *cached_cache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    ck_cached_drop_entries(self);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(acache_clear_doc, "acache_clear($self, /)\n--\n\n"
+                               "cache_clear as an awaitable, for async code.");
+
+static PyObject *cached_acache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    ck_cached_drop_entries(self);
+    return ck_ready_new(ck_state_from_type(Py_TYPE(self)), Py_None);
+}
+
+PyDoc_STRVAR(complete_doc,
+             "_complete($self, result, /, *args, **kwargs)\n--\n\n"
+             "Async path only: store result as the value of f(*args, **kwargs), as a\n"
+             "miss would have. Returns result.");
+
+static PyObject *cached_complete(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    ck_call_mode mode = {NULL, 0, 0, NULL};
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "_complete needs the result");
+        return NULL;
+    }
+    mode.result = args[0];
+    return ck_cached_call_mode(self, args + 1, (size_t)(nargs - 1), kwnames, &mode);
+}
+
+PyDoc_STRVAR(fresh_doc, "_fresh($self, value, /)\n--\n\n"
+                       "Async path only: what a waiter that shared a miss gets: a fresh copy of\n"
+                       "value under the copy rule of plain @cache, else value itself.");
+
+static PyObject *cached_fresh(ck_cached *self, PyObject *value)
+{
+    PyObject *copy;
+
+    if (!self->copy || self->keyring != NULL) {
+        return Py_NewRef(value);
+    }
+    copy = ck_py_copy(ck_state_from_type(Py_TYPE(self)), value);
+    if (copy == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        /* Not storable, so not stored either: shared, as the result of an
+           uncached call would be. */
+        PyErr_Clear();
+        return Py_NewRef(value);
+    }
+    return copy;
+}
+
+PyDoc_STRVAR(reduce_doc, "__reduce__($self, /)\n--\n\n"
+                         "Pickled by reference (module and qualified name), as functions are.");
+
+static PyObject *cached_reduce(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_GetAttrString((PyObject *)self, "__qualname__");
+}
+
+PyDoc_STRVAR(cache_info_doc,
+             "cache_info($self, /)\n--\n\n"
+             "Return a CacheInfo: hits, misses, l1_hits, l2_hits, maxsize, currsize,\n"
+             "l2_avg_latency_ms, last_operation_at, session_id, currbytes.");
+
+static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    ck_l1_stats st;
+    PyObject *maxsize = NULL, *res = NULL, *last_op;
+
+    if (self->last_op_ns == 0) {
+        last_op = Py_NewRef(Py_None);
+    } else if ((last_op = PyFloat_FromDouble((double)self->last_op_ns / 1e9)) == NULL) {
+        return NULL;
+    }
+    ck_l1_get_stats(self->store->store, &st);
+    if (st.max_entries == 0) {
+        maxsize = Py_NewRef(Py_None);
+    } else if ((maxsize = PyLong_FromSize_t(st.max_entries)) == NULL) {
+        Py_DECREF(last_op);
+        return NULL;
+    }
+    /* Counts are read without the store lock: a snapshot, not a transaction. */
+    res = PyObject_CallFunction(self->info_type, "KKKiOndOOn", (unsigned long long)self->hits,
+                                (unsigned long long)self->misses,
+                                (unsigned long long)self->hits, 0, maxsize,
+                                (Py_ssize_t)self->owner.count, 0.0, last_op, Py_None,
+                                (Py_ssize_t)self->owner.bytes);
+    Py_DECREF(maxsize);
+    Py_DECREF(last_op);
+    return res;
+}
+
+PyDoc_STRVAR(cache_stats_doc,
+             "cache_stats($self, /)\n--\n\n"
+             "Return a dict of raw counters: hits, misses, key_errors, store_errors,\n"
+             "decrypt_errors, entries, bytes.");
+
+static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
+                         (unsigned long long)self->hits, "misses",
+                         (unsigned long long)self->misses, "key_errors",
+                         (unsigned long long)self->key_errors, "store_errors",
+                         (unsigned long long)self->store_errors, "decrypt_errors",
+                         (unsigned long long)self->decrypt_errors, "entries",
+                         (Py_ssize_t)self->owner.count, "bytes", (Py_ssize_t)self->owner.bytes);
+}
+
+PyMethodDef ck_cached_methods[] = {
+    {"invalidate_cache", (PyCFunction)(void (*)(void))ck_cached_invalidate,
+     METH_FASTCALL | METH_KEYWORDS, invalidate_doc},
+    {"ainvalidate_cache", (PyCFunction)(void (*)(void))ck_cached_ainvalidate,
+     METH_FASTCALL | METH_KEYWORDS, ainvalidate_doc},
+    {"cache_key", (PyCFunction)(void (*)(void))ck_cached_cache_key,
+     METH_FASTCALL | METH_KEYWORDS, cache_key_doc},
+    {"cache_clear", (PyCFunction)cached_cache_clear, METH_NOARGS, cache_clear_doc},
+    {"acache_clear", (PyCFunction)cached_acache_clear, METH_NOARGS, acache_clear_doc},
+    {"_complete", (PyCFunction)(void (*)(void))cached_complete, METH_FASTCALL | METH_KEYWORDS,
+     complete_doc},
+    {"_fresh", (PyCFunction)cached_fresh, METH_O, fresh_doc},
+    {"__reduce__", (PyCFunction)cached_reduce, METH_NOARGS, reduce_doc},
+    {"_peek", (PyCFunction)(void (*)(void))cached_peek, METH_FASTCALL | METH_KEYWORDS, peek_doc},
+    {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},
+    {"cache_info", (PyCFunction)cached_cache_info, METH_NOARGS, cache_info_doc},
+    {"cache_stats", (PyCFunction)cached_cache_stats, METH_NOARGS, cache_stats_doc},
+    {NULL, NULL, 0, NULL},
+};
+
