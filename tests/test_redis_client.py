@@ -58,6 +58,23 @@ def test_buffers_and_types(client):
         client.set(b"k", b"v", ttl_ms=0)
 
 
+def test_command_over_2gib_refused(client):
+    # hiredis 0.14 would overflow an int sizing it; refused before formatting.
+    # An untouched anonymous mapping costs no memory.
+    import mmap
+
+    try:
+        huge = mmap.mmap(-1, (2 << 30) + 4096)
+    except (OSError, OverflowError, MemoryError):
+        pytest.skip("cannot map 2 GiB of address space")
+    try:
+        with pytest.raises(ValueError, match="larger than 2 GiB"):
+            client.set(b"huge", memoryview(huge))
+    finally:
+        huge.close()
+    assert client.get(b"huge") is None
+
+
 def test_missing_delete_exists(client):
     assert client.get(b"nope") is None
     assert client.exists(b"nope") is False
