@@ -23,6 +23,7 @@
  * A callback that refuses returns NULL, which the reader reports as
  * "out of memory"; conn->refused says what really happened.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,7 +71,8 @@ int ck_redis_req_add(ck_redis_req *req, int argc, const char **argv, const size_
                      ck_error *err)
 {
     char *cmd = NULL;
-    int len, rc = -1;
+    size_t total = 64;
+    int len, rc = -1, i;
 
     if (req->n == req->cap) {
         size_t cap = req->cap == 0 ? 8 : req->cap * 2;
@@ -81,12 +83,19 @@ int ck_redis_req_add(ck_redis_req *req, int argc, const char **argv, const size_
         req->ends = ends;
         req->cap = cap;
     }
-    /* hiredis returns the length as an int: -1 for out of memory, and a
-       command over 2 GiB cannot be represented at all. */
+    /* hiredis 0.14 sums the command's length in an int without an
+       overflow check (and returns it as one): past 2 GiB it would
+       allocate too little and write past the end. Refuse those first;
+       each argument adds at most 32 bytes of framing ($<len>\r\n...\r\n). */
+    for (i = 0; i < argc; i++) {
+        if (argvlen[i] > (size_t)INT_MAX - 64 || total > (size_t)INT_MAX - 64 - argvlen[i] - 32) {
+            return ck_error_set(err, CK_EINVAL, "command larger than 2 GiB");
+        }
+        total += argvlen[i] + 32;
+    }
     len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
     if (len < 0) {
-        return ck_error_set(err, CK_ENOMEM, "cannot format the command (out of memory or "
-                                            "larger than 2 GiB)");
+        return ck_error_set(err, CK_ENOMEM, "out of memory");
     }
     if (ck_buf_append(&req->out, cmd, (size_t)len) < 0) {
         ck_error_set(err, CK_ENOMEM, "out of memory");

@@ -26,7 +26,7 @@ typedef struct {
     PyObject *fields;   /* frozen dataclass: tuple of field names, else NULL */
 } ck_key_type_memo;
 
-#define CK_KEY_TYPE_MEMO 16 /* direct-mapped by type address */
+#define CK_KEY_TYPE_MEMO 32 /* entries: 16 sets of 2, chosen by type address */
 
 typedef struct {
     /* Exceptions. UnsupportedTypeError derives from SerializationError and

@@ -3,7 +3,7 @@
  *
  * Wire format of every type, including our msgpack extension types, is in
  * docs/format.md. Packing uses msgpack-c's packer; decoding uses a bounded
- * reader of our own (see py_codec_unpack.c for why).
+ * reader of our own (see py_codec_reader.c for why).
  */
 #ifndef CK_PY_CODEC_H
 #define CK_PY_CODEC_H
@@ -92,9 +92,10 @@ int ck_py_pack_ex(ck_state *st, PyObject *obj, ck_buf *out, int flags, ck_pack_s
  * __cachekit_key__ (not None), or is an Enum class, a tuple subclass with
  * _fields (collections.namedtuple, typing.NamedTuple) or a frozen dataclass.
  * 0 otherwise (instances are unsupported in keys, or keyed by their exact
- * builtin type), -1 with an exception set on error. Looks at the class only
- * (can run metaclass code for frozen dataclasses' parameters); not memoised,
- * so callers on a hot path cache the answer per type version.
+ * builtin type), -1 with an exception set on error. Looks at the class only,
+ * but can run Python code (dataclasses.fields(), attribute reads of the
+ * dataclass parameters); not memoised, so callers on a hot path cache the
+ * answer per type version.
  */
 int ck_py_key_by_value(PyTypeObject *tp);
 
@@ -112,8 +113,9 @@ PyObject *ck_py_copy(ck_state *st, PyObject *obj);
 /*
  * Decode exactly one msgpack value occupying all of data[0..len).
  * Returns a new reference, or NULL with SerializationError set for malformed,
- * truncated, trailing-garbage, too deep or over-long input. Never allocates
- * more than a small constant times len.
+ * truncated, trailing-garbage, too deep or over-long input, and for maps and
+ * sets in which more than CK_CODEC_MAX_SAME_HASH keys share a hash. Never
+ * allocates more than a small constant times len.
  */
 PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
 

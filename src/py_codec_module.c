@@ -129,12 +129,14 @@ static PyMethodDef codec_methods[] = {
      "unpack($module, data, /)\n--\n\n"
      "Decode one value from data (any bytes-like object) produced by pack().\n\n"
      "The input must hold exactly one value. Raises SerializationError for\n"
-     "malformed, truncated, over-long or too deeply nested input."},
+     "malformed, truncated, over-long or too deeply nested input, and for maps\n"
+     "and sets in which more than 32 keys share one hash (hash flooding)."},
     {"_pack_key", codec_pack_key, METH_O,
      "_pack_key($module, obj, /)\n--\n\n"
      "Encode obj the way cache keys are built: canonical (dict items and set\n"
-     "elements sorted by their encoding), and also accepting classes and objects\n"
-     "defining __cachekit_key__(). The result is never decoded; for tests."},
+     "elements sorted by their encoding), and also accepting classes, objects\n"
+     "defining __cachekit_key__(), Enum members, named tuples and frozen\n"
+     "dataclasses. The result is never decoded; for tests."},
     {"pack_stats", (PyCFunction)(void (*)(void))codec_pack_stats, METH_VARARGS | METH_KEYWORDS,
      "pack_stats($module, /, obj, limit=0)\n--\n\n"
      "Encode obj like pack() and measure it: return (encoded, graph_bytes,\n"

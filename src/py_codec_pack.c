@@ -1,10 +1,12 @@
 /*
  * py_codec_pack.c - Python object -> msgpack (the encoding half of the codec).
  *
- * Owns ck_py_pack() and what every encoder shares: the nesting limit, error
- * messages naming a type, ext32 framing and the exact-type dispatch. The
- * encoders themselves live in py_codec_pack_scalar.c, _container.c and
- * _key.c (py_codec_pack_internal.h lists them). Bytes are produced by
+ * Owns ck_py_pack() / ck_py_pack_ex() and what every encoder shares: the
+ * nesting limit, error messages naming a type, ext32 framing, statistics,
+ * the exact-type dispatch, and the encoders of int, str and bytes (kept here
+ * so they inline into the dispatch). The other encoders live in
+ * py_codec_pack_scalar.c, _container.c and _key.c
+ * (py_codec_pack_internal.h lists them). Bytes are produced by
  * msgpack-c's packer writing into a ck_buf.
  *
  * Types are matched exactly (Py_TYPE(obj) == &PyLong_Type, ...): a subclass
@@ -40,44 +42,22 @@ int ck_py_pack_init(void)
 /* Context                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* msgpack's str/bin/ext/array/map lengths are 32-bit; msgpack-c would
-   silently truncate a larger one, so refuse it here. */
-int pack_check_len32(pack_ctx *c, size_t n, const char *what)
+int pack_raise_too_long(pack_ctx *c, size_t n, const char *what)
 {
-    if (n > UINT32_MAX) {
-        PyErr_Format(c->st->SerializationError,
-                     "%s of length %zu exceeds msgpack's 32-bit length limit", what, n);
-        return -1;
-    }
-    return 0;
+    PyErr_Format(c->st->SerializationError,
+                 "%s of length %zu exceeds msgpack's 32-bit length limit", what, n);
+    return -1;
 }
 
-/* Open one level of nesting: lists, tuples, dicts, sets and every extension
-   whose payload is nested msgpack. The explicit limit makes the result
-   decodable (ck_py_unpack enforces the same limit) and turns a
+/* The depth limit (pack_depth_enter in py_codec_pack_internal.h) turns a
    self-referencing list into a SerializationError, the codec's one failure
    class, so callers treating "cannot encode" as "do not cache" catch it with
-   the rest; Py_EnterRecursiveCall also protects the C stack when we are
-   called deep inside Python code. */
-int pack_depth_enter(pack_ctx *c)
+   the rest. */
+int pack_raise_too_deep(pack_ctx *c)
 {
-    if (c->depth >= CK_CODEC_MAX_DEPTH) {
-        PyErr_Format(c->st->SerializationError,
-                     "value nested deeper than %d levels or containing itself",
-                     CK_CODEC_MAX_DEPTH);
-        return -1;
-    }
-    if (Py_EnterRecursiveCall(" while packing a cachekit value")) {
-        return -1;
-    }
-    c->depth++;
-    return 0;
-}
-
-void pack_depth_leave(pack_ctx *c)
-{
-    c->depth--;
-    Py_LeaveRecursiveCall();
+    PyErr_Format(c->st->SerializationError,
+                 "value nested deeper than %d levels or containing itself", CK_CODEC_MAX_DEPTH);
+    return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -136,46 +116,140 @@ int pack_raise_unsupported(pack_ctx *c, PyObject *obj)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Extension framing                                                         */
+/* Builtin scalars: int, str, bytes                                          */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Extensions whose payload is nested msgpack (tuple, set, frozenset, the
- * datetime family, key-custom) are always framed as ext32: 0xc9, a 4-byte
- * big-endian payload length, the type byte. The length is unknown until the
- * payload is encoded, so pack_ext_begin writes a zero placeholder and pack_ext_end
- * patches it in place. The alternative, encoding the payload into a temporary
- * buffer and copying it behind a minimal header, would copy every byte once
- * per enclosing tuple (O(size x depth)) and allocate on the hot path; the
- * price here is up to 4 header bytes more than the shortest ext form.
- * Positions are kept as offsets because the buffer may move when it grows.
- * Payloads of known length (bigint, bytearray, Decimal, UUID, key-class) use
- * msgpack-c's minimal ext header instead.
- */
-int pack_ext_begin(ck_buf *out, int8_t type, size_t *hdr_pos)
-{
-    unsigned char hdr[6] = {0xc9, 0, 0, 0, 0, (unsigned char)type};
+/* The most common leaves live beside the dispatch so that the compiler
+   inlines them into it: cache keys are mostly ints and strs. */
 
-    *hdr_pos = out->len;
-    if (ck_buf_append(out, hdr, sizeof(hdr)) < 0) {
-        return pack_nomem();
+/* Ints outside [-2**63, 2**64 - 1]: ext BIGINT holding the minimal signed
+   big-endian two's complement bytes (what int.to_bytes(n, "big",
+   signed=True) gives for the smallest n). Rare, so a temporary is fine. */
+static int pack_bigint(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    msgpack_packer pk;
+    unsigned char *bytes = NULL;
+    size_t nbits, n, skip = 0;
+    int rc = -1;
+
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    nbits = _PyLong_NumBits(obj);
+    if (nbits == (size_t)-1 && PyErr_Occurred()) {
+        goto error;
     }
-    return 0;
+    /* nbits counts |obj|; one more bit for the sign. Exact for positives,
+       one byte too many for negative powers of two (-2**k needs k+1 bits),
+       which the loop below strips. */
+    n = nbits / 8 + 1;
+    bytes = PyMem_Malloc(n);
+    if (bytes == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    if (_PyLong_AsByteArray((PyLongObject *)obj, bytes, n, 0, 1) < 0) {
+        goto error;
+    }
+    while (n - skip > 1 && ((bytes[skip] == 0x00 && !(bytes[skip + 1] & 0x80)) ||
+                            (bytes[skip] == 0xff && (bytes[skip + 1] & 0x80)))) {
+        skip++;
+    }
+    if (pack_check_len32(c, n - skip, "int") < 0) {
+        goto error;
+    }
+    if (msgpack_pack_ext_with_body(&pk, bytes + skip, n - skip, CK_EXT_BIGINT) != 0) {
+        pack_nomem();
+        goto error;
+    }
+    rc = 0;
+error:
+    PyMem_Free(bytes);
+    return rc;
 }
 
-int pack_ext_end(pack_ctx *c, ck_buf *out, size_t hdr_pos)
+static int pack_int(pack_ctx *c, ck_buf *out, PyObject *obj)
 {
-    size_t n = out->len - hdr_pos - 6;
-    unsigned char *p = out->data + hdr_pos + 1;
+    msgpack_packer pk;
+    int overflow;
+    long long v;
+    unsigned long long u;
 
-    if (pack_check_len32(c, n, "extension payload") < 0) {
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow == 0) {
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        /* msgpack-c picks the smallest form (fixint, uint8, int16, ...). */
+        return msgpack_pack_long_long(&pk, v) != 0 ? pack_nomem() : 0;
+    }
+    if (overflow > 0) {
+        u = PyLong_AsUnsignedLongLong(obj);
+        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
+            return msgpack_pack_unsigned_long_long(&pk, u) != 0 ? pack_nomem() : 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    return pack_bigint(c, out, obj);
+}
+
+static int pack_raw(pack_ctx *c, ck_buf *out, const char *what, int is_str, const void *p,
+                    size_t n)
+{
+    msgpack_packer pk;
+    int rc;
+
+    if (pack_check_len32(c, n, what) < 0) {
         return -1;
     }
-    p[0] = (unsigned char)(n >> 24);
-    p[1] = (unsigned char)(n >> 16);
-    p[2] = (unsigned char)(n >> 8);
-    p[3] = (unsigned char)n;
-    return 0;
+    if (pack_would_pass(c, out, n)) {
+        return pack_stop(c);
+    }
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    rc = is_str ? msgpack_pack_str_with_body(&pk, p, n) : msgpack_pack_bin_with_body(&pk, p, n);
+    return rc != 0 ? pack_nomem() : 0;
+}
+
+int pack_str(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    PyObject *encoded = NULL;
+    const char *p;
+    Py_ssize_t n;
+    int rc = -1;
+
+    /* Hot path: compact ASCII strs are their own UTF-8. */
+    if (PyUnicode_IS_COMPACT_ASCII(obj)) {
+        return pack_raw(c, out, "str", 1, PyUnicode_DATA(obj), (size_t)PyUnicode_GET_LENGTH(obj));
+    }
+    /* Caches the UTF-8 form in the str: a key argument packed on every call
+       is encoded once. */
+    p = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (p != NULL) {
+        return pack_raw(c, out, "str", 1, p, (size_t)n);
+    }
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+        goto error;
+    }
+    if (!(c->flags & CK_PACK_KEY)) {
+        /* A stored value must decode to an equal str, and strict UTF-8
+           decoding rejects encoded surrogates. */
+        _PyErr_FormatFromCause(c->st->SerializationError,
+                               "cachekit cannot store a str containing lone surrogates "
+                               "(it is not valid UTF-8)");
+        goto error;
+    }
+    /* Keys are never decoded; surrogatepass keeps distinct strs distinct. */
+    PyErr_Clear();
+    encoded = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
+    if (encoded == NULL) {
+        goto error;
+    }
+    rc = pack_raw(c, out, "str", 1, PyBytes_AS_STRING(encoded), (size_t)PyBytes_GET_SIZE(encoded));
+error:
+    Py_XDECREF(encoded);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -192,7 +266,8 @@ int pack_ext_end(pack_ctx *c, ck_buf *out, size_t hdr_pos)
  * separately allocated storage of the containers (a list's item array, a
  * dict's keys table, a set's hash table, a bytearray's buffer, a str's
  * characters). Shared objects are counted each time they are reached, like
- * the encoding they become. O(1) and no Python calls.
+ * the encoding they become. No Python calls; O(1) except that a non-ASCII
+ * str gets its UTF-8 form a moment before pack_str would create it anyway.
  */
 static void pack_account(pack_ctx *c, PyObject *obj)
 {
@@ -261,8 +336,10 @@ int pack_stop(pack_ctx *c)
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Exact-type dispatch, most common value types first. */
-static int pack_dispatch(pack_ctx *c, ck_buf *out, PyObject *obj)
+/* Exact-type dispatch, most common value types first. Inlined into both
+   pack_obj (no statistics: every branch a tail call) and pack_obj_counted. */
+static inline __attribute__((always_inline)) int pack_dispatch(pack_ctx *c, ck_buf *out,
+                                                               PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
     msgpack_packer pk;
@@ -332,23 +409,31 @@ static int pack_dispatch(pack_ctx *c, ck_buf *out, PyObject *obj)
     return pack_raise_unsupported(c, obj);
 }
 
-/* Every value goes through here: one test of c->stats and one of c->limit
-   when statistics are off, so the key path pays next to nothing. Checking
-   the limit after each value is what stops a walk after about `limit`
-   bytes of encoding, whatever the shape of the graph; pack_raw and
-   pack_ext_bytes also check before copying a large payload. */
-int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj)
+/* With statistics: count obj, encode it, then check the limit. Checking
+   after each value is what stops a walk after about `limit` bytes of
+   encoding, whatever the shape of the graph; pack_raw and pack_ext_bytes
+   also check before copying a large payload. */
+static __attribute__((noinline)) int pack_obj_counted(pack_ctx *c, ck_buf *out, PyObject *obj)
 {
-    int rc;
-
-    if (c->stats != NULL) {
-        pack_account(c, obj);
+    pack_account(c, obj);
+    if (pack_dispatch(c, out, obj) < 0) {
+        return -1;
     }
-    rc = pack_dispatch(c, out, obj);
-    if (rc == 0 && c->limit != 0 && out->len > c->limit) {
+    if (c->limit != 0 && out->len > c->limit) {
         return pack_stop(c);
     }
-    return rc;
+    return 0;
+}
+
+/* Every value goes through here. Without statistics (ck_py_pack, the key
+   path) the only cost is one test of c->stats: the dispatch keeps its tail
+   calls. (pack_would_pass in the raw encoders is one more test of limit.) */
+int pack_obj(pack_ctx *c, ck_buf *out, PyObject *obj)
+{
+    if (__builtin_expect(c->stats != NULL, 0)) {
+        return pack_obj_counted(c, out, obj);
+    }
+    return pack_dispatch(c, out, obj);
 }
 
 int ck_py_pack_ex(ck_state *st, PyObject *obj, ck_buf *out, int flags, ck_pack_stats *stats)

@@ -2,8 +2,9 @@
  * py_codec_pack_internal.h - shared by the files that make up ck_py_pack().
  *
  * The encoder is split by job: py_codec_pack.c (context, limits, framing,
- * type dispatch), py_codec_pack_scalar.c (ints, strs, bytes, Decimal, UUID,
- * the datetime family), py_codec_pack_container.c (list, tuple, dict, set,
+ * statistics, type dispatch and the int/str/bytes encoders it inlines),
+ * py_codec_pack_scalar.c (raw-payload extensions, Decimal, UUID, the
+ * datetime family), py_codec_pack_container.c (list, tuple, dict, set,
  * canonical ordering) and py_codec_pack_key.c (key-only encodings). Not
  * included outside them: the functions here have no stability promise.
  *
@@ -54,26 +55,93 @@ static inline int pack_would_pass(const pack_ctx *c, const ck_buf *out, size_t n
 {
     return c->limit != 0 && (n > c->limit || out->len > c->limit - n);
 }
-/* Refuse a length msgpack cannot express (over 32 bits). */
-int pack_check_len32(pack_ctx *c, size_t n, const char *what);
-/* Open / close one nesting level (containers and nested extensions). */
-int pack_depth_enter(pack_ctx *c);
-void pack_depth_leave(pack_ctx *c);
+/* Raise SerializationError for a length over 32 bits / nesting past
+   CK_CODEC_MAX_DEPTH; both return -1. */
+int pack_raise_too_long(pack_ctx *c, size_t n, const char *what);
+int pack_raise_too_deep(pack_ctx *c);
 /* New reference to "<module><sep><qualname>" of tp. */
 PyObject *pack_type_name(ck_state *st, PyTypeObject *tp, const char *sep, int omit_builtins);
 /* Raise UnsupportedTypeError naming obj's type; returns -1. */
 int pack_raise_unsupported(pack_ctx *c, PyObject *obj);
-/* ext32 header with a placeholder length, patched by pack_ext_end. */
-int pack_ext_begin(ck_buf *out, int8_t type, size_t *hdr_pos);
-int pack_ext_end(pack_ctx *c, ck_buf *out, size_t hdr_pos);
+
+/*
+ * The small helpers every encoder calls are inline here: the encoders live
+ * in several files, and out-of-line calls for these cost about 15% on a
+ * small cache key.
+ */
+
+/* msgpack's str/bin/ext/array/map lengths are 32-bit; msgpack-c would
+   silently truncate a larger one, so refuse it here. */
+static inline int pack_check_len32(pack_ctx *c, size_t n, const char *what)
+{
+    return n > UINT32_MAX ? pack_raise_too_long(c, n, what) : 0;
+}
+
+/* Open one level of nesting: lists, tuples, dicts, sets and every extension
+   whose payload is nested msgpack. The explicit limit makes the result
+   decodable (ck_py_unpack enforces the same limit); Py_EnterRecursiveCall
+   also protects the C stack when we are called deep inside Python code. */
+static inline int pack_depth_enter(pack_ctx *c)
+{
+    if (c->depth >= CK_CODEC_MAX_DEPTH) {
+        return pack_raise_too_deep(c);
+    }
+    if (Py_EnterRecursiveCall(" while packing a cachekit value")) {
+        return -1;
+    }
+    c->depth++;
+    return 0;
+}
+
+static inline void pack_depth_leave(pack_ctx *c)
+{
+    c->depth--;
+    Py_LeaveRecursiveCall();
+}
+
+/*
+ * Extensions whose payload is nested msgpack (tuple, set, frozenset, the
+ * datetime family, key-custom) are always framed as ext32: 0xc9, a 4-byte
+ * big-endian payload length, the type byte. The length is unknown until the
+ * payload is encoded, so pack_ext_begin writes a zero placeholder and pack_ext_end
+ * patches it in place. The alternative, encoding the payload into a temporary
+ * buffer and copying it behind a minimal header, would copy every byte once
+ * per enclosing tuple (O(size x depth)) and allocate on the hot path; the
+ * price here is up to 4 header bytes more than the shortest ext form.
+ * Positions are kept as offsets because the buffer may move when it grows.
+ * Payloads of known length (bigint, bytearray, Decimal, UUID, key-class) use
+ * msgpack-c's minimal ext header instead.
+ */
+static inline int pack_ext_begin(ck_buf *out, int8_t type, size_t *hdr_pos)
+{
+    unsigned char hdr[6] = {0xc9, 0, 0, 0, 0, (unsigned char)type};
+
+    *hdr_pos = out->len;
+    if (ck_buf_append(out, hdr, sizeof(hdr)) < 0) {
+        return pack_nomem();
+    }
+    return 0;
+}
+
+static inline int pack_ext_end(pack_ctx *c, ck_buf *out, size_t hdr_pos)
+{
+    size_t n = out->len - hdr_pos - 6;
+    unsigned char *p = out->data + hdr_pos + 1;
+
+    if (pack_check_len32(c, n, "extension payload") < 0) {
+        return -1;
+    }
+    p[0] = (unsigned char)(n >> 24);
+    p[1] = (unsigned char)(n >> 16);
+    p[2] = (unsigned char)(n >> 8);
+    p[3] = (unsigned char)n;
+    return 0;
+}
+int pack_str(pack_ctx *c, ck_buf *out, PyObject *obj);
 
 /* --- py_codec_pack_scalar.c --------------------------------------------- */
 
 int pack_scalar_init(void); /* the file's datetime C API import */
-int pack_int(pack_ctx *c, ck_buf *out, PyObject *obj);
-/* str (is_str) or bin of n bytes at p. */
-int pack_raw(pack_ctx *c, ck_buf *out, const char *what, int is_str, const void *p, size_t n);
-int pack_str(pack_ctx *c, ck_buf *out, PyObject *obj);
 /* Extension whose payload is n raw bytes at p. */
 int pack_ext_bytes(pack_ctx *c, ck_buf *out, int8_t type, const void *p, size_t n);
 int pack_decimal(pack_ctx *c, ck_buf *out, PyObject *obj);

@@ -298,17 +298,25 @@ int ck_py_key_by_value(PyTypeObject *tp)
 static int key_type_lookup(pack_ctx *c, PyTypeObject *tp, int *kind, PyObject **name,
                            PyObject **fields)
 {
-    ck_key_type_memo *m = &c->st->key_types[((uintptr_t)tp >> 4) % CK_KEY_TYPE_MEMO];
+    /* Two-way sets, so two argument types that map to one set (a function
+       taking an Enum and a dataclass) do not evict each other on every
+       call. Way 0 holds the most recently added entry. */
+    size_t set = (size_t)(((uintptr_t)tp * UINT64_C(0x9e3779b97f4a7c15)) >> 40) %
+                 (CK_KEY_TYPE_MEMO / 2);
+    ck_key_type_memo *m = &c->st->key_types[set * 2];
     int memo_ok = (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) != 0;
     unsigned int version = tp->tp_version_tag;
+    int way;
 
     *name = NULL;
     *fields = NULL;
-    if (memo_ok && m->type == tp && m->version == version) {
-        *kind = m->kind;
-        *name = Py_XNewRef(m->name);
-        *fields = Py_XNewRef(m->fields);
-        return 0;
+    for (way = 0; memo_ok && way < 2; way++) {
+        if (m[way].type == tp && m[way].version == version) {
+            *kind = m[way].kind;
+            *name = Py_XNewRef(m[way].name);
+            *fields = Py_XNewRef(m[way].fields);
+            return 0;
+        }
     }
     *kind = key_type_classify(tp, fields);
     if (*kind < 0) {
@@ -328,20 +336,24 @@ static int key_type_lookup(pack_ctx *c, PyTypeObject *tp, int *kind, PyObject **
        only under the tag it was made for. */
     if (memo_ok && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
         tp->tp_version_tag == version) {
-        PyTypeObject *old_type = m->type;
-        PyObject *old_name = m->name;
-        PyObject *old_fields = m->fields;
+        /* A stale entry for tp (older tag) is replaced where it is; else
+           way 1 is evicted and way 0 moves to it. */
+        int victim = m[0].type == tp ? 0 : 1;
+        ck_key_type_memo old = m[victim];
 
-        /* Fill the slot before releasing the old entry: a type's dealloc
+        /* Fill the set before releasing the old entry: a type's dealloc
            must find the memo consistent. */
-        m->type = (PyTypeObject *)Py_NewRef(tp);
-        m->version = version;
-        m->kind = *kind;
-        m->name = Py_NewRef(*name);
-        m->fields = Py_XNewRef(*fields);
-        Py_XDECREF(old_type);
-        Py_XDECREF(old_name);
-        Py_XDECREF(old_fields);
+        if (victim == 1) {
+            m[1] = m[0];
+        }
+        m[0].type = (PyTypeObject *)Py_NewRef(tp);
+        m[0].version = version;
+        m[0].kind = *kind;
+        m[0].name = Py_NewRef(*name);
+        m[0].fields = Py_XNewRef(*fields);
+        Py_XDECREF(old.type);
+        Py_XDECREF(old.name);
+        Py_XDECREF(old.fields);
     }
     return 0;
 }

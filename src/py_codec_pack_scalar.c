@@ -1,6 +1,8 @@
 /*
- * py_codec_pack_scalar.c - encoders for the leaf types: int (with the BIGINT
- * extension), str, bytes, Decimal, UUID and the datetime family.
+ * py_codec_pack_scalar.c - encoders for the leaf types beyond the builtin
+ * scalars: extensions with a raw payload (bytearray), Decimal, UUID and the
+ * datetime family. (int, float, str and bytes are encoded next to the
+ * dispatch in py_codec_pack.c, where the compiler can inline them.)
  *
  * Part of ck_py_pack() (py_codec_pack_internal.h). User code can run here
  * through tzinfo.utcoffset(), ZoneInfo.key, Decimal.__str__ and UUID.int;
@@ -19,138 +21,8 @@ int pack_scalar_init(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Scalars                                                                   */
+/* Known-length extensions, Decimal, UUID                                    */
 /* ------------------------------------------------------------------------ */
-
-/* Ints outside [-2**63, 2**64 - 1]: ext BIGINT holding the minimal signed
-   big-endian two's complement bytes (what int.to_bytes(n, "big",
-   signed=True) gives for the smallest n). Rare, so a temporary is fine. */
-static int pack_bigint(pack_ctx *c, ck_buf *out, PyObject *obj)
-{
-    msgpack_packer pk;
-    unsigned char *bytes = NULL;
-    size_t nbits, n, skip = 0;
-    int rc = -1;
-
-    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
-    nbits = _PyLong_NumBits(obj);
-    if (nbits == (size_t)-1 && PyErr_Occurred()) {
-        goto error;
-    }
-    /* nbits counts |obj|; one more bit for the sign. Exact for positives,
-       one byte too many for negative powers of two (-2**k needs k+1 bits),
-       which the loop below strips. */
-    n = nbits / 8 + 1;
-    bytes = PyMem_Malloc(n);
-    if (bytes == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    if (_PyLong_AsByteArray((PyLongObject *)obj, bytes, n, 0, 1) < 0) {
-        goto error;
-    }
-    while (n - skip > 1 && ((bytes[skip] == 0x00 && !(bytes[skip + 1] & 0x80)) ||
-                            (bytes[skip] == 0xff && (bytes[skip + 1] & 0x80)))) {
-        skip++;
-    }
-    if (pack_check_len32(c, n - skip, "int") < 0) {
-        goto error;
-    }
-    if (msgpack_pack_ext_with_body(&pk, bytes + skip, n - skip, CK_EXT_BIGINT) != 0) {
-        pack_nomem();
-        goto error;
-    }
-    rc = 0;
-error:
-    PyMem_Free(bytes);
-    return rc;
-}
-
-int pack_int(pack_ctx *c, ck_buf *out, PyObject *obj)
-{
-    msgpack_packer pk;
-    int overflow;
-    long long v;
-    unsigned long long u;
-
-    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
-    v = PyLong_AsLongLongAndOverflow(obj, &overflow);
-    if (overflow == 0) {
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        /* msgpack-c picks the smallest form (fixint, uint8, int16, ...). */
-        return msgpack_pack_long_long(&pk, v) != 0 ? pack_nomem() : 0;
-    }
-    if (overflow > 0) {
-        u = PyLong_AsUnsignedLongLong(obj);
-        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
-            return msgpack_pack_unsigned_long_long(&pk, u) != 0 ? pack_nomem() : 0;
-        }
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return -1;
-        }
-        PyErr_Clear();
-    }
-    return pack_bigint(c, out, obj);
-}
-
-int pack_raw(pack_ctx *c, ck_buf *out, const char *what, int is_str, const void *p,
-                    size_t n)
-{
-    msgpack_packer pk;
-    int rc;
-
-    if (pack_check_len32(c, n, what) < 0) {
-        return -1;
-    }
-    if (pack_would_pass(c, out, n)) {
-        return pack_stop(c);
-    }
-    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
-    rc = is_str ? msgpack_pack_str_with_body(&pk, p, n) : msgpack_pack_bin_with_body(&pk, p, n);
-    return rc != 0 ? pack_nomem() : 0;
-}
-
-int pack_str(pack_ctx *c, ck_buf *out, PyObject *obj)
-{
-    PyObject *encoded = NULL;
-    const char *p;
-    Py_ssize_t n;
-    int rc = -1;
-
-    /* Hot path: compact ASCII strs are their own UTF-8. */
-    if (PyUnicode_IS_COMPACT_ASCII(obj)) {
-        return pack_raw(c, out, "str", 1, PyUnicode_DATA(obj), (size_t)PyUnicode_GET_LENGTH(obj));
-    }
-    /* Caches the UTF-8 form in the str: a key argument packed on every call
-       is encoded once. */
-    p = PyUnicode_AsUTF8AndSize(obj, &n);
-    if (p != NULL) {
-        return pack_raw(c, out, "str", 1, p, (size_t)n);
-    }
-    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
-        goto error;
-    }
-    if (!(c->flags & CK_PACK_KEY)) {
-        /* A stored value must decode to an equal str, and strict UTF-8
-           decoding rejects encoded surrogates. */
-        _PyErr_FormatFromCause(c->st->SerializationError,
-                               "cachekit cannot store a str containing lone surrogates "
-                               "(it is not valid UTF-8)");
-        goto error;
-    }
-    /* Keys are never decoded; surrogatepass keeps distinct strs distinct. */
-    PyErr_Clear();
-    encoded = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
-    if (encoded == NULL) {
-        goto error;
-    }
-    rc = pack_raw(c, out, "str", 1, PyBytes_AS_STRING(encoded), (size_t)PyBytes_GET_SIZE(encoded));
-error:
-    Py_XDECREF(encoded);
-    return rc;
-}
 
 /* Extension with a payload of known length. */
 int pack_ext_bytes(pack_ctx *c, ck_buf *out, int8_t type, const void *p, size_t n)

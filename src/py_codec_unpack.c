@@ -2,28 +2,12 @@
  * py_codec_unpack.c - msgpack -> Python objects (the decoding half of the
  * codec).
  *
- * Owns ck_py_unpack(): a bounded, single-pass msgpack reader and the
- * decoding of our extension types back to their exact Python types.
+ * Owns ck_py_unpack(): the decoding of each value the bounded reader
+ * (py_codec_reader.c, which explains why it is ours and how it bounds
+ * lengths, counts and depth) parses, and of our extension types back to
+ * their exact Python types. Cache entries can come from a shared Redis, so
+ * the input is hostile:
  *
- * Why not msgpack-c's unpacker: it allocates zone memory for as many
- * elements as an array or map header claims before checking that claim
- * against the bytes actually present (a 5-byte b"\xdd\xff\xff\xff\xff" asks
- * for 4 G objects), and it has no configurable depth limit. Cache entries can
- * come from a shared Redis, so the decoder treats its input as hostile:
- *
- *   - every length or count is checked against the bytes remaining before
- *     anything is allocated. Each value takes at least one byte, so the
- *     reader keeps `pending`, the number of values promised by the headers
- *     read so far but not yet started, and an array of n is accepted only if
- *     pending + n bytes remain (a map of n: pending + 2n). Checking n alone
- *     would let 64 nested arrays each claim nearly the whole input and
- *     allocate 64 x 8 bytes per input byte; with pending, the slots of all
- *     open containers together never exceed the input length (plus one per
- *     level). Allocation stays a small constant times the input length;
- *   - arrays, maps and extensions with nested payloads open a nesting level;
- *     more than CK_CODEC_MAX_DEPTH are refused, which also bounds the C stack
- *     (so no Py_EnterRecursiveCall, whose RecursionError would not be a
- *     SerializationError);
  *   - maps and sets of more than CK_CODEC_MAX_SAME_HASH elements count their
  *     keys' hashes and are refused when too many share one, so inserting
  *     them stays linear (see "Hash-flooding guard" below);
@@ -34,20 +18,16 @@
  *     found (exceptions from the constructors we call, such as datetime's
  *     range checks, become its __cause__); MemoryError is left as is.
  *
- * The reader parses a value's head (type byte, length, scalar) into an
- * mp_head without creating objects, so the extension decoders can read
- * their int fields without boxing them.
+ * The extension decoders read their int fields from mp_heads, without
+ * boxing them.
  */
-#include "py_codec.h"
+#include "py_codec_reader.h"
 
 #include "ck_hashcount.h"
 
-#include <assert.h>
 #include <datetime.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <string.h>
 
 int ck_py_unpack_init(void)
 {
@@ -56,324 +36,7 @@ int ck_py_unpack_init(void)
     return PyDateTimeAPI == NULL ? -1 : 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Reader                                                                    */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    ck_state *st;
-    const unsigned char *start; /* of the whole input, for offsets */
-    const unsigned char *p;     /* next byte to read */
-    const unsigned char *end;   /* input end, or the current ext payload's */
-    size_t pending;             /* values promised, not yet started (see top) */
-    int depth;                  /* levels open; <= CK_CODEC_MAX_DEPTH */
-} reader;
-
-typedef enum {
-    MP_NIL,
-    MP_BOOL,
-    MP_INT,  /* any integer that fits int64_t */
-    MP_UINT, /* uint64 above INT64_MAX */
-    MP_FLOAT,
-    MP_STR,
-    MP_BIN,
-    MP_ARRAY,
-    MP_MAP,
-    MP_EXT,
-} mp_kind;
-
-typedef struct {
-    mp_kind kind;
-    size_t offset;             /* of the type byte, for messages */
-    int64_t i;                 /* MP_INT; MP_BOOL: 0 or 1 */
-    uint64_t u;                /* MP_UINT */
-    double f;                  /* MP_FLOAT */
-    size_t len;                /* STR/BIN/EXT: bytes; ARRAY/MAP: count */
-    int ext_type;              /* MP_EXT */
-    const unsigned char *body; /* STR/BIN/EXT: first payload byte */
-} mp_head;
-
 static PyObject *read_value(reader *r);
-
-static size_t offset_of(const reader *r, const unsigned char *p)
-{
-    return (size_t)(p - r->start);
-}
-
-static size_t remaining(const reader *r)
-{
-    return (size_t)(r->end - r->p);
-}
-
-/*
- * Raise SerializationError and return NULL. An exception already set (from a
- * constructor we called) becomes its __cause__, unless it is a MemoryError or
- * not an Exception at all (KeyboardInterrupt), which are passed on unchanged.
- */
-static PyObject *fail(reader *r, const char *fmt, ...)
-{
-    PyObject *type = NULL, *value = NULL, *tb = NULL;
-    PyObject *msg = NULL;
-    va_list ap;
-
-    /* Set aside the pending exception: formatting may call repr(). */
-    PyErr_Fetch(&type, &value, &tb);
-    if (type != NULL && (!PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
-                         PyErr_GivenExceptionMatches(type, PyExc_MemoryError))) {
-        PyErr_Restore(type, value, tb);
-        return NULL;
-    }
-    va_start(ap, fmt);
-    msg = PyUnicode_FromFormatV(fmt, ap);
-    va_end(ap);
-    if (msg == NULL) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        return NULL;
-    }
-    if (type != NULL) {
-        PyErr_Restore(type, value, tb);
-        _PyErr_FormatFromCause(r->st->SerializationError, "%U", msg);
-    } else {
-        PyErr_SetObject(r->st->SerializationError, msg);
-    }
-    Py_DECREF(msg);
-    return NULL;
-}
-
-static int need(reader *r, size_t n)
-{
-    if (remaining(r) < n) {
-        fail(r, "truncated msgpack data at offset %zu", offset_of(r, r->p));
-        return -1;
-    }
-    return 0;
-}
-
-static uint64_t load_be(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-/* Read an n-byte big-endian unsigned field. */
-static int read_be(reader *r, size_t n, uint64_t *out)
-{
-    if (need(r, n) < 0) {
-        return -1;
-    }
-    *out = load_be(r->p, n);
-    r->p += n;
-    return 0;
-}
-
-/* STR/BIN/EXT: the payload must be present; skip over it. */
-static int head_body(reader *r, mp_head *h, size_t len)
-{
-    if (remaining(r) < len) {
-        fail(r, "%s length %zu exceeds remaining input at offset %zu",
-             h->kind == MP_STR ? "str" : (h->kind == MP_BIN ? "bin" : "extension"), len,
-             h->offset);
-        return -1;
-    }
-    h->len = len;
-    h->body = r->p;
-    r->p += len;
-    return 0;
-}
-
-/* ARRAY/MAP: the new elements and every value already promised each take
-   at least a byte, so they must all fit in what is left; checked before
-   anything is allocated for them. */
-static int head_count(reader *r, mp_head *h, size_t n)
-{
-    size_t per = h->kind == MP_MAP ? 2 : 1;
-    size_t left = remaining(r);
-
-    if (r->pending > left || n > (left - r->pending) / per) {
-        fail(r, "%s count %zu exceeds remaining input at offset %zu",
-             h->kind == MP_MAP ? "map" : "array", n, h->offset);
-        return -1;
-    }
-    h->len = n;
-    r->pending += n * per;
-    return 0;
-}
-
-/*
- * Parse the head of the next value. Scalars are complete; STR/BIN/EXT have
- * their payload bounded and skipped (h->body points at it); ARRAY/MAP leave
- * r->p at the first element.
- */
-static int read_head(reader *r, mp_head *h)
-{
-    unsigned int b;
-    uint64_t v;
-    size_t w;
-
-    h->offset = offset_of(r, r->p);
-    if (need(r, 1) < 0) {
-        return -1;
-    }
-    /* Every head read is a value some header promised (or the top level). */
-    assert(r->pending > 0);
-    r->pending--;
-    b = *r->p++;
-    if (b <= 0x7f) { /* positive fixint */
-        h->kind = MP_INT;
-        h->i = b;
-        return 0;
-    }
-    if (b >= 0xe0) { /* negative fixint */
-        h->kind = MP_INT;
-        h->i = (int64_t)b - 256;
-        return 0;
-    }
-    if (b >= 0xa0 && b <= 0xbf) {
-        h->kind = MP_STR;
-        return head_body(r, h, b & 0x1f);
-    }
-    if (b >= 0x90 && b <= 0x9f) {
-        h->kind = MP_ARRAY;
-        return head_count(r, h, b & 0x0f);
-    }
-    if (b >= 0x80 && b <= 0x8f) {
-        h->kind = MP_MAP;
-        return head_count(r, h, b & 0x0f);
-    }
-    switch (b) {
-    case 0xc0:
-        h->kind = MP_NIL;
-        return 0;
-    case 0xc2:
-    case 0xc3:
-        h->kind = MP_BOOL;
-        h->i = b == 0xc3;
-        return 0;
-    case 0xc4: /* bin 8/16/32 */
-    case 0xc5:
-    case 0xc6:
-        h->kind = MP_BIN;
-        if (read_be(r, (size_t)1 << (b - 0xc4), &v) < 0) {
-            return -1;
-        }
-        return head_body(r, h, (size_t)v);
-    case 0xc7: /* ext 8/16/32: length, then type */
-    case 0xc8:
-    case 0xc9:
-        h->kind = MP_EXT;
-        if (read_be(r, (size_t)1 << (b - 0xc7), &v) < 0 || need(r, 1) < 0) {
-            return -1;
-        }
-        h->ext_type = (int8_t)*r->p++;
-        return head_body(r, h, (size_t)v);
-    case 0xca: { /* float 32 */
-        uint32_t bits;
-        float f;
-
-        if (read_be(r, 4, &v) < 0) {
-            return -1;
-        }
-        bits = (uint32_t)v;
-        memcpy(&f, &bits, sizeof(f));
-        h->kind = MP_FLOAT;
-        h->f = f;
-        return 0;
-    }
-    case 0xcb: { /* float 64 */
-        double d;
-
-        if (read_be(r, 8, &v) < 0) {
-            return -1;
-        }
-        memcpy(&d, &v, sizeof(d));
-        h->kind = MP_FLOAT;
-        h->f = d;
-        return 0;
-    }
-    case 0xcc: /* uint 8/16/32/64 */
-    case 0xcd:
-    case 0xce:
-    case 0xcf:
-        if (read_be(r, (size_t)1 << (b - 0xcc), &v) < 0) {
-            return -1;
-        }
-        if (v > INT64_MAX) {
-            h->kind = MP_UINT;
-            h->u = v;
-        } else {
-            h->kind = MP_INT;
-            h->i = (int64_t)v;
-        }
-        return 0;
-    case 0xd0: /* int 8/16/32/64: sign-extend from w bytes */
-    case 0xd1:
-    case 0xd2:
-    case 0xd3:
-        w = (size_t)1 << (b - 0xd0);
-        if (read_be(r, w, &v) < 0) {
-            return -1;
-        }
-        if (w < 8 && (v >> (w * 8 - 1))) {
-            v |= ~(uint64_t)0 << (w * 8);
-        }
-        h->kind = MP_INT;
-        memcpy(&h->i, &v, sizeof(h->i));
-        return 0;
-    case 0xd4: /* fixext 1/2/4/8/16: type, then payload */
-    case 0xd5:
-    case 0xd6:
-    case 0xd7:
-    case 0xd8:
-        h->kind = MP_EXT;
-        if (need(r, 1) < 0) {
-            return -1;
-        }
-        h->ext_type = (int8_t)*r->p++;
-        return head_body(r, h, (size_t)1 << (b - 0xd4));
-    case 0xd9: /* str 8/16/32 */
-    case 0xda:
-    case 0xdb:
-        h->kind = MP_STR;
-        if (read_be(r, (size_t)1 << (b - 0xd9), &v) < 0) {
-            return -1;
-        }
-        return head_body(r, h, (size_t)v);
-    case 0xdc: /* array 16/32 */
-    case 0xdd:
-        h->kind = MP_ARRAY;
-        if (read_be(r, b == 0xdc ? 2 : 4, &v) < 0) {
-            return -1;
-        }
-        return head_count(r, h, (size_t)v);
-    case 0xde: /* map 16/32 */
-    case 0xdf:
-        h->kind = MP_MAP;
-        if (read_be(r, b == 0xde ? 2 : 4, &v) < 0) {
-            return -1;
-        }
-        return head_count(r, h, (size_t)v);
-    default: /* 0xc1 is reserved */
-        fail(r, "invalid msgpack type byte 0x%x at offset %zu", b, h->offset);
-        return -1;
-    }
-}
-
-static int depth_enter(reader *r)
-{
-    if (r->depth >= CK_CODEC_MAX_DEPTH) {
-        fail(r, "nesting deeper than %d at offset %zu", CK_CODEC_MAX_DEPTH, offset_of(r, r->p));
-        return -1;
-    }
-    r->depth++;
-    return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Standard types                                                            */
@@ -386,7 +49,7 @@ static PyObject *decode_str(reader *r, const mp_head *h)
     PyObject *s = PyUnicode_DecodeUTF8((const char *)h->body, (Py_ssize_t)h->len, NULL);
 
     if (s == NULL) {
-        return fail(r, "invalid UTF-8 in str at offset %zu", h->offset);
+        return reader_fail(r, "invalid UTF-8 in str at offset %zu", h->offset);
     }
     return s;
 }
@@ -397,7 +60,7 @@ static PyObject *read_list(reader *r, const mp_head *h)
     PyObject *item;
     size_t i;
 
-    if (depth_enter(r) < 0) {
+    if (reader_depth_enter(r) < 0) {
         return NULL;
     }
     list = PyList_New((Py_ssize_t)h->len);
@@ -462,13 +125,13 @@ static int guard_add(reader *r, ck_hashcount *hc, PyObject *key, int is_map,
 
     if (h == -1) {
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fail(r, "unhashable %s at offset %zu", is_map ? "key in map" : "set element",
+            reader_fail(r, "unhashable %s at offset %zu", is_map ? "key in map" : "set element",
                  key_offset);
         }
         return -1;
     }
     if (ck_hashcount_add(hc, (uint64_t)h) < 0) {
-        fail(r, "%s at offset %zu: more than %d keys share one hash (refused as hash "
+        reader_fail(r, "%s at offset %zu: more than %d keys share one hash (refused as hash "
                 "flooding)",
              is_map ? "map" : "set", container_offset, CK_CODEC_MAX_SAME_HASH);
         return -1;
@@ -484,12 +147,12 @@ static int map_insert(reader *r, PyObject *dict, PyObject *key, PyObject *value,
 
     if (PyDict_SetItem(dict, key, value) < 0) {
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fail(r, "unhashable key in map at offset %zu", offset);
+            reader_fail(r, "unhashable key in map at offset %zu", offset);
         }
         return -1;
     }
     if (PyDict_GET_SIZE(dict) == before) {
-        fail(r, "duplicate key in map at offset %zu", offset);
+        reader_fail(r, "duplicate key in map at offset %zu", offset);
         return -1;
     }
     return 0;
@@ -504,7 +167,7 @@ static PyObject *read_map(reader *r, const mp_head *h)
     size_t i, key_offset;
     int guarded = 0;
 
-    if (depth_enter(r) < 0) {
+    if (reader_depth_enter(r) < 0) {
         return NULL;
     }
     if (guard_init(&hc, h->len, &guarded) < 0) {
@@ -515,7 +178,7 @@ static PyObject *read_map(reader *r, const mp_head *h)
         goto error;
     }
     for (i = 0; i < h->len; i++) {
-        key_offset = offset_of(r, r->p);
+        key_offset = reader_offset(r, r->p);
         key = read_value(r);
         if (key == NULL) {
             goto error;
@@ -558,15 +221,15 @@ static int read_payload_array(reader *r, const mp_head *ext, Py_ssize_t want, si
 {
     mp_head h;
 
-    if (read_head(r, &h) < 0) {
+    if (reader_head(r, &h) < 0) {
         return -1;
     }
     if (h.kind != MP_ARRAY || (want >= 0 && h.len != (size_t)want)) {
         if (want >= 0) {
-            fail(r, "extension type %d at offset %zu: payload must be an array of %zd",
+            reader_fail(r, "extension type %d at offset %zu: payload must be an array of %zd",
                  ext->ext_type, ext->offset, want);
         } else {
-            fail(r, "extension type %d at offset %zu: payload must be an array", ext->ext_type,
+            reader_fail(r, "extension type %d at offset %zu: payload must be an array", ext->ext_type,
                  ext->offset);
         }
         return -1;
@@ -620,7 +283,7 @@ static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
         goto error;
     }
     for (i = 0; i < n; i++) {
-        item_offset = offset_of(r, r->p);
+        item_offset = reader_offset(r, r->p);
         item = read_value(r);
         if (item == NULL) {
             goto error;
@@ -631,12 +294,12 @@ static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
         before = PySet_GET_SIZE(set);
         if (PySet_Add(set, item) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                fail(r, "unhashable set element at offset %zu", item_offset);
+                reader_fail(r, "unhashable set element at offset %zu", item_offset);
             }
             goto error;
         }
         if (PySet_GET_SIZE(set) == before) {
-            fail(r, "duplicate set element at offset %zu", item_offset);
+            reader_fail(r, "duplicate set element at offset %zu", item_offset);
             goto error;
         }
         Py_CLEAR(item);
@@ -660,11 +323,11 @@ static int read_int_field(reader *r, const mp_head *ext, int *out)
 {
     mp_head h;
 
-    if (read_head(r, &h) < 0) {
+    if (reader_head(r, &h) < 0) {
         return -1;
     }
     if (h.kind != MP_INT || h.i < INT_MIN || h.i > INT_MAX) {
-        fail(r, "extension type %d at offset %zu: field at offset %zu must be a small int",
+        reader_fail(r, "extension type %d at offset %zu: field at offset %zu must be a small int",
              ext->ext_type, ext->offset, h.offset);
         return -1;
     }
@@ -683,7 +346,7 @@ static PyObject *read_tz(reader *r, const mp_head *ext)
     PyObject *tz = NULL;
     mp_head h;
 
-    if (read_head(r, &h) < 0) {
+    if (reader_head(r, &h) < 0) {
         return NULL;
     }
     switch (h.kind) {
@@ -696,7 +359,7 @@ static PyObject *read_tz(reader *r, const mp_head *ext)
         }
         tz = PyObject_CallOneArg(r->st->ZoneInfoType, key);
         if (tz == NULL) {
-            fail(r, "extension type %d at offset %zu: unknown time zone %R", ext->ext_type,
+            reader_fail(r, "extension type %d at offset %zu: unknown time zone %R", ext->ext_type,
                  ext->offset, key);
         }
         Py_DECREF(key);
@@ -722,7 +385,7 @@ static PyObject *read_tz(reader *r, const mp_head *ext)
     default:
         break;
     }
-    return fail(r, "extension type %d at offset %zu: invalid tz field at offset %zu",
+    return reader_fail(r, "extension type %d at offset %zu: invalid tz field at offset %zu",
                 ext->ext_type, ext->offset, h.offset);
 }
 
@@ -776,7 +439,7 @@ static PyObject *read_datetime_like(reader *r, const mp_head *ext)
     }
     Py_XDECREF(tz);
     if (res == NULL) {
-        return fail(r, "extension type %d at offset %zu: invalid value", ext->ext_type,
+        return reader_fail(r, "extension type %d at offset %zu: invalid value", ext->ext_type,
                     ext->offset);
     }
     return res;
@@ -796,7 +459,7 @@ static PyObject *read_decimal(reader *r, const mp_head *ext)
 error:
     Py_XDECREF(s);
     if (res == NULL) {
-        return fail(r, "extension type %d at offset %zu: invalid Decimal", ext->ext_type,
+        return reader_fail(r, "extension type %d at offset %zu: invalid Decimal", ext->ext_type,
                     ext->offset);
     }
     return res;
@@ -808,7 +471,7 @@ static PyObject *read_uuid(reader *r, const mp_head *ext)
     PyObject *res = NULL;
 
     if (ext->len != 16) {
-        return fail(r, "extension type %d at offset %zu: UUID payload must be 16 bytes, not %zu",
+        return reader_fail(r, "extension type %d at offset %zu: UUID payload must be 16 bytes, not %zu",
                     ext->ext_type, ext->offset, ext->len);
     }
     args[2] = PyBytes_FromStringAndSize((const char *)ext->body, 16);
@@ -820,7 +483,7 @@ static PyObject *read_uuid(reader *r, const mp_head *ext)
                               NULL);
     Py_DECREF(args[2]);
     if (res == NULL) {
-        return fail(r, "extension type %d at offset %zu: invalid UUID", ext->ext_type,
+        return reader_fail(r, "extension type %d at offset %zu: invalid UUID", ext->ext_type,
                     ext->offset);
     }
     return res;
@@ -835,7 +498,7 @@ static PyObject *read_nested_ext(reader *r, const mp_head *ext)
     size_t saved_pending = r->pending;
     PyObject *res = NULL;
 
-    if (depth_enter(r) < 0) {
+    if (reader_depth_enter(r) < 0) {
         return NULL;
     }
     /* The window holds exactly one value; values promised outside it lie
@@ -857,8 +520,8 @@ static PyObject *read_nested_ext(reader *r, const mp_head *ext)
     }
     if (res != NULL && r->p != r->end) {
         Py_CLEAR(res);
-        fail(r, "extension type %d at offset %zu: trailing bytes in payload at offset %zu",
-             ext->ext_type, ext->offset, offset_of(r, r->p));
+        reader_fail(r, "extension type %d at offset %zu: trailing bytes in payload at offset %zu",
+             ext->ext_type, ext->offset, reader_offset(r, r->p));
     }
     r->p = saved_p;
     r->end = saved_end;
@@ -872,7 +535,7 @@ static PyObject *read_ext(reader *r, const mp_head *h)
     switch (h->ext_type) {
     case CK_EXT_BIGINT:
         if (h->len == 0) {
-            return fail(r, "extension type %d at offset %zu: empty int", h->ext_type, h->offset);
+            return reader_fail(r, "extension type %d at offset %zu: empty int", h->ext_type, h->offset);
         }
         return _PyLong_FromByteArray(h->body, h->len, 0, 1);
     case CK_EXT_BYTEARRAY:
@@ -894,11 +557,11 @@ static PyObject *read_ext(reader *r, const mp_head *h)
     case CK_EXT_KEY_ENUM:
     case CK_EXT_KEY_NAMEDTUPLE:
     case CK_EXT_KEY_DATACLASS:
-        return fail(r, "extension type %d at offset %zu is only used in cache keys and cannot "
+        return reader_fail(r, "extension type %d at offset %zu is only used in cache keys and cannot "
                        "be decoded",
                     h->ext_type, h->offset);
     default:
-        return fail(r, "unknown extension type %d at offset %zu", h->ext_type, h->offset);
+        return reader_fail(r, "unknown extension type %d at offset %zu", h->ext_type, h->offset);
     }
 }
 
@@ -910,7 +573,7 @@ static PyObject *read_value(reader *r)
 {
     mp_head h;
 
-    if (read_head(r, &h) < 0) {
+    if (reader_head(r, &h) < 0) {
         return NULL;
     }
     switch (h.kind) {
@@ -936,7 +599,7 @@ static PyObject *read_value(reader *r)
     case MP_EXT:
         return read_ext(r, &h);
     }
-    return fail(r, "internal error: unhandled msgpack kind");
+    return reader_fail(r, "internal error: unhandled msgpack kind");
 }
 
 PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len)
@@ -947,8 +610,8 @@ PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len)
     res = read_value(&r);
     if (res != NULL && r.p != r.end) {
         Py_DECREF(res);
-        return fail(&r, "trailing bytes after msgpack value at offset %zu",
-                    offset_of(&r, r.p));
+        return reader_fail(&r, "trailing bytes after msgpack value at offset %zu",
+                    reader_offset(&r, r.p));
     }
     return res;
 }

@@ -96,16 +96,16 @@ def test_limit_stops_early():
     # the stop, not the million strings.
     assert graph_bytes < sys.getsizeof(big) + 10_000
     assert limited_time < full_time / 20
-    assert limited_time < 0.01
 
 
 def test_limit_refuses_a_large_string_without_copying_it():
-    huge = "y" * 50_000_000
-    huge_bytes = bytearray(50_000_000)
-    start = time.perf_counter()
-    assert pack_stats(huge, limit=1000)[0] is None
-    assert pack_stats(huge_bytes, limit=1000)[0] is None
-    assert time.perf_counter() - start < 0.01
+    for huge in ("y" * 50_000_000, bytearray(50_000_000)):
+        start = time.perf_counter()
+        assert len(pack_stats(huge)[0]) > 50_000_000
+        full_time = time.perf_counter() - start
+        start = time.perf_counter()
+        assert pack_stats(huge, limit=1000)[0] is None
+        assert time.perf_counter() - start < full_time / 20
 
 
 def test_limit_boundary():

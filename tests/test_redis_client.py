@@ -58,6 +58,23 @@ def test_buffers_and_types(client):
         client.set(b"k", b"v", ttl_ms=0)
 
 
+def test_command_over_2gib_refused(client):
+    # hiredis 0.14 would overflow an int sizing it; refused before formatting.
+    # An untouched anonymous mapping costs no memory.
+    import mmap
+
+    try:
+        huge = mmap.mmap(-1, (2 << 30) + 4096)
+    except (OSError, OverflowError, MemoryError):
+        pytest.skip("cannot map 2 GiB of address space")
+    try:
+        with pytest.raises(ValueError, match="larger than 2 GiB"):
+            client.set(b"huge", memoryview(huge))
+    finally:
+        huge.close()
+    assert client.get(b"huge") is None
+
+
 def test_missing_delete_exists(client):
     assert client.get(b"nope") is None
     assert client.exists(b"nope") is False
@@ -409,6 +426,30 @@ def test_server_restart():
         assert c.get(b"k") == b"back"
     finally:
         server.cleanup()
+
+
+# ------------------------------------------------------------------- fork
+
+
+def test_fork_child_opens_its_own_connections(client, redis_server):
+    import os
+
+    client.set(b"fork", b"parent")
+    before = connections_received(redis_server)
+    pid = os.fork()
+    if pid == 0:  # child: must not speak on the parent's socket
+        code = 1
+        try:
+            if client.get(b"fork") == b"parent":
+                client.set(b"fork-child", b"ok")
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection is intact and in step.
+    assert client.get_many([b"fork", b"fork-child"]) == [b"parent", b"ok"]
+    assert connections_received(redis_server) == before + 2  # child's + INFO's
 
 
 # ---------------------------------------------------------------- threads
