@@ -195,6 +195,9 @@ def test_constructor_forms(redis_server, monkeypatch):
         RedisBackend(redis_server.url, client_provider=object())
     with pytest.raises(ConfigurationError, match="RedisBackendConfig"):
         RedisBackend(42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="port must be 1-65535") as info:
+        RedisBackend("redis://:hunter2@127.0.0.1:99999")
+    assert "hunter2" not in str(info.value)
 
 
 def test_tls_options(redis_tls_server, tls_certs):
@@ -205,6 +208,9 @@ def test_tls_options(redis_tls_server, tls_certs):
     wrong = RedisBackend(RedisBackendConfig(redis_url=redis_tls_server.url,
                                             ssl_ca_certs=tls_certs["wrong_ca"]))
     assert wrong.health_check()[0] is False
+    with pytest.raises(ConfigurationError, match=r"TLS files refused: .*ssl_ca_certs"):
+        RedisBackend(RedisBackendConfig(redis_url=redis_tls_server.url,
+                                        ssl_ca_certs="/nonexistent/ca.pem"))
 
 
 # ------------------------------------------------------ RedisBackendConfig

@@ -17,7 +17,7 @@ from typing import Any
 from cachekit._core import RedisClient
 from cachekit.backends.redis.config import RedisBackendConfig
 from cachekit.config.secret import SecretStr
-from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import BackendError, ConfigurationError
 
 def _key(key: str) -> bytes:
     if not isinstance(key, str):
@@ -76,6 +76,8 @@ class RedisBackend:
             return RedisClient(self.config.redis_url.get_secret_value(), **self.config.client_kwargs())
         except ValueError as exc:  # the C parser's messages carry no credentials
             raise ConfigurationError(f"redis_url or TLS options refused: {exc}") from None
+        except BackendError as exc:  # construction opens no connection: only files fail
+            raise ConfigurationError(f"TLS files refused: {exc}") from None
 
     # ---------------------------------------------------------- BaseBackend
 
