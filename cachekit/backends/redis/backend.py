@@ -19,6 +19,7 @@ from cachekit.backends.redis.config import RedisBackendConfig
 from cachekit.config.secret import SecretStr
 from cachekit.exceptions import BackendError, ConfigurationError
 
+
 def _key(key: str) -> bytes:
     if not isinstance(key, str):
         raise TypeError(f"backend keys are str, not {type(key).__name__}")
