@@ -459,6 +459,44 @@ def test_fork_child_opens_its_own_connections(client, redis_server):
     assert connections_received(redis_server) == before + 2  # child's + INFO's
 
 
+def test_fork_while_threads_wait_on_the_pool(redis_server):
+    import os
+
+    c = RedisClient(redis_server.url, pool_size=1, socket_timeout=3.0, pool_timeout=2.0)
+    c.ping()
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.5")
+    try:
+        time.sleep(0.05)
+        # One thread holds the only connection, blocked; one waits for it.
+        threads = [threading.Thread(target=c.get, args=(b"fork:absent",)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if c.get(b"fork:absent") is None else 1
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 5
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.02)
+        assert os.waitstatus_to_exitcode(status) == 0
+        for t in threads:
+            t.join()
+    finally:
+        sleeper.recv(100)
+        sleeper.close()
+
+
 # ---------------------------------------------------------------- threads
 
 
