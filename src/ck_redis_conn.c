@@ -20,6 +20,13 @@
  *             "whole item buffered" check. The string callback checks
  *             len against the bytes actually buffered before copying.
  *
+ *   lines     the reader rescans an unfinished line (status, error, integer,
+ *             array or bulk header) from its start on every call, so a
+ *             never-ending line fed in chunks costs quadratic time. After
+ *             each incomplete parse we look at the reader's position
+ *             (line_runaway) and refuse a line past MAX_LINE bytes, or a
+ *             bulk header with no CR in its first MAX_HEADER bytes.
+ *
  * A callback that refuses returns NULL, which the reader reports as
  * "out of memory"; conn->refused says what really happened.
  */
@@ -32,6 +39,8 @@
 #include "ck_sock.h"
 
 #define READ_CHUNK (64 * 1024)
+#define MAX_LINE (64 * 1024) /* status, error, integer, array header */
+#define MAX_HEADER 32        /* "$" and a long long in decimal, plus CR LF */
 
 struct ck_redis_conn {
     ck_sock *sock;
@@ -275,6 +284,27 @@ static int fail_broken(ck_redis_conn *c)
     return -1;
 }
 
+/* 1 if the reader is stuck in a line no server of ours sends: all bytes
+   past r->pos belong to the item being parsed (its type byte consumed),
+   which for line items is one unfinished line (see the file comment).
+   Reads hiredis 0.14's public reader fields; never writes them. */
+static int line_runaway(const redisReader *r)
+{
+    size_t pending = r->len - r->pos;
+    int type;
+
+    if (r->ridx < 0) {
+        return 0;
+    }
+    type = r->rstack[r->ridx].type;
+    if (type == REDIS_REPLY_STRING) {
+        return pending > MAX_HEADER && memchr(r->buf + r->pos, '\r', MAX_HEADER) == NULL;
+    }
+    return (type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR ||
+            type == REDIS_REPLY_INTEGER || type == REDIS_REPLY_ARRAY) &&
+           pending > MAX_LINE;
+}
+
 /* Read and parse one reply; *out is never NULL on success. */
 static int read_reply(ck_redis_conn *c, redisReply **out, ck_error *err)
 {
@@ -311,6 +341,11 @@ static int read_reply(ck_redis_conn *c, redisReply **out, ck_error *err)
             c->reply_bytes = c->reader->len - c->reader->pos;
             *out = reply;
             return 0;
+        }
+        if (line_runaway(c->reader)) {
+            ck_error_set(err, CK_EPROTO, "protocol error: reply line longer than %d bytes",
+                         MAX_LINE);
+            return fail_broken(c);
         }
         /* Never read a byte past the bound: a hostile length costs us at
            most max_reply_bytes, and the rest stays in the kernel until

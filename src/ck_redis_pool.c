@@ -103,9 +103,11 @@ static void on_fork_child(void)
         }
         p->idle = NULL;
         p->total = 0;
-        /* No waiter survives fork; a cond with the parent's waiters counted
-           could misbehave, so start it again (over the old state, on purpose). */
-        (void)pthread_cond_destroy(&p->cond);
+        /* No waiter survives fork, but the cond may still count the
+           parent's: initialise it again over the old state, on purpose
+           without pthread_cond_destroy, which in glibc waits for those
+           waiters to leave and would hang the child. A failure keeps the
+           old one, which works when no waiter was counted. */
         {
             pthread_condattr_t attr;
             if (pthread_condattr_init(&attr) == 0) {
