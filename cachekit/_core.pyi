@@ -1,7 +1,7 @@
 """Type stubs for cachekit._core, the C extension."""
 
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, final
 
 from cachekit.exceptions import BackendErrorType
 
@@ -164,6 +164,7 @@ class BoundCachedMethod:
     def __getattr__(self, name: str) -> Any: ...
 
 # Redis client (py_redis.c over ck_redis_*.c and ck_sock.c)
+@final
 class RedisClient:
     def __init__(
         self,

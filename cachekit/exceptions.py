@@ -66,7 +66,7 @@ class BackendErrorType(str, enum.Enum):
     TRANSIENT = "transient"  # connection refused/reset, server restarting: may pass on retry
     PERMANENT = "permanent"  # protocol violation, oversized reply, command refused
     TIMEOUT = "timeout"  # no answer within socket_timeout / socket_connect_timeout
-    AUTHENTICATION = "authentication"  # wrong password or ACL user, TLS identity refused
+    AUTHENTICATION = "authentication"  # wrong password or ACL user (TLS failures are TRANSIENT)
     UNKNOWN = "unknown"
 
 

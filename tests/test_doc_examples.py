@@ -3,7 +3,8 @@
 A block made only of decorator lines (the option tables' "forms") is applied,
 line by line, to a small function that is then called twice. Other blocks run
 as written, in a namespace holding what the surrounding text defines (a fake
-`db`, a master key, the documented example entry...).
+`db`, a master key, the documented example entry, `redis_url` of a running
+redis-server...).
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ def namespace(monkeypatch):
 
 
 @pytest.mark.parametrize("code", list(blocks()))
-def test_doc_example_runs(code, monkeypatch):
+def test_doc_example_runs(code, monkeypatch, request):
     ns = namespace(monkeypatch)
+    if "redis_url" in code:  # docs/usage.md's Redis examples: a real server
+        server = request.getfixturevalue("redis_server")
+        ns["redis_url"] = server.url
     if _is_decorator_list(code):
         preamble = [ln for ln in code.splitlines() if ln.startswith(("import ", "from "))]
         exec("\n".join(preamble), ns)

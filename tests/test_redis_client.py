@@ -58,6 +58,23 @@ def test_buffers_and_types(client):
         client.set(b"k", b"v", ttl_ms=0)
 
 
+def test_command_over_2gib_refused(client):
+    # hiredis 0.14 would overflow an int sizing it; refused before formatting.
+    # An untouched anonymous mapping costs no memory.
+    import mmap
+
+    try:
+        huge = mmap.mmap(-1, (2 << 30) + 4096)
+    except (OSError, OverflowError, MemoryError):
+        pytest.skip("cannot map 2 GiB of address space")
+    try:
+        with pytest.raises(ValueError, match="larger than 2 GiB"):
+            client.set(b"huge", memoryview(huge))
+    finally:
+        huge.close()
+    assert client.get(b"huge") is None
+
+
 def test_missing_delete_exists(client):
     assert client.get(b"nope") is None
     assert client.exists(b"nope") is False
@@ -362,11 +379,18 @@ class FakeServer:
     (b"$9223372036854775806\r\nxx\r\n", "timeout"),    # length that wraps in hiredis 0.14
     (b"$5000\r\n" + b"x" * 3000, "timeout"),            # truncated bulk
     (b"!garbage\r\n", "protocol"),
+    (b"+" + b"a" * 300_000, "protocol"),                # endless status line
+    (b"*1\r\n-" + b"e" * 300_000, "protocol"),         # endless error line
+    (b"$" + b"9" * 100, "protocol"),                    # endless bulk header
+    (b"$3\r\nabc\r\n", None),                         # control: a valid reply
 ])
 def test_hostile_replies(reply, kind):
     server = FakeServer(reply)
     try:
         c = RedisClient(f"redis://127.0.0.1:{server.port}", socket_timeout=0.2)
+        if kind is None:
+            assert c.get(b"k") == b"abc"
+            return
         err = backend_error(c.get, b"k")
         assert err.reason == kind, str(err)
     finally:
@@ -409,6 +433,68 @@ def test_server_restart():
         assert c.get(b"k") == b"back"
     finally:
         server.cleanup()
+
+
+# ------------------------------------------------------------------- fork
+
+
+def test_fork_child_opens_its_own_connections(client, redis_server):
+    import os
+
+    client.set(b"fork", b"parent")
+    before = connections_received(redis_server)
+    pid = os.fork()
+    if pid == 0:  # child: must not speak on the parent's socket
+        code = 1
+        try:
+            if client.get(b"fork") == b"parent":
+                client.set(b"fork-child", b"ok")
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection is intact and in step.
+    assert client.get_many([b"fork", b"fork-child"]) == [b"parent", b"ok"]
+    assert connections_received(redis_server) == before + 2  # child's + INFO's
+
+
+def test_fork_while_threads_wait_on_the_pool(redis_server):
+    import os
+
+    c = RedisClient(redis_server.url, pool_size=1, socket_timeout=3.0, pool_timeout=2.0)
+    c.ping()
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.5")
+    try:
+        time.sleep(0.05)
+        # One thread holds the only connection, blocked; one waits for it.
+        threads = [threading.Thread(target=c.get, args=(b"fork:absent",)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if c.get(b"fork:absent") is None else 1
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 5
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.02)
+        assert os.waitstatus_to_exitcode(status) == 0
+        for t in threads:
+            t.join()
+    finally:
+        sleeper.recv(100)
+        sleeper.close()
 
 
 # ---------------------------------------------------------------- threads

@@ -120,6 +120,11 @@ def missing_backend_methods(obj: object) -> list[str]:
 def check_backend(obj: object) -> BaseBackend:
     """obj, if it satisfies BaseBackend; else ConfigurationError naming
     what is missing."""
+    if isinstance(obj, type):
+        raise ConfigurationError(
+            f"backend must be an instance, not the class {obj.__name__}: "
+            f"pass {obj.__name__}(...)"
+        )
     missing = missing_backend_methods(obj)
     if missing:
         raise ConfigurationError(

@@ -20,9 +20,17 @@
  *             "whole item buffered" check. The string callback checks
  *             len against the bytes actually buffered before copying.
  *
+ *   lines     the reader rescans an unfinished line (status, error, integer,
+ *             array or bulk header) from its start on every call, so a
+ *             never-ending line fed in chunks costs quadratic time. After
+ *             each incomplete parse we look at the reader's position
+ *             (line_runaway) and refuse a line past MAX_LINE bytes, or a
+ *             bulk header with no CR in its first MAX_HEADER bytes.
+ *
  * A callback that refuses returns NULL, which the reader reports as
  * "out of memory"; conn->refused says what really happened.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +39,8 @@
 #include "ck_sock.h"
 
 #define READ_CHUNK (64 * 1024)
+#define MAX_LINE (64 * 1024) /* status, error, integer, array header */
+#define MAX_HEADER 32        /* "$" and a long long in decimal, plus CR LF */
 
 struct ck_redis_conn {
     ck_sock *sock;
@@ -70,7 +80,8 @@ int ck_redis_req_add(ck_redis_req *req, int argc, const char **argv, const size_
                      ck_error *err)
 {
     char *cmd = NULL;
-    int len, rc = -1;
+    size_t total = 64;
+    int len, rc = -1, i;
 
     if (req->n == req->cap) {
         size_t cap = req->cap == 0 ? 8 : req->cap * 2;
@@ -81,12 +92,19 @@ int ck_redis_req_add(ck_redis_req *req, int argc, const char **argv, const size_
         req->ends = ends;
         req->cap = cap;
     }
-    /* hiredis returns the length as an int: -1 for out of memory, and a
-       command over 2 GiB cannot be represented at all. */
+    /* hiredis 0.14 sums the command's length in an int without an
+       overflow check (and returns it as one): past 2 GiB it would
+       allocate too little and write past the end. Refuse those first;
+       each argument adds at most 32 bytes of framing ($<len>\r\n...\r\n). */
+    for (i = 0; i < argc; i++) {
+        if (argvlen[i] > (size_t)INT_MAX - 64 || total > (size_t)INT_MAX - 64 - argvlen[i] - 32) {
+            return ck_error_set(err, CK_EINVAL, "command larger than 2 GiB");
+        }
+        total += argvlen[i] + 32;
+    }
     len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
     if (len < 0) {
-        return ck_error_set(err, CK_ENOMEM, "cannot format the command (out of memory or "
-                                            "larger than 2 GiB)");
+        return ck_error_set(err, CK_ENOMEM, "out of memory");
     }
     if (ck_buf_append(&req->out, cmd, (size_t)len) < 0) {
         ck_error_set(err, CK_ENOMEM, "out of memory");
@@ -266,6 +284,27 @@ static int fail_broken(ck_redis_conn *c)
     return -1;
 }
 
+/* 1 if the reader is stuck in a line no server of ours sends: all bytes
+   past r->pos belong to the item being parsed (its type byte consumed),
+   which for line items is one unfinished line (see the file comment).
+   Reads hiredis 0.14's public reader fields; never writes them. */
+static int line_runaway(const redisReader *r)
+{
+    size_t pending = r->len - r->pos;
+    int type;
+
+    if (r->ridx < 0) {
+        return 0;
+    }
+    type = r->rstack[r->ridx].type;
+    if (type == REDIS_REPLY_STRING) {
+        return pending > MAX_HEADER && memchr(r->buf + r->pos, '\r', MAX_HEADER) == NULL;
+    }
+    return (type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR ||
+            type == REDIS_REPLY_INTEGER || type == REDIS_REPLY_ARRAY) &&
+           pending > MAX_LINE;
+}
+
 /* Read and parse one reply; *out is never NULL on success. */
 static int read_reply(ck_redis_conn *c, redisReply **out, ck_error *err)
 {
@@ -302,6 +341,11 @@ static int read_reply(ck_redis_conn *c, redisReply **out, ck_error *err)
             c->reply_bytes = c->reader->len - c->reader->pos;
             *out = reply;
             return 0;
+        }
+        if (line_runaway(c->reader)) {
+            ck_error_set(err, CK_EPROTO, "protocol error: reply line longer than %d bytes",
+                         MAX_LINE);
+            return fail_broken(c);
         }
         /* Never read a byte past the bound: a hostile length costs us at
            most max_reply_bytes, and the rest stays in the kernel until

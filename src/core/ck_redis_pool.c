@@ -15,6 +15,13 @@
  *             server is not hammered when it comes back. The delay doubles
  *             from BACKOFF_BASE_MS up to BACKOFF_MAX_MS; a success resets it.
  *
+ * Fork: pools are on a registry whose pthread_atfork handlers hold every
+ * pool lock across fork(). The child starts with no connections: the
+ * parent's idle ones move to `inherited` (their sockets are the parent's
+ * and must never carry a byte from the child) and are closed, without any
+ * I/O, at the child's next call; connections other threads had in use do
+ * not exist in the child and are forgotten.
+ *
  * Connecting, I/O and closing happen outside the lock; a thread waiting
  * for a free connection sleeps on `cond` (monotonic clock) up to
  * pool_timeout_ms. A connection that failed mid-command is broken and is
@@ -47,7 +54,113 @@ struct ck_redis_pool {
     unsigned failures;
     int64_t retry_at_ns;
     ck_error last_err;
+    idle_node *inherited; /* child after fork: the parent's idle connections */
+    struct ck_redis_pool *reg_prev, *reg_next; /* registry, under registry_lock */
+    int registered;
 };
+
+/* ------------------------------------------------------------------- fork */
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_rc = -1; /* pthread_atfork's result, once registered */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static ck_redis_pool *registry; /* guarded by registry_lock */
+
+static void on_fork_prepare(void)
+{
+    ck_redis_pool *p;
+
+    pthread_mutex_lock(&registry_lock);
+    for (p = registry; p != NULL; p = p->reg_next) {
+        pthread_mutex_lock(&p->lock);
+    }
+}
+
+static void on_fork_parent(void)
+{
+    ck_redis_pool *p;
+
+    for (p = registry; p != NULL; p = p->reg_next) {
+        pthread_mutex_unlock(&p->lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void on_fork_child(void)
+{
+    ck_redis_pool *p;
+
+    for (p = registry; p != NULL; p = p->reg_next) {
+        idle_node *tail = p->idle;
+
+        /* Append the idle list to what an earlier fork left (rare). */
+        if (tail != NULL) {
+            while (tail->next != NULL) {
+                tail = tail->next;
+            }
+            tail->next = p->inherited;
+            p->inherited = p->idle;
+        }
+        p->idle = NULL;
+        p->total = 0;
+        /* No waiter survives fork, but the cond may still count the
+           parent's: initialise it again over the old state, on purpose
+           without pthread_cond_destroy, which in glibc waits for those
+           waiters to leave and would hang the child. A failure keeps the
+           old one, which works when no waiter was counted. */
+        {
+            pthread_condattr_t attr;
+            if (pthread_condattr_init(&attr) == 0) {
+                (void)pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+                (void)pthread_cond_init(&p->cond, &attr);
+                pthread_condattr_destroy(&attr);
+            }
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void register_atfork(void)
+{
+    atfork_rc = pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
+}
+
+static int registry_add(ck_redis_pool *p, ck_error *err)
+{
+    if (pthread_once(&atfork_once, register_atfork) != 0 || atfork_rc != 0) {
+        return ck_error_set(err, CK_ENOMEM, "cannot register the pool's fork handlers");
+    }
+    pthread_mutex_lock(&registry_lock);
+    p->reg_next = registry;
+    if (registry != NULL) {
+        registry->reg_prev = p;
+    }
+    registry = p;
+    p->registered = 1;
+    pthread_mutex_unlock(&registry_lock);
+    return 0;
+}
+
+static void registry_remove(ck_redis_pool *p)
+{
+    if (!p->registered) {
+        return;
+    }
+    pthread_mutex_lock(&registry_lock);
+    if (p->reg_prev != NULL) {
+        p->reg_prev->reg_next = p->reg_next;
+    } else {
+        registry = p->reg_next;
+    }
+    if (p->reg_next != NULL) {
+        p->reg_next->reg_prev = p->reg_prev;
+    }
+    p->registered = 0;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---------------------------------------------------------------- create */
 
 ck_redis_pool *ck_redis_pool_new(const ck_redis_config *cfg, ck_error *err)
 {
@@ -92,10 +205,14 @@ ck_redis_pool *ck_redis_pool_new(const ck_redis_config *cfg, ck_error *err)
             goto error_set;
         }
     }
+    if (registry_add(p, err) < 0) {
+        goto error_set;
+    }
     return p;
 error:
     ck_error_set(err, CK_ENOMEM, "cannot create the pool's lock");
 error_set:
+    ck_tls_ctx_free(p->tls);
     if (have_cond) {
         pthread_cond_destroy(&p->cond);
     }
@@ -120,6 +237,17 @@ static idle_node *take_idle(ck_redis_pool *p)
     return list;
 }
 
+/* After fork, in the child: the parent's connections, to close unlocked.
+   Closing sends nothing (no TLS close_notify), so the parent's sessions
+   on the same sockets are unaffected. */
+static idle_node *take_inherited(ck_redis_pool *p)
+{
+    idle_node *list = p->inherited;
+
+    p->inherited = NULL;
+    return list;
+}
+
 static void free_idle(idle_node *list)
 {
     while (list != NULL) {
@@ -132,14 +260,16 @@ static void free_idle(idle_node *list)
 
 void ck_redis_pool_close(ck_redis_pool *p)
 {
-    idle_node *list;
+    idle_node *list, *inherited;
 
     pthread_mutex_lock(&p->lock);
     p->closed = 1;
     list = take_idle(p);
+    inherited = take_inherited(p);
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     free_idle(list);
+    free_idle(inherited);
 }
 
 void ck_redis_pool_free(ck_redis_pool *p)
@@ -147,6 +277,7 @@ void ck_redis_pool_free(ck_redis_pool *p)
     if (p == NULL) {
         return;
     }
+    registry_remove(p);
     ck_redis_pool_close(p);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
@@ -202,6 +333,12 @@ static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
 
     abs_deadline(deadline, &ts);
     pthread_mutex_lock(&p->lock);
+    if (p->inherited != NULL) {
+        idle_node *inherited = take_inherited(p);
+        pthread_mutex_unlock(&p->lock);
+        free_idle(inherited);
+        pthread_mutex_lock(&p->lock);
+    }
     for (;;) {
         if (p->closed) {
             pthread_mutex_unlock(&p->lock);

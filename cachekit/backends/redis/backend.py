@@ -3,31 +3,21 @@
 
 The two-tier decorator path calls ``backend._client`` (the C client: bytes
 keys, TTLs in ms) directly; these Python methods are the protocol for
-everything else. Fork safety: every live RedisBackend gets a fresh C client
-in a forked child (os.register_at_fork), so parent and child never share a
-socket. The parent's client objects are kept, unused, in the child: closing
-them there could wait on a pool lock some other parent thread held at the
-fork.
+everything else. Fork safety is the C client's: a child's pool drops the
+parent's connections without I/O and opens its own (docs/design.md, "Fork").
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-import weakref
 from types import TracebackType
 from typing import Any
 
 from cachekit._core import RedisClient
 from cachekit.backends.redis.config import RedisBackendConfig
 from cachekit.config.secret import SecretStr
-from cachekit.exceptions import ConfigurationError
-
-_live: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
-# Clients inherited from the parent, kept alive (never used or closed) in a
-# forked child; see the module docstring.
-_inherited: list[RedisClient] = []
+from cachekit.exceptions import BackendError, ConfigurationError
 
 
 def _key(key: str) -> bytes:
@@ -81,13 +71,14 @@ class RedisBackend:
         self.config = config
         self._closed = False
         self._client = self._new_client()
-        _live.add(self)
 
     def _new_client(self) -> RedisClient:
         try:
             return RedisClient(self.config.redis_url.get_secret_value(), **self.config.client_kwargs())
         except ValueError as exc:  # the C parser's messages carry no credentials
             raise ConfigurationError(f"redis_url or TLS options refused: {exc}") from None
+        except BackendError as exc:  # construction opens no connection: only files fail
+            raise ConfigurationError(f"TLS files refused: {exc}") from None
 
     # ---------------------------------------------------------- BaseBackend
 
@@ -148,18 +139,3 @@ class RedisBackend:
         # The C client's repr shows the URL with its password masked.
         state = " closed" if self._closed else ""
         return f"<RedisBackend{state} {self._client!r}>"
-
-    def _after_fork_in_child(self) -> None:
-        _inherited.append(self._client)
-        self._client = self._new_client()
-        if self._closed:
-            self._client.close()
-
-
-def _reset_after_fork() -> None:
-    for backend in list(_live):
-        backend._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachekit.config.secret import SecretStr
 from cachekit.config.settings import REDIS_URL_SCHEMES, _coerce_override, read_env
@@ -51,6 +51,21 @@ class RedisBackendConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+
+    if TYPE_CHECKING:  # what the generated __init__ accepts: a str URL too
+        def __init__(
+            self,
+            redis_url: str | SecretStr = DEFAULT_REDIS_URL,
+            connection_pool_size: int = 50,
+            socket_timeout: float = 5.0,
+            socket_connect_timeout: float = 5.0,
+            socket_keepalive: bool = True,
+            disable_hiredis: bool = False,
+            ssl_ca_certs: str | None = None,
+            ssl_certfile: str | None = None,
+            ssl_keyfile: str | None = None,
+            ssl_check_hostname: bool = True,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         url: Any = self.redis_url
