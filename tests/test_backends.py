@@ -346,13 +346,8 @@ def test_decorator_config_backend_validation(monkeypatch):
         DecoratorConfig(backend=NoExists()).validate()
     with pytest.raises(ConfigurationError, match="lacks get, set, delete, exists"):
         cache(backend="redis://localhost")(lambda: 1)
-    # Until the two-tier path is wired, a backend object is refused, not ignored.
-    with pytest.raises(ConfigurationError, match="two-tier path is not wired"):
-        DecoratorConfig(backend=DictBackend()).validate()
-    with pytest.raises(ConfigurationError, match="two-tier path is not wired"):
-        cache(backend=DictBackend())(lambda: 1)
-    monkeypatch.setattr(backends_pkg, "_TWO_TIER_WIRED", True)
     DecoratorConfig(backend=DictBackend()).validate()
+    assert cache(backend=DictBackend())(lambda: 1)() == 1
 
 
 # ------------------------------------------------------------------ fork

@@ -1,10 +1,6 @@
 """L2 backends: the protocols, the Redis backend, and which backend a
-decorated function uses (resolve_backend, set_default_backend).
-
-``_TWO_TIER_WIRED``: the decorator's L1 -> backend -> function path is
-built (cachekit/decorators/l2.py), so DecoratorConfig.validate() accepts
-backend objects.
-"""
+decorated function uses (resolve_backend, set_default_backend). The
+decorator drives a resolved backend through cachekit/decorators/l2.py."""
 
 from cachekit.backends.base import (
     BackendProvider,
@@ -19,8 +15,6 @@ from cachekit.backends.base import (
 from cachekit.backends.default import get_default_backend, resolve_backend, set_default_backend
 from cachekit.backends.errors import BackendError, BackendErrorType, CapabilityNotAvailableError
 from cachekit.backends.redis import RedisBackend, RedisBackendConfig
-
-_TWO_TIER_WIRED = True
 
 __all__ = [
     "BackendError",

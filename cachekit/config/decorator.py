@@ -158,19 +158,12 @@ class DecoratorConfig:
 
         The one place config looks at cachekit.backends, imported here at
         call time (not at module level) so the import order stays one-way:
-        backends import config, never the reverse. Until the decorator's
-        two-tier path is wired (cachekit.backends._TWO_TIER_WIRED), a
-        backend object is refused rather than silently ignored."""
+        backends import config, never the reverse."""
         if self.backend is UNSET or self.backend is None:
             return
         from cachekit import backends
 
         backends.check_backend(self.backend)
-        if not backends._TWO_TIER_WIRED:
-            raise ConfigurationError(
-                "backend objects are accepted by the configuration but the two-tier path "
-                "is not wired into @cache yet; pass backend=None (or omit it) for now"
-            )
 
     @property
     def encrypted(self) -> bool:
