@@ -417,9 +417,11 @@ def test_server_restart():
         c.set(b"k", b"v")
         server.kill()
         t0 = time.monotonic()
-        for _ in range(20):
-            assert backend_error(c.get, b"k").error_type == "connection"
+        errors = [backend_error(c.get, b"k") for _ in range(20)]
         assert time.monotonic() - t0 < 1.0  # fails fast, no connect timeouts
+        assert {e.error_type for e in errors} == {"connection"}
+        # After the first refused connect, calls fail at once during the backoff.
+        assert sum("next attempt in" in str(e) for e in errors) >= 15
         server.start()
         deadline = time.monotonic() + 5
         while True:
