@@ -69,8 +69,11 @@ cflags, libs = _native_flags()
 
 core = Extension(
     "cachekit._core",
-    sources=sorted(glob.glob("src/*.c")),
-    depends=sorted(glob.glob("src/*.h")),
+    # src/core: the pure C core (never includes Python.h); src/binding: the
+    # CPython binding that turns it into cachekit._core.
+    sources=sorted(glob.glob("src/core/*.c")) + sorted(glob.glob("src/binding/*.c")),
+    depends=sorted(glob.glob("src/core/*.h")) + sorted(glob.glob("src/binding/*.h")),
+    include_dirs=["src/core", "src/binding"],
     extra_compile_args=cflags + _compile_flags(),
     extra_link_args=libs + os.environ.get("CACHEKIT_EXTRA_LDFLAGS", "").split(),
 )

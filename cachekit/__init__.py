@@ -6,7 +6,7 @@
     def get_user(user_id: int) -> dict: ...
 """
 
-from cachekit.config import DecoratorConfig, EncryptionConfig, L1CacheConfig
+from cachekit.config import CircuitBreakerConfig, DecoratorConfig, EncryptionConfig, L1CacheConfig
 from cachekit.decorators import cache
 from cachekit.exceptions import (
     BackendError,
@@ -26,6 +26,7 @@ __all__ = [
     "BackendError",
     "CacheInfo",
     "CachekitError",
+    "CircuitBreakerConfig",
     "ConfigurationError",
     "DecoratorConfig",
     "DecryptionError",

@@ -3,6 +3,8 @@
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, final
 
+from cachekit.exceptions import BackendErrorType
+
 _Buffer = bytes | bytearray | memoryview
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -16,9 +18,18 @@ class EncryptionError(SerializationError): ...
 class DecryptionError(EncryptionError): ...
 
 class BackendError(CachekitError):
-    # "timeout", "connection", "auth", "protocol", "reply_too_large" or
-    # "server" on raised instances; None on the class.
-    error_type: str | None
+    # The binding sets error_type to "timeout", "connection", "auth",
+    # "protocol", "reply_too_large" or "server"; cachekit/exceptions.py maps
+    # it to a BackendErrorType (None on the class) and keeps the string as
+    # reason. is_transient and the keyword __init__ are attached there too.
+    error_type: BackendErrorType | None
+    reason: str | None
+    def __init__(
+        self, message: object = "", error_type: BackendErrorType | str | None = None,
+        *args: object, **context: Any,
+    ) -> None: ...
+    @property
+    def is_transient(self) -> bool: ...
 
 # Codec (py_codec_*.c)
 def pack(obj: object, /) -> bytes: ...
@@ -114,6 +125,7 @@ class CachedFunction(Generic[_P, _R]):
         async_miss: Callable[..., Any] | None = None,
         reference: bool = False,
         copy: bool = True,
+        l2: L2Backend | None = None,
     ) -> None: ...
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
     def __get__(self, obj: object, objtype: type | None = None) -> Any: ...
@@ -124,6 +136,7 @@ class CachedFunction(Generic[_P, _R]):
     def acache_clear(self) -> Ready[None]: ...
     def _complete(self, result: object, *args: Any, **kwargs: Any) -> Any: ...
     def _fresh(self, value: _T) -> _T: ...
+    def _l2_fetch(self, *args: Any, **kwargs: Any) -> tuple[bool, Any]: ...
     def __reduce__(self) -> str: ...
     def cache_info(self) -> Any: ...
     def cache_stats(self) -> dict[str, int]: ...
@@ -182,3 +195,21 @@ class RedisClient:
     def close(self) -> None: ...
     def __enter__(self) -> RedisClient: ...
     def __exit__(self, *exc: object) -> bool: ...
+
+class L2Backend:
+    """A backend as the second tier of cached functions (py_l2.c)."""
+
+    backend: object
+    def __init__(
+        self,
+        backend: object,
+        *,
+        client: RedisClient | None = None,
+        breaker_enabled: bool = True,
+        failure_threshold: int = 5,
+        success_threshold: int = 3,
+        recovery_timeout: float = 30.0,
+        half_open_requests: int = 3,
+        max_concurrent: int = 100,
+    ) -> None: ...
+    def stats(self) -> dict[str, int | str]: ...

@@ -1,4 +1,4 @@
-"""Tests of AES-256-GCM and HKDF-SHA256 (src/ck_crypto.c, src/py_crypto.c).
+"""Tests of AES-256-GCM and HKDF-SHA256 (src/core/ck_crypto.c, src/binding/py_crypto.c).
 
 Known-answer tests run the C core against the NIST CAVP GCM vectors and the
 RFC 5869 HKDF vectors shipped in the `cryptography-vectors` package; the

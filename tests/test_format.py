@@ -1,4 +1,4 @@
-"""Tests of the entry frame (src/ck_format.c, src/py_format.c, docs/format.md).
+"""Tests of the entry frame (src/core/ck_format.c, src/binding/py_format.c, docs/format.md).
 
 The frame is read back from a shared backend, so most tests here are about
 hostile input: every truncation, every single-bit flip and forged lengths
@@ -486,7 +486,7 @@ def test_read_header_does_not_read_the_payload(compressed_entry):
 
 
 # ---------------------------------------------------------------------------
-# encode_entry / decode_entry (need the msgpack codec, src/py_codec_*.c)
+# encode_entry / decode_entry (need the msgpack codec, src/binding/py_codec_*.c)
 # ---------------------------------------------------------------------------
 
 needs_codec = pytest.mark.skipif(not hasattr(_core, "pack"), reason="codec not built yet")

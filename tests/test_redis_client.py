@@ -142,7 +142,7 @@ def test_ping_close_context(redis_server):
     with RedisClient(redis_server.url, pool_size=2) as c:
         assert c.ping() is True
     err = backend_error(c.get, b"k")
-    assert err.error_type == "connection"
+    assert err.reason == "connection"
     assert "closed" in str(err)
 
 
@@ -196,15 +196,15 @@ def test_password(redis_auth_server):
     assert RedisClient(url, password=REDIS_PASSWORD).get(b"k") == b"v"
 
     err = backend_error(RedisClient(url, password="wrong-Pa55word").get, b"k")
-    assert err.error_type == "auth"
+    assert err.reason == "auth"
     assert "wrong-Pa55word" not in str(err) and REDIS_PASSWORD not in str(err)
 
     err = backend_error(RedisClient(url).get, b"k")  # no password at all
-    assert err.error_type == "auth"
+    assert err.reason == "auth"
     err = backend_error(RedisClient(url + "/2").get, b"k")  # SELECT answers NOAUTH
-    assert err.error_type == "auth"
+    assert err.reason == "auth"
     err = backend_error(RedisClient(url + "/99999", password=REDIS_PASSWORD).ping)
-    assert err.error_type == "server" and str(err) == "cannot select the database (ERR)"
+    assert err.reason == "server" and str(err) == "cannot select the database (ERR)"
 
 
 def test_acl_user(redis_auth_server):
@@ -216,13 +216,13 @@ def test_acl_user(redis_auth_server):
     c.set(b"app:1", b"v")
     assert c.get(b"app:1") == b"v"
     # Outside her key pattern: NOPERM, an auth-type failure.
-    assert backend_error(c.get, b"other").error_type == "auth"
+    assert backend_error(c.get, b"other").reason == "auth"
     # Explicit username/password override the URL's.
     c2 = RedisClient(url.replace("redis://", "redis://bob:nope@"), username="alice",
                      password="al1ce-pw")
     assert c2.get(b"app:1") == b"v"
     err = backend_error(RedisClient(url, username="alice", password="bad-pw").ping)
-    assert err.error_type == "auth" and "bad-pw" not in str(err)
+    assert err.reason == "auth" and "bad-pw" not in str(err)
 
 
 def test_unix_socket(redis_unix_server):
@@ -264,7 +264,7 @@ def test_tls_wrong_ca(redis_tls_server, tls_certs):
     port = redis_tls_server.port
     for kwargs in ({"ssl_ca_certs": tls_certs["wrong_ca"]}, {}):  # {}: system CAs
         err = backend_error(RedisClient(f"rediss://127.0.0.1:{port}", **kwargs).ping)
-        assert err.error_type == "connection"
+        assert err.reason == "connection"
         assert "certificate verify failed" in str(err)
 
 
@@ -279,7 +279,7 @@ def test_tls_wrong_host(redis_tls_server, tls_certs):
 def test_tls_plain_server(redis_server, tls_certs):
     err = backend_error(RedisClient(f"rediss://127.0.0.1:{redis_server.port}",
                                     ssl_ca_certs=tls_certs["ca"], socket_connect_timeout=1).ping)
-    assert err.error_type in ("connection", "timeout")
+    assert err.reason in ("connection", "timeout")
 
 
 # ------------------------------------------------------------- timeouts
@@ -294,7 +294,7 @@ def test_socket_timeout(redis_server):
         t0 = time.monotonic()
         err = backend_error(c.get, b"k")
         elapsed = time.monotonic() - t0
-        assert err.error_type == "timeout"
+        assert err.reason == "timeout"
         assert 0.15 < elapsed < 1.0
     finally:
         sleeper.recv(100)  # +OK after the sleep
@@ -321,7 +321,7 @@ def test_connect_timeout():
         err = backend_error(RedisClient(f"redis://127.0.0.1:{port}",
                                         socket_connect_timeout=0.2).ping)
         elapsed = time.monotonic() - t0
-        assert err.error_type == "timeout", str(err)
+        assert err.reason == "timeout", str(err)
         assert 0.15 < elapsed < 1.0
     finally:
         for f in fillers:
@@ -337,7 +337,7 @@ def test_reply_too_large(client, redis_server):
     client.set(b"small", b"s")
     bounded = RedisClient(redis_server.url, max_reply_bytes=1 << 20, pool_size=1)
     err = backend_error(bounded.get, b"big")
-    assert err.error_type == "reply_too_large"
+    assert err.reason == "reply_too_large"
     assert "max_reply_bytes" in str(err)
     assert bounded.get(b"small") == b"s"  # a new connection
     assert bounded.get_many([b"small", b"small"]) == [b"s", b"s"]
@@ -392,7 +392,7 @@ def test_hostile_replies(reply, kind):
             assert c.get(b"k") == b"abc"
             return
         err = backend_error(c.get, b"k")
-        assert err.error_type == kind, str(err)
+        assert err.reason == kind, str(err)
     finally:
         server.close()
 
@@ -400,7 +400,7 @@ def test_hostile_replies(reply, kind):
 def test_server_error_reply_hides_arguments(client, redis_server):
     redis_server.command(b"RPUSH", b"a-list", b"secret-value")
     err = backend_error(client.get, b"a-list")
-    assert err.error_type == "server"
+    assert err.reason == "server"
     assert str(err) == "server replied with an error: WRONGTYPE"
     err = backend_error(client.pexpire, b"a-list", 2**63 - 1)
     assert str(err) == "server replied with an error: ERR"
@@ -419,7 +419,7 @@ def test_server_restart():
         t0 = time.monotonic()
         errors = [backend_error(c.get, b"k") for _ in range(20)]
         assert time.monotonic() - t0 < 1.0  # fails fast, no connect timeouts
-        assert {e.error_type for e in errors} == {"connection"}
+        assert {e.reason for e in errors} == {"connection"}
         # After the first refused connect, calls fail at once during the backoff.
         assert sum("next attempt in" in str(e) for e in errors) >= 15
         server.start()
@@ -556,7 +556,7 @@ def test_pool_wait_timeout(redis_server):
         time.sleep(0.05)  # the holder has the only connection, blocked on the server
         t0 = time.monotonic()
         err = backend_error(c.get, b"k")
-        assert err.error_type == "timeout" and "free connection" in str(err)
+        assert err.reason == "timeout" and "free connection" in str(err)
         assert time.monotonic() - t0 < 0.5
         holder.join()
         assert result == [None]

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from cachekit.config.encryption import EncryptionConfig
+from cachekit.config.reliability import BackpressureConfig, CircuitBreakerConfig
 from cachekit.exceptions import ConfigurationError
 
 
@@ -76,21 +77,28 @@ NOT_YET_AVAILABLE: dict[str, Any] = {
 
 @dataclasses.dataclass(frozen=True)
 class DecoratorConfig:
-    """Everything one ``@cache`` needs. Unset fields fall back to settings."""
+    """Everything one ``@cache`` needs. Unset fields fall back to settings.
+
+    Fields follow the reference API's order (its ``monitoring`` is not built).
+    """
 
     ttl: float | None = None
+    stale_ttl: float | None = None
+    swr_by_default: bool = False
     namespace: str | None = None
     serializer: Any = "default"
     integrity_checking: bool = True
-    backend: Any = UNSET
-    l1: L1CacheConfig = dataclasses.field(default_factory=L1CacheConfig)
-    encryption: EncryptionConfig = dataclasses.field(default_factory=EncryptionConfig)
-    stale_ttl: float | None = None
-    swr_by_default: bool = False
     key: Any = None
     interop: Any = None
     refresh_ttl_on_get: bool = False
     ttl_refresh_threshold: float = 0.5
+    # UNSET: resolved at decoration (cachekit.backends.resolve_backend);
+    # None: L1 only; or an object satisfying cachekit.backends.BaseBackend.
+    backend: Any = UNSET
+    l1: L1CacheConfig = dataclasses.field(default_factory=L1CacheConfig)
+    circuit_breaker: CircuitBreakerConfig = dataclasses.field(default_factory=CircuitBreakerConfig)
+    backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
+    encryption: EncryptionConfig = dataclasses.field(default_factory=EncryptionConfig)
     # cachekit's own: False shares one stored object between callers, as
     # functools.lru_cache does (see docs/usage.md, "What a hit returns").
     copy: bool = True
@@ -125,11 +133,13 @@ class DecoratorConfig:
                 f"serializer {self.serializer!r} is not available in this release of cachekit; "
                 "values are stored with the built-in msgpack codec ('default')"
             )
-        if self.backend is not UNSET and self.backend is not None:
-            raise ConfigurationError(
-                "backend: only the in-process L1 store is available in this release of "
-                "cachekit; pass backend=None (or omit it). Redis support comes in a later release."
-            )
+        self._validate_backend()
+        if not isinstance(self.circuit_breaker, CircuitBreakerConfig):
+            raise ConfigurationError("circuit_breaker must be a CircuitBreakerConfig")
+        self.circuit_breaker.validate()
+        if not isinstance(self.backpressure, BackpressureConfig):
+            raise ConfigurationError("backpressure must be a BackpressureConfig")
+        self.backpressure.validate()
         if not self.l1.enabled:
             raise ConfigurationError(
                 "l1.enabled=False leaves no store: with no backend nothing would be cached"
@@ -142,6 +152,25 @@ class DecoratorConfig:
                     f"{name} is not available in this release of cachekit yet; "
                     f"leave it at {default!r}"
                 )
+
+    def _validate_backend(self) -> None:
+        """backend: UNSET, None, or an object with the BaseBackend methods.
+
+        The one place config looks at cachekit.backends, imported here at
+        call time (not at module level) so the import order stays one-way:
+        backends import config, never the reverse. Until the decorator's
+        two-tier path is wired (cachekit.backends._TWO_TIER_WIRED), a
+        backend object is refused rather than silently ignored."""
+        if self.backend is UNSET or self.backend is None:
+            return
+        from cachekit import backends
+
+        backends.check_backend(self.backend)
+        if not backends._TWO_TIER_WIRED:
+            raise ConfigurationError(
+                "backend objects are accepted by the configuration but the two-tier path "
+                "is not wired into @cache yet; pass backend=None (or omit it) for now"
+            )
 
     @property
     def encrypted(self) -> bool:

@@ -19,6 +19,9 @@ from cachekit.config.secret import MASK, SecretStr
 from cachekit.exceptions import ConfigurationError
 
 ENV_PREFIX = "CACHEKIT_"
+# Read for redis_url when CACHEKIT_REDIS_URL is not set.
+REDIS_URL_FALLBACK = "REDIS_URL"
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -66,6 +69,22 @@ def _parse_secret(raw: str) -> SecretStr | None:
     return SecretStr(value) if value else None
 
 
+def _parse_positive_seconds(raw: str) -> float:
+    value = float(raw.strip())
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _parse_redis_url(raw: str) -> SecretStr | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(REDIS_URL_SCHEMES):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return SecretStr(value)
+
+
 def _parse_secret_list(raw: str) -> tuple[SecretStr, ...]:
     return tuple(SecretStr(part.strip()) for part in raw.split(",") if part.strip())
 
@@ -84,6 +103,12 @@ class CachekitConfig:
     master_key: SecretStr | None = None
     previous_master_keys: tuple[SecretStr, ...] = ()
     encryption_fail_closed: bool = False
+    # Redis (cachekit.backends.redis.RedisBackendConfig reads the same
+    # variables). redis_url None: no Redis configured, L1 only.
+    redis_url: SecretStr | None = None
+    connection_pool_size: int = 50
+    socket_timeout: float = 5.0
+    socket_connect_timeout: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CachekitConfig:
@@ -125,6 +150,10 @@ def read_env(names: Iterable[str], environ: Mapping[str, str] | None = None) -> 
         if name == "previous_master_keys" and raw is None:
             # The user guide's spelling; 0.24.1 read CACHEKIT_PREVIOUS_MASTER_KEYS.
             raw = env.get(ENV_PREFIX + "MASTER_KEY_ROTATION")
+        if name == "redis_url" and raw is None:
+            # The conventional name; CACHEKIT_REDIS_URL wins when both are set.
+            var = REDIS_URL_FALLBACK
+            raw = env.get(var)
         if raw is None:
             continue
         try:
@@ -145,6 +174,12 @@ def _mask_value(value: object) -> object:
 
 def _coerce_override(name: str, value: Any) -> Any:
     parse, secret = _FIELDS[name]
+    if name == "redis_url" and isinstance(value, (str, SecretStr)):
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"setting redis_url={MASK} is invalid: {exc}") from None
     if secret:
         if value is None or isinstance(value, SecretStr):
             return value
@@ -181,4 +216,8 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "master_key": (_parse_secret, True),
     "previous_master_keys": (_parse_secret_list, True),
     "encryption_fail_closed": (_parse_bool, False),
+    "redis_url": (_parse_redis_url, True),
+    "connection_pool_size": (_parse_positive_int, False),
+    "socket_timeout": (_parse_positive_seconds, False),
+    "socket_connect_timeout": (_parse_positive_seconds, False),
 }

@@ -5,6 +5,9 @@ suspending). On a miss it calls the ``miss`` coroutine built here, which:
 
 - runs the function once per key and event loop: concurrent awaits of the
   same missing key share one task, and its result or exception;
+- asks L2 first when the function has one, in the loop's default executor
+  (``off_loop``): the C call releases the GIL while it waits on the
+  network, so the event loop never blocks on Redis;
 - shields that task, so cancelling one waiter does not cancel the
   computation the others wait for (a task nobody waits for any more still
   finishes and stores its result);
@@ -40,9 +43,29 @@ def _landed(flights: dict[_Flight, asyncio.Task[Any]], flight: _Flight, task: as
         task.exception()
 
 
-async def _compute(cached: Any, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) in the loop's default executor: for the blocking
+    L2 I/O of async functions (the C call releases the GIL while it waits)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+
+async def _compute(
+    cached: Any,
+    func: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    needs_l2: bool,
+) -> Any:
+    if needs_l2:
+        found, value = await off_loop(cached._l2_fetch, *args, **kwargs)
+        if found:
+            return value
     result = await func(*args, **kwargs)
-    cached._complete(result, *args, **kwargs)
+    if needs_l2:
+        await off_loop(cached._complete, result, *args, **kwargs)
+    else:
+        cached._complete(result, *args, **kwargs)
     return result
 
 
@@ -50,12 +73,14 @@ def make_async_miss(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     """The coroutine function the C side calls on a miss of func."""
     flights: dict[_Flight, asyncio.Task[Any]] = {}
 
-    async def miss(cached: Any, key: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    async def miss(
+        cached: Any, key: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None, needs_l2: bool
+    ) -> Any:
         loop = asyncio.get_running_loop()
         flight = (loop, key)
         task = flights.get(flight)
         if task is None:
-            task = loop.create_task(_compute(cached, func, args, kwargs or {}))
+            task = loop.create_task(_compute(cached, func, args, kwargs or {}, needs_l2))
             flights[flight] = task
             task.add_done_callback(functools.partial(_landed, flights, flight))
             return await asyncio.shield(task)

@@ -11,7 +11,9 @@ from cachekit._core import CachedFunction
 from cachekit.config.decorator import DecoratorConfig
 from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
+from cachekit.backends import resolve_backend
 from cachekit.decorators.events import event_reporter
+from cachekit.decorators.l2 import l2_for, secure_stays_local
 from cachekit.decorators.signature import key_spec
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
@@ -80,6 +82,14 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
     namespace = config.namespace or settings.namespace
     ttl = config.ttl if config.ttl is not None else settings.default_ttl
     secure = _secure_options(config, settings)
+    # @cache.local is in-process reference caching: never a backend.
+    backend = None if reference else resolve_backend(config.backend, settings)
+    l2 = None
+    if backend is not None:
+        if secure:
+            secure_stays_local(identity)
+        else:
+            l2 = l2_for(backend, config)
     is_async = inspect.iscoroutinefunction(func)
     cached = CachedFunction(
         func,
@@ -92,6 +102,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         async_miss=make_async_miss(func) if is_async else None,
         reference=reference,
         copy=config.copy,
+        l2=l2,
         **secure,
         **key_spec(func),
     )

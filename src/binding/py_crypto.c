@@ -375,7 +375,7 @@ static PyObject *py_secret_buf_probe(PyObject *module, PyObject *arg)
     old_addr = (uintptr_t)b.data;
     old_cap = b.cap;
     /* A block right after it, so realloc cannot grow it in place. */
-    fence = malloc(32);
+    fence = malloc(2 * CK_BUF_INLINE);
     /* ... which this growth leaves behind (freed, or realloc'd away). */
     if (ck_buf_reserve(&b, old_cap) < 0) {
         goto nomem;

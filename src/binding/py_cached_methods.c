@@ -8,16 +8,16 @@
 
 /* Build the L1 key of a call given to a method (same shape as a
    vectorcall): the key bytes, or under @cache.secure their MAC over the
-   bytes with the tenant (ck_cached_secure_l1_key). Returns 0, or -1 with
-   an exception set (TypeError when the arguments do not bind). */
+   bytes with the tenant (ck_cached_secure_l1_key); *identity as
+   ck_key_build sets it. Returns 0, or -1 with an exception set (TypeError
+   when the arguments do not bind). */
 static int key_for_call(ck_cached *self, PyObject *const *args, size_t nargsf, PyObject *kwnames,
-                        ck_buf *key)
+                        ck_buf *key, PyObject **identity)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
     PyObject *tenant = NULL;
-    PyObject *identity;
     int rc = ck_key_build(st, &self->spec, args, PyVectorcall_NARGS(nargsf), kwnames, key,
-                          &identity);
+                          identity);
 
     if (rc == 1) {
         PyErr_Format(PyExc_TypeError, "arguments do not match the signature of %R", self->func);
@@ -50,14 +50,22 @@ PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t na
                                    PyObject *kwnames)
 {
     ck_l1_entry *detached = NULL;
+    PyObject *identity;
     ck_buf key;
-    int removed = -1;
+    int removed = -1, in_l2;
 
     ck_buf_init_secret(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key) == 0) {
+    if (key_for_call(self, args, nargsf, kwnames, &key, &identity) == 0) {
         removed = ck_l1_remove(self->store->store, &self->owner,
                                ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
                                &detached);
+        if (ck_cached_l2_configured(self, identity)) {
+            if (ck_cached_l2_invalidate(self, &key, &in_l2) < 0) {
+                removed = -1;
+            } else {
+                removed = removed || in_l2;
+            }
+        }
     }
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
@@ -71,8 +79,14 @@ PyDoc_STRVAR(ainvalidate_doc, "ainvalidate_cache($self, /, *args, **kwargs)\n--\
 PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames)
 {
-    PyObject *removed = ck_cached_invalidate(self, args, nargsf, kwnames), *res;
+    PyObject *removed, *res, *method;
 
+    if (self->l2 != NULL) {
+        /* L2 I/O must not block an event loop: run it in a thread. */
+        method = PyObject_GetAttrString((PyObject *)self, "invalidate_cache");
+        return method == NULL ? NULL : ck_cached_off_loop(self, method, args, nargsf, kwnames);
+    }
+    removed = ck_cached_invalidate(self, args, nargsf, kwnames);
     if (removed == NULL) {
         return NULL;
     }
@@ -84,20 +98,29 @@ PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t n
 PyDoc_STRVAR(cache_key_doc,
              "cache_key($self, /, *args, **kwargs)\n--\n\n"
              "Return the printable cache key of the call f(*args, **kwargs):\n"
-             "'<namespace>:<module>.<qualname>:<32 hex digits of XXH3-128>'.");
+             "'<namespace>:<module>.<qualname>:<32 hex digits>', the name of its L2\n"
+             "entry (the digits: SHA-256 of the key bytes). Under @cache.secure the\n"
+             "digits are a hash of the call's L1 MAC and differ per process.");
 
 PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                  PyObject *kwnames)
+                              PyObject *kwnames)
 {
     static const char hex[] = "0123456789abcdef";
     char digits[32];
-    PyObject *tail = NULL, *res = NULL;
+    PyObject *tail = NULL, *res = NULL, *identity;
     ck_hash128 h;
-    ck_buf key;
+    ck_buf key, name;
     int i;
 
     ck_buf_init_secret(&key);
-    if (key_for_call(self, args, nargsf, kwnames, &key) < 0) {
+    ck_buf_init(&name);
+    if (key_for_call(self, args, nargsf, kwnames, &key, &identity) < 0) {
+        goto error;
+    }
+    if (self->keyring == NULL) {
+        if (ck_cached_l2_name(self, &key, &name) == 0) {
+            res = PyUnicode_DecodeUTF8((const char *)name.data, (Py_ssize_t)name.len, "strict");
+        }
         goto error;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
@@ -114,6 +137,7 @@ PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nar
     res = PyUnicode_Concat(self->key_prefix, tail);
 error:
     Py_XDECREF(tail);
+    ck_buf_free(&name);
     ck_buf_free(&key);
     return res;
 }
@@ -126,11 +150,12 @@ static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t narg
 {
     ck_l1_entry *detached = NULL;
     void *value = NULL;
+    PyObject *identity;
     ck_buf key;
     int rc;
 
     ck_buf_init_secret(&key);
-    rc = key_for_call(self, args, nargsf, kwnames, &key);
+    rc = key_for_call(self, args, nargsf, kwnames, &key, &identity);
     if (rc == 0) {
         rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
                        key.data, key.len, &value, &detached);
@@ -153,6 +178,7 @@ static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t narg
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     ck_l1_entry *detached = NULL;
     ck_error err;
+    PyObject *identity;
     ck_buf key;
     int rc;
 
@@ -161,7 +187,7 @@ static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t narg
         return NULL;
     }
     ck_buf_init_secret(&key);
-    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key);
+    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key, &identity);
     if (rc == 0) {
         rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
                        key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);
@@ -180,6 +206,9 @@ PyDoc_STRVAR(cache_clear_doc, "cache_clear($self, /)\n--\n\n"
 static PyObject *cached_cache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
     ck_cached_drop_entries(self);
+    if (self->l2 != NULL && ck_cached_l2_clear(self) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -188,6 +217,13 @@ PyDoc_STRVAR(acache_clear_doc, "acache_clear($self, /)\n--\n\n"
 
 static PyObject *cached_acache_clear(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
+    PyObject *method;
+
+    if (self->l2 != NULL) {
+        /* L2 I/O must not block an event loop: run it in a thread. */
+        method = PyObject_GetAttrString((PyObject *)self, "cache_clear");
+        return method == NULL ? NULL : ck_cached_off_loop(self, method, NULL, 0, NULL);
+    }
     ck_cached_drop_entries(self);
     return ck_ready_new(ck_state_from_type(Py_TYPE(self)), Py_None);
 }
@@ -201,7 +237,7 @@ static PyObject *cached_complete(ck_cached *self, PyObject *const *args, size_t 
                                  PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    ck_call_mode mode = {NULL, 0, 0, NULL};
+    ck_call_mode mode = {.result = NULL};
 
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError, "_complete needs the result");
@@ -209,6 +245,27 @@ static PyObject *cached_complete(ck_cached *self, PyObject *const *args, size_t 
     }
     mode.result = args[0];
     return ck_cached_call_mode(self, args + 1, (size_t)(nargs - 1), kwnames, &mode);
+}
+
+PyDoc_STRVAR(l2_fetch_doc,
+             "_l2_fetch($self, /, *args, **kwargs)\n--\n\n"
+             "Async path only, run off the event loop: look the call up in L1 and L2\n"
+             "(filling L1 from L2) -> (True, value), or (False, None) on a miss.");
+
+static PyObject *cached_l2_fetch(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames)
+{
+    ck_call_mode mode = {.with_l2 = 1};
+    PyObject *res = ck_cached_call_mode(self, args, nargsf, kwnames, &mode);
+
+    Py_XDECREF(mode.key);
+    if (res != NULL) {
+        return Py_BuildValue("(ON)", Py_True, res);
+    }
+    if (!mode.missed) {
+        return NULL;
+    }
+    return Py_BuildValue("(OO)", Py_False, Py_None);
 }
 
 PyDoc_STRVAR(fresh_doc, "_fresh($self, value, /)\n--\n\n"
@@ -263,9 +320,10 @@ static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored)
         return NULL;
     }
     /* Counts are read without the store lock: a snapshot, not a transaction. */
-    res = PyObject_CallFunction(self->info_type, "KKKiOndOOn", (unsigned long long)self->hits,
+    res = PyObject_CallFunction(self->info_type, "KKKKOndOOn", (unsigned long long)self->hits,
                                 (unsigned long long)self->misses,
-                                (unsigned long long)self->hits, 0, maxsize,
+                                (unsigned long long)(self->hits - self->l2_hits),
+                                (unsigned long long)self->l2_hits, maxsize,
                                 (Py_ssize_t)self->owner.count, 0.0, last_op, Py_None,
                                 (Py_ssize_t)self->owner.bytes);
     Py_DECREF(maxsize);
@@ -275,14 +333,18 @@ static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored)
 
 PyDoc_STRVAR(cache_stats_doc,
              "cache_stats($self, /)\n--\n\n"
-             "Return a dict of raw counters: hits, misses, key_errors, store_errors,\n"
-             "decrypt_errors, entries, bytes.");
+             "Return a dict of raw counters: hits (L1 and L2), misses, l2_hits,\n"
+             "l2_errors, integrity_errors, key_errors, store_errors, decrypt_errors,\n"
+             "entries, bytes (the last two: L1).");
 
 static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
                          (unsigned long long)self->hits, "misses",
-                         (unsigned long long)self->misses, "key_errors",
+                         (unsigned long long)self->misses, "l2_hits",
+                         (unsigned long long)self->l2_hits, "l2_errors",
+                         (unsigned long long)self->l2_errors, "integrity_errors",
+                         (unsigned long long)self->integrity_errors, "key_errors",
                          (unsigned long long)self->key_errors, "store_errors",
                          (unsigned long long)self->store_errors, "decrypt_errors",
                          (unsigned long long)self->decrypt_errors, "entries",
@@ -301,6 +363,8 @@ PyMethodDef ck_cached_methods[] = {
     {"_complete", (PyCFunction)(void (*)(void))cached_complete, METH_FASTCALL | METH_KEYWORDS,
      complete_doc},
     {"_fresh", (PyCFunction)cached_fresh, METH_O, fresh_doc},
+    {"_l2_fetch", (PyCFunction)(void (*)(void))cached_l2_fetch, METH_FASTCALL | METH_KEYWORDS,
+     l2_fetch_doc},
     {"__reduce__", (PyCFunction)cached_reduce, METH_NOARGS, reduce_doc},
     {"_peek", (PyCFunction)(void (*)(void))cached_peek, METH_FASTCALL | METH_KEYWORDS, peek_doc},
     {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},

@@ -220,7 +220,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     entry = seal_result(self, st, result, tenant, aad_key, &fatal);
     if (entry != NULL) {
         fatal = ck_cached_put(self, h, l1_key, sizeof(l1_key), identity, entry,
-                              (size_t)PyBytes_GET_SIZE(entry), 0, &detached) < 0;
+                              (size_t)PyBytes_GET_SIZE(entry), 0, self->ttl_ns, &detached) < 0;
         Py_DECREF(entry);
     }
     if (fatal) {

@@ -133,7 +133,8 @@ static int ck_exec(PyObject *module)
     if (ck_codec_exec(module) < 0 || ck_format_exec(module) < 0 || ck_store_exec(module) < 0 ||
         ck_cached_exec(module) < 0 || ck_cached_instances_exec(module) < 0 ||
         ck_cached_bound_exec(module) < 0 || ck_cached_async_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
-        ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0 || ck_redis_exec(module) < 0) {
+        ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0 || ck_redis_exec(module) < 0 ||
+        ck_l2_exec(module) < 0) {
         return -1;
     }
     return 0;
@@ -143,7 +144,8 @@ static int ck_exec(PyObject *module)
     X(CachekitError) X(SerializationError) X(UnsupportedTypeError) X(IntegrityError)           \
     X(EncryptionError) X(DecryptionError) X(BackendError)                                      \
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
-    X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(DecimalType) X(UUIDType) X(ZoneInfoType)            \
+    X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(L2BackendType)                 \
+    X(DecimalType) X(UUIDType) X(ZoneInfoType)                                                  \
     X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
     X(str_value_)
 

@@ -1,6 +1,9 @@
 /*
  * py_keyring.c - Keyring: master keys and data-key caches of @cache.secure
- * as a Python object (see ck_keyring.h).
+ * as a Python object (see ck_keyring.h): construction, lifetime, repr, the
+ * seal/open methods, and the GIL hooks and error mapping the cached-call
+ * object shares. Argument parsing is in py_keyring_args.c, the bridge to a
+ * Python key provider in py_keyring_provider.c.
  *
  * Key material enters as a buffer, is copied into C memory and never comes
  * back out: no method returns a key, repr shows only the fingerprint, and
@@ -10,8 +13,8 @@
 
 #include <string.h>
 
-#include "py_args.h"
 #include "py_codec.h"
+#include "py_keyring_internal.h"
 #include "py_store.h"
 
 static void *gil_leave(void)
@@ -27,145 +30,7 @@ static void gil_enter(void *state)
 const ck_unlock_hooks ck_gil_hooks = {CK_KEYRING_NOGIL_MIN, gil_leave, gil_enter};
 const ck_unlock_hooks ck_gil_hooks_wait_only = {SIZE_MAX, gil_leave, gil_enter};
 
-/* ------------------------------------------------- external key providers */
-
-/* Turn the current Python exception from a provider into err and clear it.
-   A provider saying the wrapped key is invalid (KMS InvalidCiphertext) is an
-   authentication failure; anything else is a provider failure. */
-static void provider_error(ck_error *err, const char *method)
-{
-    PyObject *type = NULL, *value = NULL, *tb = NULL, *text = NULL;
-    const char *name, *msg = "";
-
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    name = type != NULL ? ((PyTypeObject *)type)->tp_name : "error";
-    if (value != NULL && (text = PyObject_Str(value)) != NULL) {
-        msg = PyUnicode_AsUTF8(text);
-        if (msg == NULL) {
-            PyErr_Clear();
-            msg = "";
-        }
-    } else {
-        PyErr_Clear();
-    }
-    ck_error_set(err, strstr(name, "InvalidCiphertext") != NULL ? CK_EAUTH : CK_ECRYPTO,
-                 "key provider %s failed: %s: %.80s", method, name, msg);
-    Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-}
-
-/* {"cachekit:tenant": tenant}: the encryption context a provider binds. */
-static PyObject *provider_context(ck_span tenant)
-{
-    PyObject *t = PyUnicode_DecodeUTF8((const char *)tenant.p, (Py_ssize_t)tenant.n, "strict");
-    PyObject *ctx = NULL;
-
-    if (t != NULL) {
-        ctx = Py_BuildValue("{s:O}", "cachekit:tenant", t);
-        Py_DECREF(t);
-    }
-    return ctx;
-}
-
-/* Copy a provider's 32-byte plaintext key out of obj, wiping obj if it is
-   writable (a bytearray); immutable bytes cannot be wiped (docs/security.md). */
-static int take_key(PyObject *obj, unsigned char dek[CK_AEAD_KEY_LEN], ck_error *err)
-{
-    Py_buffer b = {0};
-    int rc = -1;
-
-    if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        return ck_error_set(err, CK_ECRYPTO, "key provider returned a key that is not bytes");
-    }
-    if (b.len != CK_AEAD_KEY_LEN) {
-        ck_error_set(err, CK_ECRYPTO, "key provider returned a %zd-byte key, not 32", b.len);
-        goto error;
-    }
-    memcpy(dek, b.buf, CK_AEAD_KEY_LEN);
-    if (!b.readonly) {
-        ck_wipe(b.buf, (size_t)b.len);
-    }
-    rc = 0;
-error:
-    PyBuffer_Release(&b);
-    return rc;
-}
-
-static int py_generate(void *ctx, ck_span tenant, unsigned char dek[CK_AEAD_KEY_LEN],
-                       unsigned char *wrapped, size_t *wrapped_len, ck_error *err)
-{
-    PyObject *context = NULL, *res = NULL;
-    Py_buffer w = {0};
-    int rc = -1;
-
-    context = provider_context(tenant);
-    if (context == NULL) {
-        provider_error(err, "generate_data_key");
-        goto error;
-    }
-    res = PyObject_CallMethod((PyObject *)ctx, "generate_data_key", "O", context);
-    if (res == NULL) {
-        provider_error(err, "generate_data_key");
-        goto error;
-    }
-    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
-        ck_error_set(err, CK_ECRYPTO, "generate_data_key must return (plaintext, wrapped)");
-        goto error;
-    }
-    if (take_key(PyTuple_GET_ITEM(res, 0), dek, err) < 0) {
-        goto error;
-    }
-    if (PyObject_GetBuffer(PyTuple_GET_ITEM(res, 1), &w, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        ck_error_set(err, CK_ECRYPTO, "key provider returned a wrapped key that is not bytes");
-        goto error;
-    }
-    if (w.len == 0 || (size_t)w.len > *wrapped_len) {
-        ck_error_set(err, CK_ELIMIT, "wrapped data key of %zd bytes (1..%zu fit an entry)", w.len,
-                     *wrapped_len);
-        goto error;
-    }
-    memcpy(wrapped, w.buf, (size_t)w.len);
-    *wrapped_len = (size_t)w.len;
-    rc = 0;
-error:
-    if (rc < 0) {
-        ck_wipe(dek, CK_AEAD_KEY_LEN);
-    }
-    PyBuffer_Release(&w);
-    Py_XDECREF(res);
-    Py_XDECREF(context);
-    return rc;
-}
-
-static int py_unwrap(void *ctx, ck_span tenant, ck_span wrapped, unsigned char dek[CK_AEAD_KEY_LEN],
-                     ck_error *err)
-{
-    PyObject *context = NULL, *blob = NULL, *res = NULL;
-    int rc = -1;
-
-    context = provider_context(tenant);
-    blob = PyBytes_FromStringAndSize((const char *)wrapped.p, (Py_ssize_t)wrapped.n);
-    if (context == NULL || blob == NULL) {
-        provider_error(err, "decrypt_data_key");
-        goto error;
-    }
-    res = PyObject_CallMethod((PyObject *)ctx, "decrypt_data_key", "OO", blob, context);
-    if (res == NULL) {
-        provider_error(err, "decrypt_data_key");
-        goto error;
-    }
-    rc = take_key(res, dek, err);
-error:
-    Py_XDECREF(res);
-    Py_XDECREF(blob);
-    Py_XDECREF(context);
-    return rc;
-}
+/* ---------------------------------------------------------------- errors */
 
 void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening)
 {
@@ -184,81 +49,6 @@ void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening)
 }
 
 /* ------------------------------------------------------------------- new */
-
-/* Build self->kr around a Python provider: provider_id (2..255), key_id
-   (str), generate_data_key(context), decrypt_data_key(wrapped, context).
-   Returns 0 (self->kr may still be NULL with err set), or -1 with a Python
-   exception. */
-static int make_external(ck_keyring_object *self, PyObject *provider,
-                         const ck_keyring_limits *lim, ck_error *err)
-{
-    PyObject *id_obj = NULL, *key_id = NULL;
-    const char *key_id_utf8;
-    Py_ssize_t key_id_len;
-    ck_key_provider p;
-    long id;
-    int rc = -1;
-
-    id_obj = PyObject_GetAttrString(provider, "provider_id");
-    key_id = PyObject_GetAttrString(provider, "key_id");
-    if (id_obj == NULL || key_id == NULL) {
-        goto error;
-    }
-    id = PyLong_AsLong(id_obj);
-    if (id == -1 && PyErr_Occurred()) {
-        goto error;
-    }
-    if (id < 2 || id > 255 || !PyUnicode_Check(key_id)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "a key provider needs provider_id in 2..255 and a str key_id");
-        goto error;
-    }
-    key_id_utf8 = PyUnicode_AsUTF8AndSize(key_id, &key_id_len);
-    if (key_id_utf8 == NULL) {
-        goto error;
-    }
-    p.id = (uint8_t)id;
-    p.ctx = provider;
-    p.generate = py_generate;
-    p.unwrap = py_unwrap;
-    self->provider = Py_NewRef(provider);
-    self->kr = ck_keyring_new_external(
-        &p, (ck_span){(const unsigned char *)key_id_utf8, (size_t)key_id_len}, lim, err);
-    rc = 0;
-error:
-    Py_XDECREF(id_obj);
-    Py_XDECREF(key_id);
-    return rc;
-}
-
-/* A positive integer limit in [1, max] (obj NULL: keep *out). 0 or -1. */
-static int parse_limit(PyObject *obj, const char *name, unsigned long long max,
-                       unsigned long long *out)
-{
-    unsigned long long v;
-
-    if (obj == NULL) {
-        return 0;
-    }
-    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    v = PyLong_AsUnsignedLongLong(obj); /* OverflowError for negatives and > 2**64-1 */
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        v = 0; /* out of range: reported below */
-    }
-    if (v == 0 || v > max) {
-        PyErr_Format(PyExc_ValueError, "%s must be between 1 and %llu", name, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -288,9 +78,10 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     }
     /* Checked here rather than with "K", which wraps silently: -1 would mean
        2**64-1 (no limit) and 2**64+1 would mean 1. */
-    if (parse_limit(max_messages_obj, "dek_max_messages", CK_KEYRING_MAX_MESSAGES,
-                    &max_messages) < 0 ||
-        parse_limit(max_bytes_obj, "dek_max_bytes", (unsigned long long)INT64_MAX, &max_bytes) < 0) {
+    if (ck_py_keyring_parse_limit(max_messages_obj, "dek_max_messages", CK_KEYRING_MAX_MESSAGES,
+                                  &max_messages) < 0 ||
+        ck_py_keyring_parse_limit(max_bytes_obj, "dek_max_bytes", (unsigned long long)INT64_MAX,
+                                  &max_bytes) < 0) {
         return NULL;
     }
     if (master_obj != Py_None && PyObject_GetBuffer(master_obj, &master, PyBUF_SIMPLE) < 0) {
@@ -317,7 +108,7 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
         goto error;
     }
     if (provider != Py_None) {
-        if (make_external(self, provider, &lim, &err) < 0) {
+        if (ck_py_keyring_make_external(self, provider, &lim, &err) < 0) {
             Py_CLEAR(self);
             goto error;
         }
@@ -425,61 +216,6 @@ PyDoc_STRVAR(seal_value_doc,
              "Serialize value with the msgpack codec and encrypt it: what @cache.secure\n"
              "stores. The serialized plaintext is wiped once sealed.");
 
-/* Arguments shared by seal, seal_value, open and open_value:
-   f(x, /, tenant='default', cache_key=b'', <extra>=...), parsed with the
-   vectorcall parser (these sit on benchmarked paths). */
-typedef struct {
-    PyObject *slots[4]; /* x, tenant, cache_key, extra (borrowed; NULL: not given) */
-    Py_buffer key;      /* pinned cache_key, or zeroed */
-    ck_span tenant;
-    ck_span cache_key;
-} keyring_args;
-
-static int parse_keyring_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                              PyObject *kwnames, const char *extra, Py_ssize_t *extra_value,
-                              keyring_args *a)
-{
-    const char *names[3] = {"tenant", "cache_key", extra};
-    Py_ssize_t n;
-
-    memset(a, 0, sizeof(*a));
-    if (ck_parse_fastcall(fname, args, nargs, kwnames, 1, names, extra != NULL ? 3 : 2,
-                          a->slots) < 0) {
-        return -1;
-    }
-    a->tenant.p = (const unsigned char *)"default";
-    a->tenant.n = 7;
-    if (a->slots[1] != NULL) {
-        if (!PyUnicode_Check(a->slots[1])) {
-            PyErr_Format(PyExc_TypeError, "%s(): tenant must be str", fname);
-            return -1;
-        }
-        a->tenant.p = (const unsigned char *)PyUnicode_AsUTF8AndSize(a->slots[1], &n);
-        if (a->tenant.p == NULL) {
-            return -1;
-        }
-        a->tenant.n = (size_t)n;
-    }
-    if (a->slots[2] != NULL && PyBytes_CheckExact(a->slots[2])) {
-        /* The common case: immutable and borrowed for the call, no pinning. */
-        a->cache_key.p = (const unsigned char *)PyBytes_AS_STRING(a->slots[2]);
-        a->cache_key.n = (size_t)PyBytes_GET_SIZE(a->slots[2]);
-    } else if (a->slots[2] != NULL) {
-        if (PyObject_GetBuffer(a->slots[2], &a->key, PyBUF_SIMPLE) < 0) {
-            return -1;
-        }
-        a->cache_key.p = a->key.buf;
-        a->cache_key.n = (size_t)a->key.len;
-    }
-    if (extra != NULL && a->slots[3] != NULL) {
-        *extra_value = PyNumber_AsSsize_t(a->slots[3], PyExc_OverflowError);
-        if (*extra_value == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* seal() takes serialized bytes; seal_value() (encode) packs a value first. */
 static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames, int encode)
@@ -497,8 +233,8 @@ static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
 
     ck_buf_init_secret(&packed); /* the encoded value, in clear */
     ck_buf_init(&out);
-    if (parse_keyring_args(encode ? "seal_value" : "seal", args, nargs, kwnames,
-                           encode ? NULL : "serializer", &serializer, &a) < 0) {
+    if (ck_py_keyring_parse_args(encode ? "seal_value" : "seal", args, nargs, kwnames,
+                                 encode ? NULL : "serializer", &serializer, &a) < 0) {
         goto error;
     }
     if (serializer < 1 || serializer > 3) {
@@ -594,8 +330,8 @@ static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     ck_error err;
 
     ck_buf_init_secret(&pt);
-    if (parse_keyring_args(decode ? "open_value" : "open", args, nargs, kwnames, "max_size",
-                           &max_size, &a) < 0) {
+    if (ck_py_keyring_parse_args(decode ? "open_value" : "open", args, nargs, kwnames,
+                                 "max_size", &max_size, &a) < 0) {
         goto error;
     }
     if (max_size < 0) {

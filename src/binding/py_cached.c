@@ -42,11 +42,12 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     ck_pack_stats stats = {0, 0, 0};
     uint32_t flags;
     ck_hash128 h;
-    ck_buf key, value;
-    int rc, fatal = 0;
+    ck_buf key, value, name;
+    int rc, fatal = 0, with_l2;
 
     ck_cached_touch(self);
     ck_buf_init(&key);
+    ck_buf_init(&name);
     rc = ck_key_build(st, &self->spec, args, nargs, kwnames, &key, &identity);
     if (rc != 0) {
         if (rc < 0) {
@@ -60,17 +61,36 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         goto done;
     }
     h = ck_key_hash(key.data, key.len, self->seed);
-    if (!CK_MODE_STORING(mode) && ck_l1_get_ex(self->store->store, &self->owner, h, key.data,
-                                               key.len, &hit, &flags, &detached)) {
-        self->hits++;
-        result = (PyObject *)hit;
-        if (flags & CK_ENTRY_MUTABLE) {
-            /* A fresh copy: no caller can change what the next one gets. */
-            Py_SETREF(result, ck_py_copy(st, result));
-        }
-        goto done;
+    with_l2 = ck_cached_l2_configured(self, identity);
+    if (with_l2 && ck_cached_l2_name(self, &key, &name) < 0) {
+        goto done; /* MemoryError */
     }
     if (!CK_MODE_STORING(mode)) {
+        if (ck_l1_get_ex(self->store->store, &self->owner, h, key.data, key.len, &hit, &flags,
+                         &detached)) {
+            self->hits++;
+            result = (PyObject *)hit;
+            if (flags & CK_ENTRY_MUTABLE) {
+                /* A fresh copy: no caller can change what the next one gets. */
+                Py_SETREF(result, ck_py_copy(st, result));
+            }
+            goto done;
+        }
+        if (with_l2 && CK_MODE_DEFERS_L2(mode)) {
+            /* The async path asks L2 off the event loop (ck_call_mode). */
+            mode->missed = mode->needs_l2 = 1;
+            (void)ck_cached_missed(mode, &key);
+            goto done;
+        }
+        if (with_l2) {
+            rc = ck_cached_l2_lookup(self, st, h, &key, &name, &result, &detached);
+            if (rc != 0) {
+                if (rc > 0) {
+                    self->hits++;
+                }
+                goto done;
+            }
+        }
         self->misses++;
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
@@ -87,17 +107,22 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         rc = ck_cached_reference_charge(self, result, &charge);
         if (rc == 0) {
             fatal = ck_cached_put(self, h, key.data, key.len, identity, result, charge, 0,
-                                  &detached) < 0;
+                                  self->ttl_ns, &detached) < 0;
         }
         fatal = fatal || rc < 0;
     } else if (ck_cached_encode_result(self, st, result, &value, &stats, &fatal) == 0) {
-        fatal = ck_cached_put_value(self, st, h, &key, identity, result, &stats, &detached) < 0;
+        fatal = ck_cached_put_value(self, st, h, &key, identity, result, &stats, self->ttl_ns,
+                                    &detached) < 0;
+        if (!fatal && with_l2) {
+            fatal = ck_cached_l2_store(self, &name, &value) < 0;
+        }
     }
     if (fatal) {
         Py_CLEAR(result);
     }
     ck_buf_free(&value);
 done:
+    ck_buf_free(&name);
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
     return result;
@@ -141,22 +166,23 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
-                             "fail_closed",  "async_miss", "reference", "copy", NULL};
+                             "fail_closed",  "async_miss", "reference", "copy", "l2", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
-        *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None;
+        *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
+        *l2 = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOpp:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
-                                     &copy)) {
+                                     &copy, &l2)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -196,6 +222,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_ValueError, "max_value_size must be > 0");
         return NULL;
     }
+    if (l2 != Py_None && !PyObject_TypeCheck(l2, st->L2BackendType)) {
+        PyErr_SetString(PyExc_TypeError, "l2 must be a cachekit._core.L2Backend or None");
+        return NULL;
+    }
     if (reference && keyring != Py_None) {
         PyErr_SetString(PyExc_ValueError, "reference caching cannot be encrypted");
         return NULL;
@@ -228,6 +258,8 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->tenant_extractor = tenant_extractor == Py_None ? NULL : Py_NewRef(tenant_extractor);
     self->fail_closed = (char)(fail_closed != 0);
     self->reference = (char)(reference != 0);
+    /* The secure path keeps L1 only until its L2 names and entries exist. */
+    self->l2 = l2 == Py_None || keyring != Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
@@ -282,6 +314,7 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->spec.self_type);
     Py_VISIT(self->instances);
     Py_VISIT(self->async_miss);
+    Py_VISIT(self->l2);
     return 0;
 }
 
@@ -293,6 +326,7 @@ static int cached_clear(ck_cached *self)
     ck_cached_drop_entries(self);
     ck_cached_forget_instances(self);
     Py_CLEAR(self->async_miss);
+    Py_CLEAR(self->l2);
     Py_CLEAR(self->func);
     Py_CLEAR(self->store);
     Py_CLEAR(self->key_prefix);

@@ -20,7 +20,8 @@
  * fetch already in flight cannot refill the caches it cleared.
  *
  * Thread safety: all entry points may be called concurrently. Locks are
- * never held while calling anything outside this file and ck_crypto/ck_l1.
+ * never held while calling anything outside the keyring's own files
+ * (ck_keyring*.c) and ck_crypto/ck_l1.
  */
 #ifndef CK_KEYRING_H
 #define CK_KEYRING_H

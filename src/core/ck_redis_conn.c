@@ -529,7 +529,9 @@ ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck
     /* hiredis frees an idle buffer above maxbuf; a large value's buffer
        is then not kept for the connection's lifetime. */
     c->reader->maxbuf = 64 * 1024;
-    redisReaderSetPrivdata(c->reader, c);
+    /* Not redisReaderSetPrivdata: in hiredis 0.14 that macro casts the
+       pointer to int, which clang rightly refuses. */
+    c->reader->privdata = c;
     memset(&opts, 0, sizeof(opts));
     opts.host = cfg->host;
     opts.port = cfg->port;

@@ -83,6 +83,9 @@ int ck_hkdf_sha256(const unsigned char *ikm, size_t ikm_len, const unsigned char
                    size_t out_len, ck_error *err);
 
 /* Cryptographically secure random bytes (OpenSSL's DRBG). */
+/* SHA-256 of data[0..n) (OpenSSL, default properties). 0, or -1 with err. */
+int ck_sha256(const unsigned char *data, size_t n, unsigned char out[32], ck_error *err);
+
 int ck_random_bytes(unsigned char *out, size_t n, ck_error *err);
 
 /*

@@ -11,6 +11,7 @@
 #include "py_codec.h"
 #include "py_keyring.h"
 #include "py_keys.h"
+#include "py_l2.h"
 #include "py_store.h"
 
 typedef struct {
@@ -34,6 +35,7 @@ typedef struct {
     char copy;               /* hits of mutable results return fresh copies */
     PyObject *instances;     /* dict: address -> tracker of each instance whose
                                 entries are keyed by identity, or NULL */
+    ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
                                 -> awaitable computing a miss, else NULL */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
@@ -44,6 +46,9 @@ typedef struct {
     uint64_t key_errors;
     uint64_t store_errors;
     uint64_t decrypt_errors;
+    uint64_t l2_hits;
+    uint64_t l2_errors;        /* the backend failed; the call went on without it */
+    uint64_t integrity_errors; /* a stored entry was corrupt or foreign: a miss */
     int64_t last_op_ns;      /* wall-clock time of the last call or
                                 invalidation (coarse clock), 0: none yet */
 } ck_cached;
@@ -69,13 +74,18 @@ int ck_cached_report_failure(ck_cached *self, const char *kind);
  */
 typedef struct {
     PyObject *result; /* borrowed: the result to store; NULL to look up */
+    int with_l2;      /* look up L2 too (the async path's off-loop phase);
+                         else a lookup stops after L1 */
     int missed;       /* out: lookup found nothing */
+    int needs_l2;     /* out: an L1 miss that L2 may answer (ask again with
+                         with_l2 set, off the event loop) */
     int bypassed;     /* out: the call could not be keyed and the function
                          was called uncached; the call returned its result */
     PyObject *key;    /* out, new reference: the key bytes of a miss (bytes) */
 } ck_call_mode;
 
 #define CK_MODE_STORING(mode) ((mode) != NULL && (mode)->result != NULL)
+#define CK_MODE_DEFERS_L2(mode) ((mode) != NULL && (mode)->result == NULL && !(mode)->with_l2)
 
 /* Run the function on a miss, or as mode says (see ck_call_mode). */
 PyObject *ck_cached_run(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
@@ -98,7 +108,23 @@ int ck_cached_reference_charge(ck_cached *self, PyObject *result, size_t *charge
    CK_ENTRY_MUTABLE; charged the graph's size. 0, or -1 to propagate. */
 int ck_cached_put_value(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
                         PyObject *identity, PyObject *result, const ck_pack_stats *stats,
-                        ck_l1_entry **detached);
+                        uint64_t ttl_ns, ck_l1_entry **detached);
+
+/* py_cached_l2.c: the second tier of plain @cache (see the file). */
+/* 1 when this call's entries go to L2 (a backend, not keyed by identity,
+   not @cache.local). */
+int ck_cached_l2_configured(ck_cached *self, PyObject *identity);
+/* Append the L2 name of key bytes to name. 0, or -1 (MemoryError). */
+int ck_cached_l2_name(ck_cached *self, const ck_buf *key, ck_buf *name);
+/* After an L1 miss. 1: *result (new reference) came from L2 and L1 holds it;
+   0: not there (or L2 failed, reported); -1: a failure must propagate. */
+int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
+                        const ck_buf *name, PyObject **result, ck_l1_entry **detached);
+/* Frame the encoded result and write it to L2. 0, or -1 to propagate. */
+int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed);
+/* Drop the call's L2 entry / every L2 entry of the function. 0, or -1. */
+int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *key, int *removed);
+int ck_cached_l2_clear(ck_cached *self);
 
 /* Drop every entry of the function from its (possibly shared) store. */
 void ck_cached_drop_entries(ck_cached *self);
@@ -110,7 +136,7 @@ extern PyMethodDef ck_cached_methods[];
    instance's identity. 0, or -1 when a failure must propagate. */
 int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t key_len,
                   PyObject *identity, PyObject *value, size_t charge, uint32_t flags,
-                  ck_l1_entry **detached);
+                  uint64_t ttl_ns, ck_l1_entry **detached);
 
 /* A call of either path (plain or secure) with a mode. */
 PyObject *ck_cached_call_mode(ck_cached *self, PyObject *const *args, size_t nargsf,
@@ -147,6 +173,11 @@ PyObject *ck_cached_ainvalidate(ck_cached *self, PyObject *const *args, size_t n
 PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nargsf,
                               PyObject *kwnames);
 PyObject *ck_bound_new(ck_state *st, ck_cached *func, PyObject *self);
+
+/* py_cached_async.c: the awaitable of callable(*args) run in a thread
+   (cachekit.decorators.async_path.off_loop); steals callable. */
+PyObject *ck_cached_off_loop(ck_cached *self, PyObject *callable, PyObject *const *args,
+                             size_t nargsf, PyObject *kwnames);
 
 /* py_cached_async.c: an awaitable that completes at once with value. */
 PyObject *ck_ready_new(ck_state *st, PyObject *value);

@@ -133,7 +133,7 @@ int ck_cached_missed(ck_call_mode *mode, const ck_buf *key)
 
 int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t key_len,
                   PyObject *identity, PyObject *value, size_t charge, uint32_t flags,
-                  ck_l1_entry **detached)
+                  uint64_t ttl_ns, ck_l1_entry **detached)
 {
     ck_l1_group *group = NULL;
     ck_error err;
@@ -144,7 +144,7 @@ int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_
         return ck_cached_report_failure(self, "store_error");
     }
     rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key, key_len, value,
-                      charge, self->ttl_ns, flags, detached, &err);
+                      charge, ttl_ns, flags, detached, &err);
     if (rc < 0 && err.code == CK_ENOMEM) {
         /* Keep the result; the store just could not take it. */
         self->store_errors++;
@@ -166,15 +166,15 @@ int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_
    safe), else a private deep copy, flagged so every hit copies it again;
    charged the object graph's size, which is what the entry keeps alive. */
 int ck_cached_put_value(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
-                     PyObject *identity, PyObject *result, const ck_pack_stats *stats,
-                     ck_l1_entry **detached)
+                        PyObject *identity, PyObject *result, const ck_pack_stats *stats,
+                        uint64_t ttl_ns, ck_l1_entry **detached)
 {
     PyObject *stored;
     int rc;
 
     if (!self->copy || !stats->has_mutable) {
         return ck_cached_put(self, h, key->data, key->len, identity, result, stats->graph_bytes, 0,
-                             detached);
+                             ttl_ns, detached);
     }
     stored = ck_py_copy(st, result);
     if (stored == NULL) {
@@ -182,7 +182,7 @@ int ck_cached_put_value(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
         return ck_cached_report_failure(self, "store_error");
     }
     rc = ck_cached_put(self, h, key->data, key->len, identity, stored, stats->graph_bytes,
-                       CK_ENTRY_MUTABLE, detached);
+                       CK_ENTRY_MUTABLE, ttl_ns, detached);
     Py_DECREF(stored);
     return rc;
 }

@@ -218,7 +218,7 @@ PyObject *ck_cached_async_vectorcall(ck_cached *self, PyObject *const *args, siz
                                      PyObject *kwnames)
 {
     ck_state *st = ck_state_from_type(Py_TYPE(self));
-    ck_call_mode mode = {NULL, 0, 0, NULL};
+    ck_call_mode mode = {.result = NULL};
     PyObject *res, *tuple = NULL, *kwargs = NULL;
 
     res = ck_cached_call_mode(self, args, nargsf, kwnames, &mode);
@@ -236,11 +236,41 @@ PyObject *ck_cached_async_vectorcall(ck_cached *self, PyObject *const *args, siz
     }
     if (pack_call(args, nargsf, kwnames, &tuple, &kwargs) == 0) {
         res = PyObject_CallFunctionObjArgs(self->async_miss, (PyObject *)self, mode.key, tuple,
-                                           kwargs, NULL);
+                                           kwargs, mode.needs_l2 ? Py_True : Py_False, NULL);
     }
     Py_XDECREF(tuple);
     Py_XDECREF(kwargs);
     Py_DECREF(mode.key);
+    return res;
+}
+
+PyObject *ck_cached_off_loop(ck_cached *self, PyObject *callable, PyObject *const *args,
+                             size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), total, i;
+    PyObject *module = NULL, *off_loop = NULL, *res = NULL, **argv = NULL;
+
+    (void)self;
+    total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    module = PyImport_ImportModule("cachekit.decorators.async_path");
+    if (module == NULL || (off_loop = PyObject_GetAttrString(module, "off_loop")) == NULL) {
+        goto done;
+    }
+    argv = PyMem_New(PyObject *, (size_t)total + 1);
+    if (argv == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    argv[0] = callable;
+    for (i = 0; i < total; i++) {
+        argv[i + 1] = args[i];
+    }
+    res = PyObject_Vectorcall(off_loop, argv, (size_t)(nargs + 1), kwnames);
+done:
+    PyMem_Free(argv);
+    Py_XDECREF(off_loop);
+    Py_XDECREF(module);
+    Py_DECREF(callable);
     return res;
 }
 

@@ -51,6 +51,7 @@ typedef struct {
     PyTypeObject *InstanceTrackerType;
     PyTypeObject *BoundCachedMethodType;
     PyTypeObject *ReadyType;
+    PyTypeObject *L2BackendType;
     PyTypeObject *RedisClientType;
 
     /* Types the codec recognises, imported once at module exec. */
@@ -89,6 +90,7 @@ int ck_cached_exec(PyObject *module);
 int ck_cached_instances_exec(PyObject *module);
 int ck_cached_bound_exec(PyObject *module);
 int ck_cached_async_exec(PyObject *module);
+int ck_l2_exec(PyObject *module);
 int ck_crypto_exec(PyObject *module);
 int ck_seal_exec(PyObject *module);
 int ck_keyring_exec(PyObject *module);

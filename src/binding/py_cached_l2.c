@@ -1,0 +1,239 @@
+/*
+ * py_cached_l2.c - the second tier of a plain @cache function.
+ *
+ * After an L1 miss the call asks L2 (py_l2.c) for the entry under the
+ * call's L2 name; a hit is checked and decoded like any stored bytes
+ * (frame, checksum, codec), fills L1 for the entry's remaining TTL and is
+ * returned. After the function runs, its encoded result is framed and
+ * written to L2 as well as L1. Names: the function's key prefix
+ * ("<namespace>:<module>.<qualname>:") and 32 hex digits of SHA-256 of the
+ * prefix and the key bytes: a cryptographic hash, so two calls cannot be made to share a
+ * name by choosing their arguments (XXH3, which L1 uses behind a full key
+ * comparison, gives no such guarantee).
+ *
+ * Calls keyed by an instance's identity never reach L2 (an address means
+ * nothing in another process), nor does @cache.local.
+ *
+ * Every L2 failure is counted (l2_errors), reported once per function
+ * through on_event("backend_error") and survived: the call goes on as an
+ * L2 miss. An entry that is corrupt, truncated or of another serializer is
+ * an integrity error: counted, reported, and replaced by the new result.
+ */
+#include "py_cached.h"
+
+#include "ck_crypto.h"
+#include "ck_format.h"
+#include "py_codec.h"
+
+/* Framing compresses and hashes the whole value: release the GIL above this. */
+#define L2_NOGIL_MIN (64 * 1024)
+
+int ck_cached_l2_configured(ck_cached *self, PyObject *identity)
+{
+    return self->l2 != NULL && identity == NULL && !self->reference;
+}
+
+int ck_cached_l2_name(ck_cached *self, const ck_buf *key, ck_buf *name)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[32];
+    char digits[32];
+    const char *prefix;
+    Py_ssize_t prefix_len;
+    ck_error err;
+    int i;
+
+    ck_buf full;
+    int rc;
+
+    prefix = PyUnicode_AsUTF8AndSize(self->key_prefix, &prefix_len);
+    if (prefix == NULL) {
+        return -1;
+    }
+    /* The digest covers the prefix too: it alone identifies the call. */
+    ck_buf_init(&full);
+    if (ck_buf_append(&full, prefix, (size_t)prefix_len) < 0 ||
+        ck_buf_append(&full, key->data, key->len) < 0) {
+        ck_buf_free(&full);
+        PyErr_NoMemory();
+        return -1;
+    }
+    rc = ck_sha256(full.data, full.len, digest, &err);
+    ck_buf_free(&full);
+    if (rc < 0) {
+        PyErr_Format(PyExc_RuntimeError, "%s", err.msg);
+        return -1;
+    }
+    for (i = 0; i < 16; i++) {
+        digits[2 * i] = hex[digest[i] >> 4];
+        digits[2 * i + 1] = hex[digest[i] & 0xf];
+    }
+    if (ck_buf_append(name, prefix, (size_t)prefix_len) < 0 ||
+        ck_buf_append(name, digits, sizeof(digits)) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Report an L2 failure (the exception set) as a backend_error. */
+static int report_l2(ck_cached *self)
+{
+    self->l2_errors++;
+    return ck_cached_report_failure(self, "backend_error");
+}
+
+/* Decode stored bytes into the value they hold, or NULL with
+   IntegrityError/SerializationError set. */
+static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry)
+{
+    const ck_entry_limits lim = {.max_size = self->max_value_size,
+                                 .max_ratio = CK_ENTRY_MAX_LZ4_RATIO};
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(entry);
+    size_t n = (size_t)PyBytes_GET_SIZE(entry);
+    const unsigned char *plaintext = NULL;
+    size_t plaintext_len = 0;
+    PyObject *value = NULL;
+    ck_entry_header h;
+    ck_buf out;
+    ck_error err;
+    int rc;
+
+    ck_buf_init(&out);
+    if (n >= L2_NOGIL_MIN) {
+        /* entry is a bytes object we own a reference to: its buffer stays
+           put while the GIL is released. */
+        Py_BEGIN_ALLOW_THREADS
+        rc = ck_entry_decode(data, n, &lim, &h, &plaintext, &plaintext_len, &out, &err);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = ck_entry_decode(data, n, &lim, &h, &plaintext, &plaintext_len, &out, &err);
+    }
+    if (rc < 0) {
+        PyErr_Format(st->IntegrityError, "L2 entry refused: %s", err.msg);
+        goto done;
+    }
+    if (h.serializer != CK_SER_MSGPACK) {
+        PyErr_Format(st->IntegrityError, "L2 entry serializer %d is not msgpack (1)",
+                     (int)h.serializer);
+        goto done;
+    }
+    value = ck_py_unpack(st, plaintext, plaintext_len);
+done:
+    ck_buf_free(&out);
+    return value;
+}
+
+/* L1's TTL for an entry L2 holds for pttl_ms more (-1: no expiry). */
+static uint64_t fill_ttl(ck_cached *self, int64_t pttl_ms)
+{
+    uint64_t remaining;
+
+    if (pttl_ms <= 0) {
+        return self->ttl_ns;
+    }
+    remaining = (uint64_t)pttl_ms * 1000000u;
+    return self->ttl_ns != 0 && self->ttl_ns < remaining ? self->ttl_ns : remaining;
+}
+
+int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
+                        const ck_buf *name, PyObject **result, ck_l1_entry **detached)
+{
+    PyObject *entry = NULL, *value = NULL;
+    ck_pack_stats stats = {0, 0, 0};
+    int64_t pttl_ms;
+    ck_buf scratch;
+    int rc;
+
+    *result = NULL;
+    rc = ck_l2_get(self->l2, (const char *)name->data, name->len, &entry, &pttl_ms);
+    if (rc < 0) {
+        return report_l2(self) < 0 ? -1 : 0;
+    }
+    if (rc == 0) {
+        return 0;
+    }
+    value = decode_entry(self, st, entry);
+    Py_DECREF(entry);
+    if (value == NULL) {
+        self->integrity_errors++;
+        return ck_cached_report_failure(self, "integrity_error") < 0 ? -1 : 0;
+    }
+    /* Size it as a miss would (the charge, and whether hits must copy). */
+    ck_buf_init(&scratch);
+    rc = ck_py_pack_ex(st, value, &scratch, 0, &stats);
+    ck_buf_free(&scratch);
+    if (rc != 0) {
+        /* It decoded, so it encodes; only MemoryError gets here. */
+        PyErr_Clear();
+    } else if (!ck_cached_store_disabled(self) &&
+               ck_cached_put_value(self, st, h, key, NULL, value, &stats, fill_ttl(self, pttl_ms),
+                                   detached) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    self->l2_hits++;
+    *result = value;
+    return 1;
+}
+
+int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed)
+{
+    ck_buf framed;
+    ck_error err;
+    int64_t ttl_ms;
+    int rc;
+
+    ck_buf_init(&framed);
+    if (packed->len >= L2_NOGIL_MIN) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = ck_entry_encode(packed->data, packed->len, CK_SER_MSGPACK,
+                             CK_ENTRY_DEFAULT_COMPRESS_MIN, &framed, &err);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = ck_entry_encode(packed->data, packed->len, CK_SER_MSGPACK,
+                             CK_ENTRY_DEFAULT_COMPRESS_MIN, &framed, &err);
+    }
+    if (rc < 0) {
+        ck_buf_free(&framed);
+        PyErr_Format(ck_state_from_type(Py_TYPE(self))->SerializationError, "%s", err.msg);
+        self->store_errors++;
+        return ck_cached_report_failure(self, "store_error");
+    }
+    /* Round up so an entry never outlives its TTL by less than a ms, and
+       a sub-millisecond TTL still expires. */
+    ttl_ms = self->ttl_ns == 0 ? 0 : (int64_t)((self->ttl_ns + 999999u) / 1000000u);
+    rc = ck_l2_set(self->l2, (const char *)name->data, name->len, framed.data, framed.len, ttl_ms);
+    ck_buf_free(&framed);
+    return rc < 0 ? report_l2(self) : 0;
+}
+
+int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *key, int *removed)
+{
+    ck_buf name;
+    int rc;
+
+    *removed = 0;
+    ck_buf_init(&name);
+    rc = ck_cached_l2_name(self, key, &name);
+    if (rc == 0 && ck_l2_delete(self->l2, (const char *)name.data, name.len, removed) < 0) {
+        rc = report_l2(self);
+    }
+    ck_buf_free(&name);
+    return rc;
+}
+
+int ck_cached_l2_clear(ck_cached *self)
+{
+    const char *prefix;
+    Py_ssize_t n;
+
+    prefix = PyUnicode_AsUTF8AndSize(self->key_prefix, &n);
+    if (prefix == NULL) {
+        return -1;
+    }
+    if (ck_l2_clear_prefix(self->l2, prefix, (size_t)n) < 0) {
+        return report_l2(self);
+    }
+    return 0;
+}

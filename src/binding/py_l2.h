@@ -1,0 +1,47 @@
+/*
+ * py_l2.h - the second tier of a cached function: one backend (a C Redis
+ * client, or any Python object with the backend methods) behind a circuit
+ * breaker and an in-flight bound, shared by every function using it.
+ */
+#ifndef CK_PY_L2_H
+#define CK_PY_L2_H
+
+#include "ck_breaker.h"
+#include "module_state.h"
+#include "py_redis.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *backend;      /* the user's backend object (strong) */
+    ck_redis_object *redis; /* its C client: the GIL-free fast path, or NULL to
+                               call backend.get/set/delete (strong) */
+    ck_breaker breaker;
+    int breaker_ready;
+    uint64_t fork_gen;      /* process generation the breaker belongs to */
+    /* Counters, updated with the GIL held. */
+    uint64_t hits, misses, errors, skipped;
+} ck_l2_object;
+
+/*
+ * The operations. Each returns -1 with an exception set when the backend
+ * failed (the caller reports it and goes on without L2, or propagates it
+ * when it is not an Exception); a skipped operation (breaker open, too many
+ * in flight) is not a failure. Names are the backend key names (bytes).
+ */
+
+/* 1: found, *entry a new bytes reference and *pttl_ms its remaining TTL
+   (-1: none or unknown); 0: not found or skipped. */
+int ck_l2_get(ck_l2_object *l2, const char *name, size_t n, PyObject **entry, int64_t *pttl_ms);
+
+/* Store data under name for ttl_ms (0: no expiry). 0, or -1. */
+int ck_l2_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char *data,
+              size_t len, int64_t ttl_ms);
+
+/* Remove name; *removed 1 if it was there. 0, or -1. */
+int ck_l2_delete(ck_l2_object *l2, const char *name, size_t n, int *removed);
+
+/* Remove every name starting with prefix. 0, or -1 (also when the backend
+   has no way to do it: a Python backend without clear_prefix()). */
+int ck_l2_clear_prefix(ck_l2_object *l2, const char *prefix, size_t n);
+
+#endif /* CK_PY_L2_H */

@@ -1,0 +1,341 @@
+"""@cache with a Redis L2: L1, then Redis, then the function; failing open."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import decimal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from cachekit import cache
+from cachekit._core import RedisClient
+from cachekit.backends import RedisBackend, set_default_backend
+from cachekit.config import reset_settings
+from cachekit.config.reliability import CircuitBreakerConfig
+
+
+@pytest.fixture
+def backend(redis_server):
+    redis_server.flushall()
+    b = RedisBackend(redis_server.url)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def raw(redis_server):
+    c = RedisClient(redis_server.url)
+    yield c
+    c.close()
+
+
+def l2_only(backend, **kw):
+    """A decorator whose L1 cannot hold anything: every hit is an L2 hit."""
+    return cache(backend=backend, l1_max_entries=1, **kw)
+
+
+VALUES = [
+    None, True, 7, -2**70, 1.5, "text", b"\x00bytes", [1, [2]], (1, (2,)), {"a": {"b": [1]}},
+    {1, 2}, frozenset({3}), bytearray(b"ba"), decimal.Decimal("1.25"), uuid.UUID(int=9),
+    datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+    datetime.date(2026, 1, 2), datetime.timedelta(seconds=3),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
+def test_every_value_type_round_trips_through_redis(backend, value):
+    runs = []
+
+    @cache(backend=backend)
+    def f(x):
+        runs.append(x)
+        return value
+
+    assert f(1) == value
+    f.store.clear()  # drop L1: the next call must come from Redis
+    got = f(1)
+    assert got == value and type(got) is type(value)
+    assert len(runs) == 1
+    assert f.cache_stats()["l2_hits"] == 1
+
+
+def test_l2_hit_fills_l1_and_miss_writes_both(backend, raw):
+    runs = []
+
+    @cache(backend=backend, ttl=60)
+    def f(x):
+        runs.append(x)
+        return {"x": x}
+
+    f(1)
+    name = f.cache_key(1).encode()
+    assert raw.exists(name)
+    assert 0 < raw.pttl(name) <= 60_000
+    f.store.clear()
+    assert f(1) == {"x": 1}  # from Redis
+    assert f(1) == {"x": 1}  # from L1
+    s = f.cache_stats()
+    assert (s["l2_hits"], s["hits"], s["misses"]) == (1, 2, 1)
+    assert f.cache_info().l2_hits == 1 and f.cache_info().l1_hits == 1
+
+
+def test_two_processes_share_entries(backend, redis_server, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).resolve().parent.parent)!r})
+        from cachekit import cache
+        from cachekit.backends import RedisBackend
+        runs = []
+        @cache(backend=RedisBackend({redis_server.url!r}), namespace="shared")
+        def compute(x):
+            runs.append(x)
+            return x * 10
+        assert compute(4) == 40
+        print(len(runs))
+    """)
+    path = tmp_path / "child.py"
+    path.write_text(script)
+    first = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "1" and second.stdout.strip() == "0"
+
+
+def test_invalidate_and_cache_clear_reach_redis(backend, raw):
+    @cache(backend=backend, namespace="inv")
+    def f(x):
+        return x
+
+    @cache(backend=backend, namespace="inv")
+    def other(x):
+        return x
+
+    f(1), f(2), other(1)
+    assert f.invalidate_cache(1) is True
+    assert not raw.exists(f.cache_key(1).encode())
+    assert raw.exists(f.cache_key(2).encode())
+    f.cache_clear()
+    assert not raw.exists(f.cache_key(2).encode())
+    assert raw.exists(other.cache_key(1).encode())  # another function's entries stay
+
+
+def test_corrupted_truncated_and_foreign_entries_are_counted_misses(backend, raw, cachekit_log):
+    runs = []
+
+    @l2_only(backend)
+    def f(x):
+        runs.append(x)
+        return {"x": x}
+
+    f(1)
+    name = f.cache_key(1).encode()
+    good = raw.get(name)
+    for bad in (b"garbage", good[:-3], good[:20], good[:-1] + bytes([good[-1] ^ 1])):
+        raw.set(name, bad)
+        f.store.clear()
+        assert f(1) == {"x": 1}
+        assert raw.get(name) == good  # replaced by the fresh result
+    assert len(runs) == 5
+    assert f.cache_stats()["integrity_errors"] == 4
+    assert "integrity_error" in cachekit_log.text or "L2 entry refused" in cachekit_log.text
+
+
+def test_mutable_l2_hits_are_fresh_copies(backend):
+    @cache(backend=backend)
+    def f():
+        return {"a": [1]}
+
+    f()
+    f.store.clear()
+    a = f()
+    a["a"].append(2)
+    assert f() == {"a": [1]}
+
+
+def test_identity_keyed_methods_stay_in_l1(backend, raw, redis_server):
+    class Svc:
+        @cache(backend=backend, namespace="idm")
+        def get(self, x):
+            return x
+
+    s = Svc()
+    s.get(1)
+    assert s.get(1) == 1
+    assert raw.clear_prefix(b"idm:") == 0  # nothing was written to Redis
+
+
+def test_backend_none_is_l1_only(redis_server, monkeypatch, raw):
+    redis_server.flushall()
+    monkeypatch.setenv("CACHEKIT_REDIS_URL", redis_server.url)
+    reset_settings()
+
+    @cache(backend=None, namespace="none")
+    def f(x):
+        return x
+
+    f(1)
+    assert raw.clear_prefix(b"none:") == 0
+
+
+def test_redis_url_in_the_environment_makes_cache_two_tier(redis_server, monkeypatch, raw):
+    redis_server.flushall()
+    monkeypatch.setenv("CACHEKIT_REDIS_URL", redis_server.url)
+    reset_settings()
+
+    @cache(namespace="envns")
+    def f(x):
+        return x + 1
+
+    f(1)
+    assert raw.exists(f.cache_key(1).encode())
+
+
+def test_set_default_backend(backend, raw):
+    set_default_backend(backend)
+    try:
+        @cache(namespace="dflt")
+        def f(x):
+            return x
+
+        f(3)
+        assert raw.exists(f.cache_key(3).encode())
+    finally:
+        set_default_backend(None)
+
+
+class DictBackend:
+    """A user backend in Python: the BaseBackend protocol."""
+
+    def __init__(self):
+        self.data = {}
+        self.calls = []
+
+    def get(self, key):
+        self.calls.append(("get", key))
+        return self.data.get(key)
+
+    def set(self, key, value, ttl=None):
+        self.calls.append(("set", key, ttl))
+        self.data[key] = value
+
+    def delete(self, key):
+        return self.data.pop(key, None) is not None
+
+    def exists(self, key):
+        return key in self.data
+
+    def health_check(self):
+        return True, {}
+
+
+def test_a_python_backend_is_driven_by_the_same_decorator():
+    b = DictBackend()
+
+    @cache(backend=b, ttl=30, l1_max_entries=1)
+    def f(x):
+        return [x]
+
+    assert f(1) == [1]
+    assert ("set", f.cache_key(1), 30) in b.calls
+    assert f(2) == [2]  # evicts f(1) from the one-entry L1
+    assert f(1) == [1]
+    assert f.cache_stats()["l2_hits"] == 1
+    assert f.invalidate_cache(1) is True and f.cache_key(1) not in b.data
+
+
+class FailingBackend(DictBackend):
+    def get(self, key):
+        raise ConnectionError("down")
+
+    def set(self, key, value, ttl=None):
+        raise ConnectionError("down")
+
+
+def test_a_failing_backend_never_reaches_the_caller_and_opens_the_breaker(cachekit_log):
+    b = FailingBackend()
+    runs = []
+
+    @cache(backend=b, l1_max_entries=1,
+           circuit_breaker=CircuitBreakerConfig(failure_threshold=2, recovery_timeout=60))
+    def f(x):
+        runs.append(x)
+        return x
+
+    for i in range(10):
+        assert f(i) == i
+    assert len(runs) == 10
+    s = f.cache_stats()
+    assert s["l2_errors"] == 2  # then the breaker opened: later calls skip L2
+    assert cachekit_log.text.count("backend_error") + cachekit_log.text.count("ConnectionError") >= 1
+
+
+def test_redis_down_then_up_no_call_raises_and_hits_resume(redis_server):
+    from redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        b = RedisBackend(server.url)
+        runs = []
+
+        @cache(backend=b, l1_max_entries=1, namespace="flap",
+               circuit_breaker=CircuitBreakerConfig(failure_threshold=3, recovery_timeout=0.2,
+                                                    success_threshold=1, half_open_requests=1))
+        def f(x):
+            runs.append(x)
+            return x * 2
+
+        assert f(1) == 2
+        server.kill()
+        for i in range(20):
+            assert f(i % 3) == (i % 3) * 2
+        assert f.cache_stats()["l2_errors"] >= 3
+        server.start()
+        time.sleep(0.3)  # past the breaker's recovery time
+        f(5)  # half-open probe succeeds, writes 5
+        f(7)
+        before = len(runs)
+        assert f(5) == 10  # from Redis again
+        assert len(runs) == before
+        b.close()
+    finally:
+        server.stop()
+
+
+def test_async_function_uses_l2_off_the_loop(backend, raw):
+    runs = []
+
+    @cache(backend=backend, namespace="aio")
+    async def f(x):
+        runs.append(x)
+        await asyncio.sleep(0)
+        return {"x": x}
+
+    async def main():
+        assert await f(1) == {"x": 1}
+        f.store.clear()
+        assert await f(1) == {"x": 1}  # from Redis, in a thread
+        assert await f.ainvalidate_cache(1) is True
+        await f.acache_clear()
+
+    asyncio.run(main())
+    assert runs == [1]
+    assert f.cache_stats()["l2_hits"] == 1
+
+
+def test_secure_stays_l1_only_and_says_so(backend, raw, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="cachekit")
+
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="sec")
+    def f(x):
+        return "078-05-1120"
+
+    f(1)
+    assert raw.clear_prefix(b"sec:") == 0
+    assert "L1 only" in caplog.text
