@@ -276,6 +276,26 @@ def test_tls_wrong_host(redis_tls_server, tls_certs):
     assert RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_check_hostname=False).ping()
 
 
+def test_tls_client_certificate(tls_certs):
+    server = RedisServer(tls={**tls_certs, "auth_clients": "yes"}).start()
+    try:
+        url = f"rediss://127.0.0.1:{server.port}"
+        c = RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_certfile=tls_certs["client_cert"],
+                        ssl_keyfile=tls_certs["client_key"])
+        assert c.ping()
+        # Without one the server ends the handshake.
+        err = backend_error(RedisClient(url, ssl_ca_certs=tls_certs["ca"]).ping)
+        assert err.reason == "connection"
+        # Certificate and key must come together, and must match.
+        with pytest.raises(ValueError):
+            RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_certfile=tls_certs["client_cert"])
+        err = backend_error(RedisClient, url, ssl_ca_certs=tls_certs["ca"],
+                            ssl_certfile=tls_certs["client_cert"], ssl_keyfile=tls_certs["key"])
+        assert "client key" in str(err) and "mismatch" in str(err)
+    finally:
+        server.cleanup()
+
+
 def test_tls_plain_server(redis_server, tls_certs):
     err = backend_error(RedisClient(f"rediss://127.0.0.1:{redis_server.port}",
                                     ssl_ca_certs=tls_certs["ca"], socket_connect_timeout=1).ping)
