@@ -544,6 +544,32 @@ def test_gil_released_while_waiting(redis_server):
         sleeper.close()
 
 
+def test_four_threads_in_flight_at_once(redis_server):
+    # Four threads call get while the server sleeps. If a blocked call held
+    # the GIL, the others would start only after it returned and would all
+    # reuse its idle connection; released, they are in flight together and
+    # the pool opens a connection for each.
+    c = RedisClient(redis_server.url, pool_size=4, socket_timeout=3.0)
+    c.ping()
+    before = connections_received(redis_server)
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.4")
+    try:
+        time.sleep(0.05)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(c.get(b"flight:absent")))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sleeper.recv(100)
+        sleeper.close()
+    assert results == [None] * 4
+    # sleeper's + three new pool connections + INFO's own
+    assert connections_received(redis_server) == before + 5
+
+
 def test_threads_share_a_client(client):
     client.set_many([(b"t%d" % i, b"%d" % i, None) for i in range(50)])
     errors = []
