@@ -29,7 +29,14 @@ def cachekit_log(caplog):
 
 from pathlib import Path  # noqa: E402
 
-from redis_server import REDIS_SERVER, RedisServer, make_ca, make_server_cert, tls_supported  # noqa: E402
+from redis_server import (  # noqa: E402
+    REDIS_SERVER,
+    RedisServer,
+    make_ca,
+    make_client_cert,
+    make_server_cert,
+    tls_supported,
+)  # noqa: E402
 
 REDIS_PASSWORD = "s3cr3t-Pa55"
 
@@ -62,7 +69,8 @@ def redis_auth_server(request) -> RedisServer:
 
 @pytest.fixture(scope="session")
 def tls_certs(tmp_path_factory) -> dict[str, str]:
-    """A CA, a server certificate for localhost/127.0.0.1 it signed, and a
+    """A CA, a server certificate for localhost/127.0.0.1 it signed, a
+    client certificate it signed (`client_cert`, `client_key`), and a
     second, unrelated CA (`wrong_ca`)."""
     if not tls_supported():
         pytest.skip("this redis-server was built without TLS support")
@@ -70,6 +78,8 @@ def tls_certs(tmp_path_factory) -> dict[str, str]:
     ca = make_ca(d, "cachekit-test-ca")
     certs = make_server_cert(d, ca)
     certs["wrong_ca"] = make_ca(d, "unrelated-ca")["ca"]
+    client = make_client_cert(d, ca)
+    certs["client_cert"], certs["client_key"] = client["cert"], client["key"]
     return certs
 
 

@@ -67,7 +67,8 @@ class RedisServer:
         if self.tls:
             args += ["--port", "0", "--tls-port", str(self.port),
                      "--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
-                     "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
+                     "--tls-ca-cert-file", self.tls["ca"],
+                     "--tls-auth-clients", self.tls.get("auth_clients", "no")]
         else:
             args += ["--port", str(self.port)]
         if self.unix_path:
@@ -101,6 +102,8 @@ class RedisServer:
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         if self.tls:
             ctx = ssl.create_default_context(cafile=self.tls["ca"])
+            if "client_cert" in self.tls:  # needed when it checks client certificates
+                ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
             s = ctx.wrap_socket(s, server_hostname="localhost")
         return s
 
@@ -175,3 +178,18 @@ def make_server_cert(directory: Path, ca: dict[str, str],
              cwd=directory)
     os.chmod(key, 0o600)
     return {"cert": str(cert), "key": str(key), "ca": ca["ca"]}
+
+
+def make_client_cert(directory: Path, ca: dict[str, str], name: str = "client") -> dict[str, str]:
+    """A client certificate (extendedKeyUsage clientAuth) signed by ca."""
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
+    ext = directory / f"{name}.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                   "extendedKeyUsage=clientAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+             "-subj", f"/CN={name}", cwd=directory)
+    _openssl("x509", "-req", "-in", str(csr), "-CA", ca["ca"], "-CAkey", ca["ca_key"],
+             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext),
+             cwd=directory)
+    os.chmod(key, 0o600)
+    return {"cert": str(cert), "key": str(key)}

@@ -276,6 +276,26 @@ def test_tls_wrong_host(redis_tls_server, tls_certs):
     assert RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_check_hostname=False).ping()
 
 
+def test_tls_client_certificate(tls_certs):
+    server = RedisServer(tls={**tls_certs, "auth_clients": "yes"}).start()
+    try:
+        url = f"rediss://127.0.0.1:{server.port}"
+        c = RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_certfile=tls_certs["client_cert"],
+                        ssl_keyfile=tls_certs["client_key"])
+        assert c.ping()
+        # Without one the server ends the handshake.
+        err = backend_error(RedisClient(url, ssl_ca_certs=tls_certs["ca"]).ping)
+        assert err.reason == "connection"
+        # Certificate and key must come together, and must match.
+        with pytest.raises(ValueError):
+            RedisClient(url, ssl_ca_certs=tls_certs["ca"], ssl_certfile=tls_certs["client_cert"])
+        err = backend_error(RedisClient, url, ssl_ca_certs=tls_certs["ca"],
+                            ssl_certfile=tls_certs["client_cert"], ssl_keyfile=tls_certs["key"])
+        assert "client key" in str(err) and "mismatch" in str(err)
+    finally:
+        server.cleanup()
+
+
 def test_tls_plain_server(redis_server, tls_certs):
     err = backend_error(RedisClient(f"rediss://127.0.0.1:{redis_server.port}",
                                     ssl_ca_certs=tls_certs["ca"], socket_connect_timeout=1).ping)
@@ -417,9 +437,11 @@ def test_server_restart():
         c.set(b"k", b"v")
         server.kill()
         t0 = time.monotonic()
-        for _ in range(20):
-            assert backend_error(c.get, b"k").reason == "connection"
+        errors = [backend_error(c.get, b"k") for _ in range(20)]
         assert time.monotonic() - t0 < 1.0  # fails fast, no connect timeouts
+        assert {e.reason for e in errors} == {"connection"}
+        # After the first refused connect, calls fail at once during the backoff.
+        assert sum("next attempt in" in str(e) for e in errors) >= 15
         server.start()
         deadline = time.monotonic() + 5
         while True:
@@ -520,6 +542,32 @@ def test_gil_released_while_waiting(redis_server):
     finally:
         sleeper.recv(100)
         sleeper.close()
+
+
+def test_four_threads_in_flight_at_once(redis_server):
+    # Four threads call get while the server sleeps. If a blocked call held
+    # the GIL, the others would start only after it returned and would all
+    # reuse its idle connection; released, they are in flight together and
+    # the pool opens a connection for each.
+    c = RedisClient(redis_server.url, pool_size=4, socket_timeout=3.0)
+    c.ping()
+    before = connections_received(redis_server)
+    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.4")
+    try:
+        time.sleep(0.05)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(c.get(b"flight:absent")))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sleeper.recv(100)
+        sleeper.close()
+    assert results == [None] * 4
+    # sleeper's + three new pool connections + INFO's own
+    assert connections_received(redis_server) == before + 5
 
 
 def test_threads_share_a_client(client):

@@ -308,15 +308,20 @@ static ck_redis_conn *open_conn(ck_redis_pool *p, ck_error *err)
         return c;
     }
     p->total--;
-    p->failures++;
-    delay_ms = BACKOFF_BASE_MS;
-    for (unsigned i = 1; i < p->failures && delay_ms < BACKOFF_MAX_MS; i++) {
-        delay_ms *= 2;
+    /* Attempts that were already under way when another one failed and
+       set the backoff do not double it again: one step per round, not per
+       thread, or a burst of ten callers would jump straight to the cap. */
+    if (ck_now_ns() >= p->retry_at_ns) {
+        p->failures++;
+        delay_ms = BACKOFF_BASE_MS;
+        for (unsigned i = 1; i < p->failures && delay_ms < BACKOFF_MAX_MS; i++) {
+            delay_ms *= 2;
+        }
+        if (delay_ms > BACKOFF_MAX_MS) {
+            delay_ms = BACKOFF_MAX_MS;
+        }
+        p->retry_at_ns = ck_deadline_ms(delay_ms);
     }
-    if (delay_ms > BACKOFF_MAX_MS) {
-        delay_ms = BACKOFF_MAX_MS;
-    }
-    p->retry_at_ns = ck_deadline_ms(delay_ms);
     if (err != NULL) {
         p->last_err = *err;
     }
