@@ -3,6 +3,7 @@ in conftest.py / redis_server.py), plus a fake server for hostile replies."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -21,6 +22,15 @@ def client(redis_server):
     c = RedisClient(redis_server.url)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def counted_server():
+    """A server of this module's own, for tests that count the connections
+    it received (the session servers may be shared with other files)."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
 
 
 def backend_error(fn, *args, **kwargs) -> BackendError:
@@ -130,12 +140,13 @@ def test_clear_prefix(client):
         client.clear_prefix(b"")
 
 
-def test_connection_reused(client, redis_server):
+def test_connection_reused(counted_server):
+    client = RedisClient(counted_server.url)
     client.ping()
-    before = connections_received(redis_server)
+    before = connections_received(counted_server)
     for _ in range(20):
         client.get(b"reuse")
-    assert connections_received(redis_server) == before + 1  # + INFO's own
+    assert connections_received(counted_server) == before + 1  # + INFO's own
 
 
 def test_ping_close_context(redis_server):
@@ -460,11 +471,10 @@ def test_server_restart():
 # ------------------------------------------------------------------- fork
 
 
-def test_fork_child_opens_its_own_connections(client, redis_server):
-    import os
-
+def test_fork_child_opens_its_own_connections(counted_server):
+    client = RedisClient(counted_server.url)
     client.set(b"fork", b"parent")
-    before = connections_received(redis_server)
+    before = connections_received(counted_server)
     pid = os.fork()
     if pid == 0:  # child: must not speak on the parent's socket
         code = 1
@@ -478,12 +488,10 @@ def test_fork_child_opens_its_own_connections(client, redis_server):
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent's connection is intact and in step.
     assert client.get_many([b"fork", b"fork-child"]) == [b"parent", b"ok"]
-    assert connections_received(redis_server) == before + 2  # child's + INFO's
+    assert connections_received(counted_server) == before + 2  # child's + INFO's
 
 
 def test_fork_while_threads_wait_on_the_pool(redis_server):
-    import os
-
     c = RedisClient(redis_server.url, pool_size=1, socket_timeout=3.0, pool_timeout=2.0)
     c.ping()
     sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.5")
@@ -544,15 +552,15 @@ def test_gil_released_while_waiting(redis_server):
         sleeper.close()
 
 
-def test_four_threads_in_flight_at_once(redis_server):
+def test_four_threads_in_flight_at_once(counted_server):
     # Four threads call get while the server sleeps. If a blocked call held
     # the GIL, the others would start only after it returned and would all
     # reuse its idle connection; released, they are in flight together and
     # the pool opens a connection for each.
-    c = RedisClient(redis_server.url, pool_size=4, socket_timeout=3.0)
+    c = RedisClient(counted_server.url, pool_size=4, socket_timeout=3.0)
     c.ping()
-    before = connections_received(redis_server)
-    sleeper = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"0.4")
+    before = connections_received(counted_server)
+    sleeper = counted_server.send_nowait(b"DEBUG", b"SLEEP", b"0.4")
     try:
         time.sleep(0.05)
         results = []
@@ -567,7 +575,7 @@ def test_four_threads_in_flight_at_once(redis_server):
         sleeper.close()
     assert results == [None] * 4
     # sleeper's + three new pool connections + INFO's own
-    assert connections_received(redis_server) == before + 5
+    assert connections_received(counted_server) == before + 5
 
 
 def test_threads_share_a_client(client):
