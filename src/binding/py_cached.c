@@ -43,7 +43,8 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     uint32_t flags;
     ck_hash128 h;
     ck_buf key, value, name;
-    int rc, fatal = 0, with_l2;
+    ck_flight *flight = NULL;
+    int rc, fatal = 0, with_l2, waited = 0;
 
     ck_cached_touch(self);
     ck_buf_init(&key);
@@ -66,6 +67,7 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         goto done; /* MemoryError */
     }
     if (!CK_MODE_STORING(mode)) {
+    lookup:
         if (ck_l1_get_ex(self->store->store, &self->owner, h, key.data, key.len, &hit, &flags,
                          &detached)) {
             self->hits++;
@@ -90,6 +92,13 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
                 }
                 goto done;
             }
+        }
+        /* Threads missing this key at once: one computes, the others wait
+           and look again (py_cached_flight.c). The async path has its own. */
+        if (mode == NULL && !waited &&
+            ck_flight_join(self, h, key.data, key.len, &flight) == CK_FLIGHT_WAITED) {
+            waited = 1;
+            goto lookup;
         }
         self->misses++;
     }
@@ -122,6 +131,7 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     }
     ck_buf_free(&value);
 done:
+    ck_flight_done(self, flight); /* after the store: waiters look again */
     ck_buf_free(&name);
     ck_buf_free(&key);
     ck_store_release(self->store, detached);

@@ -14,6 +14,8 @@
 #include "py_l2.h"
 #include "py_store.h"
 
+typedef struct ck_flight ck_flight;
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -36,6 +38,7 @@ typedef struct {
     PyObject *instances;     /* dict: address -> tracker of each instance whose
                                 entries are keyed by identity, or NULL */
     ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
+    ck_flight *flights;      /* misses being computed by some thread (GIL held) */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
                                 -> awaitable computing a miss, else NULL */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
@@ -52,6 +55,16 @@ typedef struct {
     int64_t last_op_ns;      /* wall-clock time of the last call or
                                 invalidation (coarse clock), 0: none yet */
 } ck_cached;
+
+/* py_cached_flight.c: one computation per missing key across threads. */
+enum { CK_FLIGHT_ALONE = 0, CK_FLIGHT_LEADER = 1, CK_FLIGHT_WAITED = 2 };
+/* Before running the function for a miss. LEADER: *leader set, run it and
+   call ck_flight_done(self, *leader) once the result is stored (or failed).
+   WAITED: another thread ran it; look the key up again, and run it only if
+   it is still missing. ALONE: run it (no flight: recursion, or no memory). */
+int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t n,
+                   ck_flight **leader);
+void ck_flight_done(ck_cached *self, ck_flight *f);
 
 /* Record that an operation happened now (CacheInfo.last_operation_at). */
 void ck_cached_touch(ck_cached *self);

@@ -219,7 +219,8 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     ck_buf key, full_key, name;
     unsigned char l1_key[CK_KEYRING_L1_KEY_LEN];
     ck_hash128 h;
-    int rc, fatal = 0, with_l2;
+    ck_flight *flight = NULL;
+    int rc, fatal = 0, with_l2, waited = 0;
 
     ck_cached_touch(self);
     /* The key bytes encode the call's arguments (and the tenant) in clear. */
@@ -282,6 +283,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         }
     }
     if (!CK_MODE_STORING(mode)) {
+    lookup:
         if (ck_l1_get(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit,
                       &detached)) {
             entry = (PyObject *)hit;
@@ -322,6 +324,13 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
                 goto done;
             }
         }
+        /* One computation per missing key across threads (keyed by the
+           L1 MAC, not the argument bytes). */
+        if (mode == NULL && !waited &&
+            ck_flight_join(self, h, l1_key, sizeof(l1_key), &flight) == CK_FLIGHT_WAITED) {
+            waited = 1;
+            goto lookup;
+        }
         self->misses++;
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
@@ -348,6 +357,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         Py_CLEAR(result);
     }
 done:
+    ck_flight_done(self, flight); /* after the store: waiters look again */
     Py_XDECREF(tenant_obj);
     ck_buf_free(&name);
     ck_buf_free(&key); /* wipes */
