@@ -106,7 +106,7 @@ def test_two_threads_of_secure_l2_hits(backend):
     start = time.perf_counter()
     work(n)
     one = time.perf_counter() - start
-    before = f.cache_stats()["l2_hits"]
+    before = f.cache_stats()["hits"]
     threads = [threading.Thread(target=work, args=(n // 2,)) for _ in range(2)]
     start = time.perf_counter()
     for t in threads:
@@ -116,4 +116,6 @@ def test_two_threads_of_secure_l2_hits(backend):
     two = time.perf_counter() - start
     speedup = one / two
     print(f"\nsecure L2 hits: 1 thread {n / one:,.0f}/s, 2 threads {n / two:,.0f}/s ({speedup:.2f}x)")
-    assert f.cache_stats()["l2_hits"] - before == n  # every call of both threads was served
+    # Every call of both threads was a hit (mostly L2; the two threads can
+    # also find what the other just put in the one-entry L1).
+    assert f.cache_stats()["hits"] - before == n
