@@ -466,3 +466,26 @@ def test_secure_with_a_key_provider_stays_in_l1_and_says_so(backend, raw, caplog
     f(1)
     assert raw.clear_prefix(b"prov:") == 0
     assert "key provider keeps its entries in the in-process L1 only" in caplog.text
+
+
+def test_refresh_ttl_on_get_renews_the_redis_ttl(backend, raw):
+    @cache(backend=backend, ttl=10, refresh_ttl_on_get=True, ttl_refresh_threshold=0.9,
+           namespace="refresh", l1_max_entries=1)
+    def f(x):
+        return x
+
+    f(1)
+    name = f.cache_key(1).encode()
+    raw.pexpire(name, 5000)  # half the TTL left: under the 0.9 threshold
+    f.store.clear()
+    assert f(1) == 1  # an L2 hit
+    assert raw.pttl(name) > 9000
+
+
+def test_refresh_ttl_on_get_needs_a_ttl_and_a_sane_threshold(backend):
+    from cachekit import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="needs one: pass ttl="):
+        cache(backend=backend, refresh_ttl_on_get=True)(lambda: 1)
+    with pytest.raises(ConfigurationError, match="ttl_refresh_threshold"):
+        cache(backend=backend, ttl=5, refresh_ttl_on_get=True, ttl_refresh_threshold=0)(lambda: 1)

@@ -70,8 +70,6 @@ NOT_YET_AVAILABLE: dict[str, Any] = {
     "swr_by_default": False,
     "key": None,
     "interop": None,
-    "refresh_ttl_on_get": False,
-    "ttl_refresh_threshold": 0.5,
 }
 
 
@@ -143,6 +141,19 @@ class DecoratorConfig:
         if not self.l1.enabled:
             raise ConfigurationError(
                 "l1.enabled=False leaves no store: with no backend nothing would be cached"
+            )
+        if not isinstance(self.refresh_ttl_on_get, bool):
+            raise ConfigurationError(
+                f"refresh_ttl_on_get must be True or False, not {self.refresh_ttl_on_get!r}"
+            )
+        threshold = self.ttl_refresh_threshold
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not 0 < threshold <= 1
+        ):
+            raise ConfigurationError(
+                f"ttl_refresh_threshold must be a number in (0, 1], not {threshold!r}"
             )
         if not isinstance(self.copy, bool):
             raise ConfigurationError(f"copy must be True or False, not {self.copy!r}")

@@ -81,6 +81,11 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
     identity = function_identity(func)
     namespace = config.namespace or settings.namespace
     ttl = config.ttl if config.ttl is not None else settings.default_ttl
+    if config.refresh_ttl_on_get and ttl is None:
+        raise ConfigurationError(
+            "refresh_ttl_on_get renews an entry's TTL, so it needs one: pass ttl= "
+            "(or set CACHEKIT_DEFAULT_TTL)"
+        )
     secure = _secure_options(config, settings)
     # @cache.local is in-process reference caching: never a backend.
     backend = None if reference else resolve_backend(config.backend, settings)
@@ -103,6 +108,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         reference=reference,
         copy=config.copy,
         l2=l2,
+        refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
         **secure,
         **key_spec(func),
     )

@@ -176,7 +176,8 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
-                             "fail_closed",  "async_miss", "reference", "copy", "l2", NULL};
+                             "fail_closed",  "async_miss", "reference", "copy", "l2",
+                             "refresh_threshold", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
@@ -184,15 +185,16 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
+    double refresh_threshold = 0.0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppO:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOd:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
-                                     &copy, &l2)) {
+                                     &copy, &l2, &refresh_threshold)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -236,6 +238,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_TypeError, "l2 must be a cachekit._core.L2Backend or None");
         return NULL;
     }
+    if (!(refresh_threshold >= 0.0 && refresh_threshold <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "refresh_threshold must be between 0 and 1");
+        return NULL;
+    }
     if (reference && keyring != Py_None) {
         PyErr_SetString(PyExc_ValueError, "reference caching cannot be encrypted");
         return NULL;
@@ -269,6 +275,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->fail_closed = (char)(fail_closed != 0);
     self->reference = (char)(reference != 0);
     self->l2 = l2 == Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
+    self->refresh_threshold = refresh_threshold;
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);

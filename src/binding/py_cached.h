@@ -35,6 +35,8 @@ typedef struct {
     char reference;          /* @cache.local: entries are the result objects
                                 themselves, by identity, never encoded */
     char copy;               /* hits of mutable results return fresh copies */
+    double refresh_threshold; /* refresh_ttl_on_get: an L2 hit with less than this
+                                 share of the TTL left renews it; 0: off */
     PyObject *instances;     /* dict: address -> tracker of each instance whose
                                 entries are keyed by identity, or NULL */
     ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
@@ -137,6 +139,9 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
 int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed);
 /* Write stored bytes (a sealed entry) to L2 for the function's TTL. */
 int ck_cached_l2_put(ck_cached *self, const ck_buf *name, const unsigned char *data, size_t len);
+/* refresh_ttl_on_get: after an L2 hit with pttl_ms left, give the entry a
+   full TTL again when less than the threshold's share of it was left. */
+int ck_cached_l2_refresh(ck_cached *self, const ck_buf *name, int64_t pttl_ms);
 /* L1's TTL for an entry L2 holds for pttl_ms more (-1: none or unknown). */
 uint64_t ck_cached_l2_fill_ttl(ck_cached *self, int64_t pttl_ms);
 /* Count and report the L2 failure set as an exception (a backend_error):

@@ -123,6 +123,20 @@ done:
     return value;
 }
 
+int ck_cached_l2_refresh(ck_cached *self, const ck_buf *name, int64_t pttl_ms)
+{
+    int64_t ttl_ms = (int64_t)(self->ttl_ns / 1000000u);
+
+    if (self->refresh_threshold <= 0 || ttl_ms <= 0 || pttl_ms <= 0 ||
+        (double)pttl_ms >= self->refresh_threshold * (double)ttl_ms) {
+        return 0;
+    }
+    if (ck_l2_expire(self->l2, (const char *)name->data, name->len, ttl_ms) < 0) {
+        return ck_cached_l2_report(self);
+    }
+    return 0;
+}
+
 uint64_t ck_cached_l2_fill_ttl(ck_cached *self, int64_t pttl_ms)
 {
     uint64_t remaining;
@@ -172,6 +186,10 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     }
     self->l2_hits++;
     *result = value;
+    if (ck_cached_l2_refresh(self, name, pttl_ms) < 0) {
+        Py_CLEAR(*result);
+        return -1;
+    }
     return 1;
 }
 

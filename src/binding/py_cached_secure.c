@@ -202,6 +202,10 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
     Py_DECREF(entry);
     if (rc == 1) {
         self->l2_hits++;
+        if (ck_cached_l2_refresh(self, name, pttl_ms) < 0) {
+            Py_CLEAR(*result);
+            rc = -1;
+        }
     }
     return rc;
 }

@@ -188,6 +188,31 @@ done:
     return rc;
 }
 
+static int redis_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms)
+{
+    char ms[24];
+    const char *argv[3] = {"PEXPIRE", name, ms};
+    size_t lens[3] = {7, n, 0};
+    redisReply *reply = NULL;
+    ck_redis_req req;
+    int rc = -1;
+
+    lens[2] = (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl_ms);
+    ck_redis_req_init(&req);
+    if (add(l2, &req, 3, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0) {
+        goto done;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        unexpected_reply(l2, "PEXPIRE");
+        goto done;
+    }
+    rc = 0;
+done:
+    ck_redis_reply_free(reply);
+    ck_redis_req_free(&req);
+    return rc;
+}
+
 static int redis_clear(ck_l2_object *l2, const char *prefix, size_t n)
 {
     ck_redis_pool *pool = l2->redis->pool;
@@ -279,6 +304,25 @@ static int py_delete(ck_l2_object *l2, const char *name, size_t n, int *removed)
     return 0;
 }
 
+/* TTLInspectableBackend.refresh_ttl(key, seconds) when the backend has it;
+   a backend without it keeps its own TTLs. */
+static int py_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms)
+{
+    PyObject *key, *res;
+
+    if (!PyObject_HasAttrString(l2->backend, "refresh_ttl")) {
+        return 0;
+    }
+    key = name_str(name, n);
+    if (key == NULL) {
+        return -1;
+    }
+    res = PyObject_CallMethod(l2->backend, "refresh_ttl", "OL", key, (long long)((ttl_ms + 999) / 1000));
+    Py_DECREF(key);
+    Py_XDECREF(res);
+    return res == NULL ? -1 : 0;
+}
+
 static int py_clear(ck_l2_object *l2, const char *prefix, size_t n)
 {
     PyObject *key, *res;
@@ -348,6 +392,18 @@ int ck_l2_delete(ck_l2_object *l2, const char *name, size_t n, int *removed)
     if (rc < 0) {
         l2->errors++;
     }
+    return rc;
+}
+
+int ck_l2_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms)
+{
+    int rc;
+
+    if (!l2_allow(l2)) {
+        return 0;
+    }
+    rc = l2->redis != NULL ? redis_expire(l2, name, n, ttl_ms) : py_expire(l2, name, n, ttl_ms);
+    l2_done(l2, rc == 0);
     return rc;
 }
 

@@ -37,6 +37,9 @@ int ck_l2_get(ck_l2_object *l2, const char *name, size_t n, PyObject **entry, in
 int ck_l2_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char *data,
               size_t len, int64_t ttl_ms);
 
+/* Set name's TTL to ttl_ms from now (refresh_ttl_on_get). 0, or -1. */
+int ck_l2_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms);
+
 /* Remove name; *removed 1 if it was there. 0, or -1. */
 int ck_l2_delete(ck_l2_object *l2, const char *name, size_t n, int *removed);
 
