@@ -489,3 +489,47 @@ def test_refresh_ttl_on_get_needs_a_ttl_and_a_sane_threshold(backend):
         cache(backend=backend, refresh_ttl_on_get=True)(lambda: 1)
     with pytest.raises(ConfigurationError, match="ttl_refresh_threshold"):
         cache(backend=backend, ttl=5, refresh_ttl_on_get=True, ttl_refresh_threshold=0)(lambda: 1)
+
+
+def test_secure_entries_carry_their_expiry_and_replays_after_it_are_refused(backend, raw):
+    from cachekit._core import read_header
+
+    runs = []
+
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="replay", ttl=1,
+                  l1_max_entries=1)
+    def f(x):
+        runs.append(x)
+        return {"v": len(runs)}
+
+    assert f(1) == {"v": 1}
+    name = f.cache_key(1).encode()
+    old = raw.get(name)
+    assert read_header(old)["flags"] == 0x06  # ENCRYPTED | EXPIRES
+    raw.set(name, old)  # the same entry with its TTL stripped: it would live forever
+    assert raw.pttl(name) == -1
+    time.sleep(1.1)  # past the expiry the entry itself carries
+    f.store.clear()
+    assert f(1) == {"v": 2}  # refused whatever Redis says; the function ran
+    s = f.cache_stats()
+    assert s["stale_entries"] == 1 and s["decrypt_errors"] == 0
+    raw.set(name, old)  # replaying the old entry again changes nothing
+    f.store.clear()
+    assert f(1) == {"v": 3}
+
+
+def test_a_forged_expiry_fails_authentication(backend, raw):
+    @cache.secure(master_key="ab" * 32, backend=backend, namespace="forge", ttl=1,
+                  l1_max_entries=1)
+    def f(x):
+        return x
+
+    f(1)
+    name = f.cache_key(1).encode()
+    e = bytearray(raw.get(name))
+    w = e[33]
+    e[46 + w: 46 + w + 8] = (2**62).to_bytes(8, "big")  # push the expiry far away
+    raw.set(name, bytes(e))
+    f.store.clear()
+    f(1)
+    assert f.cache_stats()["decrypt_errors"] == 1

@@ -45,6 +45,11 @@ static int add_exceptions(PyObject *module, ck_state *st)
                       "A stored entry is malformed, truncated or fails its checksum.") < 0) {
         goto error;
     }
+    if (add_exception(module, &st->StaleEntryError, "StaleEntryError", st->IntegrityError,
+                      "An encrypted entry past the expiry time it carries (a replayed or "
+                      "TTL-stripped entry): refused whatever the store says.") < 0) {
+        goto error;
+    }
     if (add_exception(module, &st->EncryptionError, "EncryptionError", st->SerializationError,
                       "A value could not be encrypted, or an encrypted entry not opened.") < 0) {
         goto error;
@@ -142,7 +147,7 @@ static int ck_exec(PyObject *module)
 
 #define VISIT_ALL(X)                                                                           \
     X(CachekitError) X(SerializationError) X(UnsupportedTypeError) X(IntegrityError)           \
-    X(EncryptionError) X(DecryptionError) X(BackendError)                                      \
+    X(EncryptionError) X(DecryptionError) X(BackendError) X(StaleEntryError)                                      \
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
     X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(L2BackendType)                 \
     X(DecimalType) X(UUIDType) X(ZoneInfoType)                                                  \

@@ -36,6 +36,7 @@ typedef struct {
     PyObject *SerializationError;
     PyObject *UnsupportedTypeError;
     PyObject *IntegrityError;
+    PyObject *StaleEntryError; /* IntegrityError: an expired encrypted entry */
     /* EncryptionError derives from SerializationError; DecryptionError (a
        failed authentication: wrong key, tampering, truncation) from it. */
     PyObject *EncryptionError;

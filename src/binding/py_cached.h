@@ -54,6 +54,7 @@ typedef struct {
     uint64_t l2_hits;
     uint64_t l2_errors;        /* the backend failed; the call went on without it */
     uint64_t integrity_errors; /* a stored entry was corrupt or foreign: a miss */
+    uint64_t stale_entries;    /* an encrypted entry past its expiry: a miss */
     int64_t last_op_ns;      /* wall-clock time of the last call or
                                 invalidation (coarse clock), 0: none yet */
 } ck_cached;

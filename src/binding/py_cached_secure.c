@@ -89,6 +89,7 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
     ck_keyring_object *ko = (ck_keyring_object *)self->keyring;
     PyObject *entry = NULL;
     ck_pack_stats stats = {0, 0, 0};
+    uint64_t expires_at_ms;
     ck_buf pt, out;
     ck_error err;
 
@@ -97,8 +98,12 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
     if (ck_cached_encode_result(self, st, result, &pt, &stats, fatal) < 0) {
         goto done;
     }
-    if (ck_keyring_seal(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len, &ck_gil_hooks,
-                        &out, &err) < 0) {
+    /* The entry carries its expiry, bound by the AAD: a copy replayed into
+       the store later, or one whose TTL was stripped there, is refused. */
+    expires_at_ms = self->ttl_ns == 0 ? 0
+                                      : ck_keyring_now_ms() + (self->ttl_ns + 999999u) / 1000000u;
+    if (ck_keyring_seal_until(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len,
+                              expires_at_ms, &ck_gil_hooks, &out, &err) < 0) {
         ck_raise_crypto_error(st, &err, 0);
         self->store_errors++;
         /* Fail closed: the caller learns the value could not be protected. */
@@ -167,6 +172,21 @@ static void secure_missed(ck_call_mode *mode, const unsigned char *l1_key, size_
     ck_buf_free(&k);
 }
 
+/* An entry did not open (the exception set). Expired: a plain miss, only
+   counted (an L1 entry can outlive its own expiry by the moments between
+   sealing and storing it; a replayed one is why the expiry exists). Else a
+   decrypt_error: counted and reported. 0 to go on, -1 to propagate. */
+static int open_failed(ck_cached *self, ck_state *st)
+{
+    if (PyErr_ExceptionMatches(st->StaleEntryError)) {
+        PyErr_Clear();
+        self->stale_entries++;
+        return 0;
+    }
+    self->decrypt_errors++;
+    return ck_cached_report_failure(self, "decrypt_error");
+}
+
 /* After an L1 miss: ask L2. 1: *result (new reference) opened from it and
    L1 filled; 0: not there or unusable (reported); -1: propagate. */
 static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const unsigned char *l1_key,
@@ -188,8 +208,7 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
                                        tenant, aad_key, &ck_gil_hooks);
     if (*result == NULL) {
         Py_DECREF(entry);
-        self->decrypt_errors++;
-        return ck_cached_report_failure(self, "decrypt_error") < 0 ? -1 : 0;
+        return open_failed(self, st);
     }
     rc = 1;
     if (!ck_cached_store_disabled(self) &&
@@ -306,8 +325,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
             if (!PyErr_Occurred()) {
                 PyErr_SetString(st->IntegrityError, "L1 holds a non-bytes value for a secure key");
             }
-            self->decrypt_errors++;
-            if (ck_cached_report_failure(self, "decrypt_error") < 0) {
+            if (open_failed(self, st) < 0) {
                 goto done;
             }
             /* The bad entry is replaced below once the function has run. */

@@ -38,6 +38,8 @@ void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening)
         PyErr_NoMemory();
     } else if (err->code == CK_EAUTH) {
         PyErr_Format(st->DecryptionError, "decryption failed: %s", err->msg);
+    } else if (err->code == CK_ESTALE) {
+        PyErr_Format(st->StaleEntryError, "%s", err->msg);
     } else if (err->code == CK_ECRYPTO) {
         PyErr_Format(st->EncryptionError, "%s", err->msg);
     } else if (opening || err->code == CK_EFORMAT || err->code == CK_ECHECKSUM) {

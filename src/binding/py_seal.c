@@ -40,7 +40,7 @@ static PyObject *seal_entry(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_ssize_t tenant_len = 0;
     int provider = CK_PROVIDER_LOCAL;
     ck_aead *aead = NULL;
-    ck_seal_params p;
+    ck_seal_params p = {.expires_at_ms = 0};
     ck_span t, k;
     ck_buf plain, out;
     ck_error err;

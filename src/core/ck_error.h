@@ -21,6 +21,7 @@ typedef enum {
     CK_ELIMIT,    /* input exceeds a configured bound */
     CK_EAUTH,     /* AEAD authentication failed: wrong key, tampered or truncated */
     CK_ECRYPTO,   /* the crypto library reported an error */
+    CK_ESTALE,    /* an authentic entry past the expiry time it carries */
     /* Network backends (ck_sock.c, ck_redis.c). */
     CK_ETIMEOUT,  /* an operation did not finish within its timeout */
     CK_ECONN,     /* could not connect, connection lost, or TLS failure */

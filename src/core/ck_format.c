@@ -140,7 +140,8 @@ int ck_entry_parse_header(const unsigned char *buf, size_t n, const ck_entry_lim
         return ck_error_set(err, CK_EFORMAT, "unsupported version %u", version);
     }
     flags = buf[3];
-    if (flags & ~(CK_ENTRY_FLAG_COMPRESSED | CK_ENTRY_FLAG_ENCRYPTED)) {
+    if ((flags & ~(CK_ENTRY_FLAG_COMPRESSED | CK_ENTRY_FLAG_ENCRYPTED | CK_ENTRY_FLAG_EXPIRES)) ||
+        ((flags & CK_ENTRY_FLAG_EXPIRES) && !(flags & CK_ENTRY_FLAG_ENCRYPTED))) {
         return ck_error_set(err, CK_EFORMAT, "unknown flags 0x%02x", flags);
     }
     serializer = buf[4];

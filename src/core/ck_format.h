@@ -35,6 +35,9 @@
 
 #define CK_ENTRY_FLAG_COMPRESSED 0x01
 #define CK_ENTRY_FLAG_ENCRYPTED 0x02
+/* Encrypted entries only: the crypto block carries the entry's expiry time,
+   bound by the AAD (ck_seal.h). */
+#define CK_ENTRY_FLAG_EXPIRES 0x04
 
 enum { CK_SER_MSGPACK = 1, CK_SER_JSON = 2, CK_SER_ARROW = 3 };
 

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -246,9 +247,24 @@ int ck_keyring_l1_key(ck_keyring *kr, const unsigned char *key, size_t n,
         }                                                                                      \
     } while (0)
 
+uint64_t ck_keyring_now_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t serializer,
                     const unsigned char *pt, size_t n, const ck_unlock_hooks *hooks, ck_buf *out,
                     ck_error *err)
+{
+    return ck_keyring_seal_until(kr, tenant, cache_key, serializer, pt, n, 0, hooks, out, err);
+}
+
+int ck_keyring_seal_until(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t serializer,
+                          const unsigned char *pt, size_t n, uint64_t expires_at_ms,
+                          const ck_unlock_hooks *hooks, ck_buf *out, ck_error *err)
 {
     unsigned char wrapped[CK_SEAL_MAX_WRAPPED];
     tenant_state *ts = NULL;
@@ -290,6 +306,7 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
     ck_keyring_current_fp(kr, p.key_fp);
     p.provider = is_external(kr) ? kr->ext.id : CK_PROVIDER_LOCAL;
     p.wrapped.p = wrapped;
+    p.expires_at_ms = expires_at_ms;
     WITH_HOOKS(hooks, n, ck_seal(dek->aead, &p, serializer, pt, n, tenant, cache_key, out, err));
     if (rc == 0) {
         count(&kr->stats.messages);
@@ -329,6 +346,13 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
         goto error;
     }
     WITH_HOOKS(hooks, s.ciphertext.n, ck_sealed_open(rk->aead, &s, tenant, cache_key, pt->data, err));
+    if (rc == 0 && s.expires_at_ms != 0 && ck_keyring_now_ms() >= s.expires_at_ms) {
+        /* Authentic but expired: an older entry put back, or one whose TTL
+           was stripped in the store. Its plaintext never leaves here. */
+        ck_wipe(pt->data, s.ciphertext.n);
+        rc = ck_error_set(err, CK_ESTALE, "entry expired %llu ms ago",
+                          (unsigned long long)(ck_keyring_now_ms() - s.expires_at_ms));
+    }
     if (rc == 0) {
         pt->len = s.ciphertext.n;
         *serializer = s.h.serializer;

@@ -124,11 +124,22 @@ int ck_keyring_seal(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t s
                     const unsigned char *pt, size_t n, const ck_unlock_hooks *hooks, ck_buf *out,
                     ck_error *err);
 
+/* ck_keyring_seal of an entry that readers refuse after expires_at_ms (unix
+   time in ms, bound by the AAD; 0: never). */
+int ck_keyring_seal_until(ck_keyring *kr, ck_span tenant, ck_span cache_key, uint8_t serializer,
+                          const unsigned char *pt, size_t n, uint64_t expires_at_ms,
+                          const ck_unlock_hooks *hooks, ck_buf *out, ck_error *err);
+
+/* Wall-clock time in unix milliseconds: the time base of entry expiry. */
+uint64_t ck_keyring_now_ms(void);
+
 /*
  * Open an entry for (tenant, cache_key): the plaintext goes to pt (reset
  * first), its serializer to *serializer. CK_EAUTH when the entry does not
  * authenticate or names a master key this keyring does not hold; CK_EFORMAT
- * when it is malformed. pt holds nothing unauthenticated on failure.
+ * when it is malformed; CK_ESTALE when it authenticates but its expiry time
+ * has passed (checked after the tag, so a forged expiry is CK_EAUTH). pt
+ * holds nothing unauthenticated or stale on failure.
  */
 int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t max_size,
                     ck_span tenant, ck_span cache_key, const ck_unlock_hooks *hooks, ck_buf *pt,

@@ -63,7 +63,8 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
         ck_error_set(err, CK_EINVAL, "serializer %u is not 1, 2 or 3", serializer);
         goto error;
     }
-    hlen = CK_ENTRY_HEADER_LEN + CK_SEAL_BLOCK_FIXED + p->wrapped.n;
+    hlen = CK_ENTRY_HEADER_LEN + CK_SEAL_BLOCK_FIXED + p->wrapped.n +
+           (p->expires_at_ms != 0 ? CK_SEAL_EXPIRES_LEN : 0);
     if (n > UINT32_MAX || n > SIZE_MAX - hlen) {
         ck_error_set(err, CK_ELIMIT, "plaintext of %zu bytes exceeds the 4 GiB entry limit", n);
         goto error;
@@ -76,7 +77,7 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
     e[0] = CK_ENTRY_MAGIC0;
     e[1] = CK_ENTRY_MAGIC1;
     e[2] = CK_ENTRY_VERSION;
-    e[3] = CK_ENTRY_FLAG_ENCRYPTED;
+    e[3] = CK_ENTRY_FLAG_ENCRYPTED | (p->expires_at_ms != 0 ? CK_ENTRY_FLAG_EXPIRES : 0);
     e[4] = serializer;
     e[5] = (unsigned char)hlen;
     put_le16(e + 6, 0);
@@ -88,6 +89,9 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
     e[33] = (unsigned char)p->wrapped.n;
     memcpy(e + 34, p->nonce, CK_AEAD_NONCE_LEN);
     memcpy(e + 46, p->wrapped.p, p->wrapped.n);
+    if (p->expires_at_ms != 0) {
+        put_be64(e + 46 + p->wrapped.n, p->expires_at_ms);
+    }
 
     header.p = e;
     header.n = hlen - CK_AEAD_TAG_LEN;
@@ -110,20 +114,23 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
                     ck_error *err)
 {
     ck_entry_limits lim = {max_size, CK_ENTRY_MAX_LZ4_RATIO};
-    size_t w;
+    size_t w, extra;
 
     if (ck_entry_parse_header(buf, n, &lim, &s->h, err) < 0) {
         return -1;
     }
-    if (s->h.flags != CK_ENTRY_FLAG_ENCRYPTED) {
+    if (s->h.flags != CK_ENTRY_FLAG_ENCRYPTED &&
+        s->h.flags != (CK_ENTRY_FLAG_ENCRYPTED | CK_ENTRY_FLAG_EXPIRES)) {
         return ck_error_set(err, CK_EFORMAT, "not an encrypted entry (flags 0x%02x)", s->h.flags);
     }
-    if (s->h.header_len < CK_ENTRY_HEADER_LEN + CK_SEAL_BLOCK_FIXED + 1) {
+    extra = (s->h.flags & CK_ENTRY_FLAG_EXPIRES) ? CK_SEAL_EXPIRES_LEN : 0;
+    if (s->h.header_len < CK_ENTRY_HEADER_LEN + CK_SEAL_BLOCK_FIXED + extra + 1) {
         return ck_error_set(err, CK_EFORMAT, "encrypted header_len %u too short",
                             s->h.header_len);
     }
     w = buf[33];
-    if (w == 0 || (size_t)s->h.header_len != CK_ENTRY_HEADER_LEN + CK_SEAL_BLOCK_FIXED + w) {
+    if (w == 0 ||
+        (size_t)s->h.header_len != CK_ENTRY_HEADER_LEN + CK_SEAL_BLOCK_FIXED + w + extra) {
         return ck_error_set(err, CK_EFORMAT, "wrapped key length %zu does not match header_len %u",
                             w, s->h.header_len);
     }
@@ -138,6 +145,10 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
     s->nonce = buf + 34;
     s->wrapped.p = buf + 46;
     s->wrapped.n = w;
+    s->expires_at_ms = extra ? get_be64(buf + 46 + w) : 0;
+    if (extra && s->expires_at_ms == 0) {
+        return ck_error_set(err, CK_EFORMAT, "EXPIRES flag with expiry 0");
+    }
     s->tag = buf + s->h.header_len - CK_AEAD_TAG_LEN;
     s->header.p = buf;
     s->header.n = s->h.header_len - CK_AEAD_TAG_LEN;

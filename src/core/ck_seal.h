@@ -12,8 +12,10 @@
  *   33      1    w: length of the wrapped data key (1..CK_SEAL_MAX_WRAPPED)
  *   34      12   nonce
  *   46      w    wrapped data key (provider-specific bytes)
- *   46+w    16   AES-256-GCM tag
- *   H=62+w  ...  ciphertext (stored length bytes)
+ *   46+w    8    expires_at: unix time in ms, big-endian; only with the
+ *                EXPIRES flag (flags = ENCRYPTED | EXPIRES), else absent
+ *   +0      16   AES-256-GCM tag
+ *   H=62+w(+8)   ciphertext (stored length bytes)
  *
  * AAD = "CKAAD1" || header[0 .. H-16) || be16(len tenant) || tenant
  *       || be32(len cache key) || cache key
@@ -34,7 +36,9 @@
 
 #define CK_SEAL_FP_LEN 8
 #define CK_SEAL_BLOCK_FIXED (CK_SEAL_FP_LEN + 1 + 1 + CK_AEAD_NONCE_LEN + CK_AEAD_TAG_LEN)
-#define CK_SEAL_MAX_WRAPPED (255 - CK_ENTRY_HEADER_LEN - CK_SEAL_BLOCK_FIXED)
+#define CK_SEAL_EXPIRES_LEN 8
+/* Room for the expiry field too, so any data key fits either form. */
+#define CK_SEAL_MAX_WRAPPED (255 - CK_ENTRY_HEADER_LEN - CK_SEAL_BLOCK_FIXED - CK_SEAL_EXPIRES_LEN)
 #define CK_SEAL_AAD_DOMAIN "CKAAD1"
 
 enum { CK_PROVIDER_LOCAL = 1, CK_PROVIDER_AWS_KMS = 2 };
@@ -50,6 +54,7 @@ typedef struct {
     uint8_t provider;
     ck_span wrapped;
     unsigned char nonce[CK_AEAD_NONCE_LEN];
+    uint64_t expires_at_ms; /* unix ms after which readers refuse it; 0: never */
 } ck_seal_params;
 
 /* A parsed encrypted entry; pointers into the caller's buffer. */
@@ -60,6 +65,7 @@ typedef struct {
     ck_span wrapped;
     const unsigned char *nonce;
     const unsigned char *tag;
+    uint64_t expires_at_ms; /* 0 without the EXPIRES flag */
     ck_span header;     /* bytes 0 .. H-16: the header part of the AAD */
     ck_span ciphertext;
 } ck_sealed;
