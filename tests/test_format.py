@@ -336,12 +336,19 @@ def test_bad_magic_and_version(plain_entry):
             _core.unframe(repack(plain_entry, version=version))
 
 
-@pytest.mark.parametrize("flag", [0x04, 0x08, 0x10, 0x20, 0x40, 0x80])
+@pytest.mark.parametrize("flag", [0x04, 0x10, 0x20, 0x40, 0x80, 0x0A])
 def test_unknown_flag_is_refused(plain_entry, flag):
+    # 0x04 EXPIRES is valid only with ENCRYPTED, 0x0A is SIGNED | ENCRYPTED.
     with pytest.raises(IntegrityError, match="flags"):
         _core.unframe(repack(plain_entry, flags=flag))
     with pytest.raises(IntegrityError, match="flags"):
         _core.read_header(repack(plain_entry, flags=flag))
+
+
+def test_signed_flag_needs_the_signature_slot(plain_entry):
+    # SIGNED (0x08) plain entries have a 56-byte header; 24 is malformed.
+    with pytest.raises(IntegrityError, match="header_len"):
+        _core.unframe(repack(plain_entry, flags=0x08))
 
 
 @pytest.mark.parametrize("reserved", [0x0001, 0x0100, 0xFFFF])

@@ -533,3 +533,50 @@ def test_a_forged_expiry_fails_authentication(backend, raw):
     f.store.clear()
     f(1)
     assert f.cache_stats()["decrypt_errors"] == 1
+
+
+def test_signed_plain_entries_refuse_what_was_planted(backend, raw, monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", "ab" * 32)
+    runs = []
+
+    @cache(backend=backend, namespace="signed", sign_entries=True, l1_max_entries=1)
+    def price(item):
+        runs.append(item)
+        return {"item": item, "price": 10}
+
+    @cache(backend=backend, namespace="signed-plain", l1_max_entries=1)
+    def unsigned(item):
+        return {"item": item, "price": 10}
+
+    assert price("a") == {"item": "a", "price": 10}
+    name = price.cache_key("a").encode()
+    good = raw.get(name)
+    assert good[3] & 0x08 and good[5] == 56  # SIGNED, 56-byte header
+    price.store.clear()
+    assert price("a") == {"item": "a", "price": 10} and len(runs) == 1  # verified L2 hit
+
+    # An attacker with write access plants a well-formed unsigned entry...
+    unsigned("a")
+    planted = raw.get(unsigned.cache_key("a").encode())
+    raw.set(name, planted)
+    price.store.clear()
+    assert price("a") == {"item": "a", "price": 10} and len(runs) == 2
+    # ... or alters the signed one, or moves it to another call's name.
+    altered = bytearray(raw.get(name))
+    altered[-1] ^= 1
+    raw.set(name, bytes(altered))
+    price.store.clear()
+    price("a")
+    raw.set(price.cache_key("b").encode(), raw.get(name))
+    price.store.clear()
+    assert price("b") == {"item": "b", "price": 10}
+    assert price.cache_stats()["integrity_errors"] == 3
+    assert len(runs) == 4
+
+
+def test_sign_entries_needs_a_master_key(backend, monkeypatch):
+    from cachekit import ConfigurationError
+
+    monkeypatch.delenv("CACHEKIT_MASTER_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="CACHEKIT_MASTER_KEY"):
+        cache(backend=backend, sign_entries=True)(lambda: 1)

@@ -100,6 +100,9 @@ class DecoratorConfig:
     # cachekit's own: False shares one stored object between callers, as
     # functools.lru_cache does (see docs/usage.md, "What a hit returns").
     copy: bool = True
+    # cachekit's own: sign plain entries written to a backend (None: the
+    # CACHEKIT_SIGN_ENTRIES setting). See docs/security.md.
+    sign_entries: bool | None = None
 
     def validate(self) -> None:
         """Raise ConfigurationError for anything wrong or not available yet."""
@@ -154,6 +157,10 @@ class DecoratorConfig:
         ):
             raise ConfigurationError(
                 f"ttl_refresh_threshold must be a number in (0, 1], not {threshold!r}"
+            )
+        if self.sign_entries is not None and not isinstance(self.sign_entries, bool):
+            raise ConfigurationError(
+                f"sign_entries must be True, False or None, not {self.sign_entries!r}"
             )
         if not isinstance(self.copy, bool):
             raise ConfigurationError(f"copy must be True or False, not {self.copy!r}")

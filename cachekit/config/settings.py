@@ -103,6 +103,9 @@ class CachekitConfig:
     master_key: SecretStr | None = None
     previous_master_keys: tuple[SecretStr, ...] = ()
     encryption_fail_closed: bool = False
+    # Plain @cache entries in a backend carry an HMAC under a key derived
+    # from CACHEKIT_MASTER_KEY (docs/security.md, "Signed plain entries").
+    sign_entries: bool = False
     # Redis (cachekit.backends.redis.RedisBackendConfig reads the same
     # variables). redis_url None: no Redis configured, L1 only.
     redis_url: SecretStr | None = None
@@ -216,6 +219,7 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "master_key": (_parse_secret, True),
     "previous_master_keys": (_parse_secret_list, True),
     "encryption_fail_closed": (_parse_bool, False),
+    "sign_entries": (_parse_bool, False),
     "redis_url": (_parse_redis_url, True),
     "connection_pool_size": (_parse_positive_int, False),
     "socket_timeout": (_parse_positive_seconds, False),

@@ -9,6 +9,7 @@ from typing import Any
 
 from cachekit._core import CachedFunction
 from cachekit.config.decorator import DecoratorConfig
+from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.backends import resolve_backend
@@ -68,6 +69,21 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
     )
 
 
+def _signer(config: DecoratorConfig, settings: Any) -> Any:
+    """The keyring whose master key signs this function's plain backend
+    entries, or None when signing is off."""
+    sign = settings.sign_entries if config.sign_entries is None else config.sign_entries
+    if not sign:
+        return None
+    secure_settings = get_secure_settings()
+    if secure_settings.master_key is None:
+        raise ConfigurationError(
+            "sign_entries signs backend entries with a key derived from the master key: set "
+            "CACHEKIT_MASTER_KEY (openssl rand -hex 32), or pass sign_entries=False"
+        )
+    return keyring_for(EncryptionConfig(), secure_settings)
+
+
 def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool = False) -> Any:
     """Build the cached callable for func, or return a classmethod/staticmethod
     around it when func is one. reference: @cache.local, which keeps and
@@ -95,6 +111,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
             secure_stays_local(identity)
         else:
             l2 = l2_for(backend, config)
+    signer = _signer(config, settings) if l2 is not None and not secure else None
     is_async = inspect.iscoroutinefunction(func)
     cached = CachedFunction(
         func,
@@ -108,6 +125,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         reference=reference,
         copy=config.copy,
         l2=l2,
+        signer=signer,
         refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
         **secure,
         **key_spec(func),

@@ -24,6 +24,8 @@
 #include <structmember.h>
 #include <xxhash.h>
 
+#include "ck_crypto.h"
+#include "ck_sign.h"
 #include "py_codec.h"
 
 /* -------------------------------------------------------------- hot path */
@@ -177,24 +179,24 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
                              "fail_closed",  "async_miss", "reference", "copy", "l2",
-                             "refresh_threshold", NULL};
+                             "refresh_threshold", "signer", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
-        *l2 = Py_None;
+        *l2 = Py_None, *signer = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
     double refresh_threshold = 0.0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOd:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
-                                     &copy, &l2, &refresh_threshold)) {
+                                     &copy, &l2, &refresh_threshold, &signer)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -238,6 +240,11 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_TypeError, "l2 must be a cachekit._core.L2Backend or None");
         return NULL;
     }
+    if (signer != Py_None && (!PyObject_TypeCheck(signer, st->KeyringType) || keyring != Py_None)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "signer must be a cachekit._core.Keyring, for plain (not encrypted) entries");
+        return NULL;
+    }
     if (!(refresh_threshold >= 0.0 && refresh_threshold <= 1.0)) {
         PyErr_SetString(PyExc_ValueError, "refresh_threshold must be between 0 and 1");
         return NULL;
@@ -276,6 +283,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->reference = (char)(reference != 0);
     self->l2 = l2 == Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
     self->refresh_threshold = refresh_threshold;
+    if (signer != Py_None && ck_cached_set_signer(self, (ck_keyring_object *)signer) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
@@ -362,6 +373,10 @@ static void cached_dealloc(ck_cached *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
 
+    if (self->sign_key != NULL) {
+        ck_secure_free(self->sign_key, CK_SIGN_KEY_LEN); /* wipes */
+        self->sign_key = NULL;
+    }
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);

@@ -35,6 +35,8 @@ typedef struct {
     char reference;          /* @cache.local: entries are the result objects
                                 themselves, by identity, never encoded */
     char copy;               /* hits of mutable results return fresh copies */
+    unsigned char *sign_key; /* signed plain L2 entries: the signing key (secure
+                                heap, wiped when freed), or NULL */
     double refresh_threshold; /* refresh_ttl_on_get: an L2 hit with less than this
                                  share of the TTL left renews it; 0: off */
     PyObject *instances;     /* dict: address -> tracker of each instance whose
@@ -136,6 +138,9 @@ int ck_cached_l2_name(ck_cached *self, const ck_buf *key, ck_buf *name);
    0: not there (or L2 failed, reported); -1: a failure must propagate. */
 int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
                         const ck_buf *name, PyObject **result, ck_l1_entry **detached);
+/* Take the signing key of plain L2 entries from keyring. 0, or -1. */
+int ck_cached_set_signer(ck_cached *self, ck_keyring_object *keyring);
+
 /* Frame the encoded result and write it to L2. 0, or -1 to propagate. */
 int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed);
 /* Write stored bytes (a sealed entry) to L2 for the function's TTL. */

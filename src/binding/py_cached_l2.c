@@ -23,10 +23,29 @@
 
 #include "ck_crypto.h"
 #include "ck_format.h"
+#include "ck_sign.h"
 #include "py_codec.h"
 
 /* Framing compresses and hashes the whole value: release the GIL above this. */
 #define L2_NOGIL_MIN (64 * 1024)
+
+int ck_cached_set_signer(ck_cached *self, ck_keyring_object *keyring)
+{
+    ck_error err;
+
+    self->sign_key = ck_secure_zalloc(CK_SIGN_KEY_LEN);
+    if (self->sign_key == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (ck_keyring_sign_key(keyring->kr, self->sign_key, &err) < 0) {
+        ck_secure_free(self->sign_key, CK_SIGN_KEY_LEN);
+        self->sign_key = NULL;
+        PyErr_Format(PyExc_ValueError, "%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
 
 int ck_cached_l2_configured(ck_cached *self, PyObject *identity)
 {
@@ -84,7 +103,7 @@ int ck_cached_l2_report(ck_cached *self)
 
 /* Decode stored bytes into the value they hold, or NULL with
    IntegrityError/SerializationError set. */
-static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry)
+static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry, const ck_buf *name)
 {
     const ck_entry_limits lim = {.max_size = self->max_value_size,
                                  .max_ratio = CK_ENTRY_MAX_LZ4_RATIO};
@@ -99,6 +118,14 @@ static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry)
     int rc;
 
     ck_buf_init(&out);
+    if (self->sign_key != NULL) {
+        ck_span nm = {name->data, name->len};
+        /* Before anything reads the payload: only our own writes decode. */
+        if (ck_entry_verify(data, n, self->sign_key, nm, &err) < 0) {
+            PyErr_Format(st->IntegrityError, "L2 entry refused: %s", err.msg);
+            goto done;
+        }
+    }
     if (n >= L2_NOGIL_MIN) {
         /* entry is a bytes object we own a reference to: its buffer stays
            put while the GIL is released. */
@@ -165,7 +192,7 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     if (rc == 0) {
         return 0;
     }
-    value = decode_entry(self, st, entry);
+    value = decode_entry(self, st, entry, name);
     Py_DECREF(entry);
     if (value == NULL) {
         self->integrity_errors++;
@@ -207,19 +234,23 @@ int ck_cached_l2_put(ck_cached *self, const ck_buf *name, const unsigned char *d
 
 int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed)
 {
+    ck_span nm = {name->data, name->len};
+    int sign = self->sign_key != NULL, rc;
     ck_buf framed;
     ck_error err;
-    int rc;
 
     ck_buf_init(&framed);
     if (packed->len >= L2_NOGIL_MIN) {
         Py_BEGIN_ALLOW_THREADS
-        rc = ck_entry_encode(packed->data, packed->len, CK_SER_MSGPACK,
-                             CK_ENTRY_DEFAULT_COMPRESS_MIN, &framed, &err);
+        rc = ck_entry_encode_ex(packed->data, packed->len, CK_SER_MSGPACK,
+                                CK_ENTRY_DEFAULT_COMPRESS_MIN, sign, &framed, &err);
         Py_END_ALLOW_THREADS
     } else {
-        rc = ck_entry_encode(packed->data, packed->len, CK_SER_MSGPACK,
-                             CK_ENTRY_DEFAULT_COMPRESS_MIN, &framed, &err);
+        rc = ck_entry_encode_ex(packed->data, packed->len, CK_SER_MSGPACK,
+                                CK_ENTRY_DEFAULT_COMPRESS_MIN, sign, &framed, &err);
+    }
+    if (rc == 0 && sign) {
+        rc = ck_entry_sign(framed.data, framed.len, self->sign_key, nm, &err);
     }
     if (rc < 0) {
         ck_buf_free(&framed);

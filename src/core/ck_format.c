@@ -52,10 +52,17 @@ static uint64_t entry_checksum(const unsigned char *header, const unsigned char 
 int ck_entry_encode(const unsigned char *plaintext, size_t n, uint8_t serializer,
                     size_t compress_min, ck_buf *out, ck_error *err)
 {
+    return ck_entry_encode_ex(plaintext, n, serializer, compress_min, 0, out, err);
+}
+
+int ck_entry_encode_ex(const unsigned char *plaintext, size_t n, uint8_t serializer,
+                       size_t compress_min, int signed_entry, ck_buf *out, ck_error *err)
+{
     static const unsigned char empty[1] = {0};
     size_t start = out->len;
     size_t stored_len = n;
-    uint8_t flags = 0;
+    size_t hlen = signed_entry ? CK_ENTRY_SIGNED_HEADER_LEN : CK_ENTRY_HEADER_LEN;
+    uint8_t flags = signed_entry ? CK_ENTRY_FLAG_SIGNED : 0;
     unsigned char *header;
     unsigned char *payload;
 
@@ -64,7 +71,7 @@ int ck_entry_encode(const unsigned char *plaintext, size_t n, uint8_t serializer
     }
     /* The length fields are 32-bit; the second test only matters where
        size_t is 32-bit and H + n could wrap. */
-    if (n > UINT32_MAX || n > SIZE_MAX - CK_ENTRY_HEADER_LEN) {
+    if (n > UINT32_MAX || n > SIZE_MAX - hlen) {
         return ck_error_set(err, CK_ELIMIT, "plaintext of %zu bytes exceeds the 4 GiB entry limit",
                             n);
     }
@@ -74,11 +81,11 @@ int ck_entry_encode(const unsigned char *plaintext, size_t n, uint8_t serializer
     }
     /* Room for a plain payload is enough: a compressed one is only kept when
        it is strictly smaller, so we never reserve LZ4_compressBound(n). */
-    if (ck_buf_reserve(out, CK_ENTRY_HEADER_LEN + n) < 0) {
+    if (ck_buf_reserve(out, hlen + n) < 0) {
         return ck_error_set(err, CK_ENOMEM, "out of memory framing %zu bytes", n);
     }
     header = out->data + start;
-    payload = header + CK_ENTRY_HEADER_LEN;
+    payload = header + hlen;
 
     /* n >= 2 so that the capacity n - 1 below is at least 1; one byte never
        compresses anyway. LZ4 takes int sizes and refuses more than
@@ -105,13 +112,17 @@ int ck_entry_encode(const unsigned char *plaintext, size_t n, uint8_t serializer
     header[2] = CK_ENTRY_VERSION;
     header[3] = flags;
     header[4] = serializer;
-    header[5] = CK_ENTRY_HEADER_LEN;
+    header[5] = (unsigned char)hlen;
     put_le16(header + 6, 0);
     put_le32(header + 8, (uint32_t)n);
     put_le32(header + 12, (uint32_t)stored_len);
     put_le64(header + 16, entry_checksum(header, plaintext, n));
+    if (signed_entry) {
+        /* The signature's slot; ck_entry_sign fills it. */
+        memset(header + CK_ENTRY_HEADER_LEN, 0, CK_ENTRY_SIG_LEN);
+    }
 
-    out->len = start + CK_ENTRY_HEADER_LEN + stored_len;
+    out->len = start + hlen + stored_len;
     return 0;
 }
 
@@ -140,8 +151,10 @@ int ck_entry_parse_header(const unsigned char *buf, size_t n, const ck_entry_lim
         return ck_error_set(err, CK_EFORMAT, "unsupported version %u", version);
     }
     flags = buf[3];
-    if ((flags & ~(CK_ENTRY_FLAG_COMPRESSED | CK_ENTRY_FLAG_ENCRYPTED | CK_ENTRY_FLAG_EXPIRES)) ||
-        ((flags & CK_ENTRY_FLAG_EXPIRES) && !(flags & CK_ENTRY_FLAG_ENCRYPTED))) {
+    if ((flags & ~(CK_ENTRY_FLAG_COMPRESSED | CK_ENTRY_FLAG_ENCRYPTED | CK_ENTRY_FLAG_EXPIRES |
+                   CK_ENTRY_FLAG_SIGNED)) ||
+        ((flags & CK_ENTRY_FLAG_EXPIRES) && !(flags & CK_ENTRY_FLAG_ENCRYPTED)) ||
+        ((flags & CK_ENTRY_FLAG_SIGNED) && (flags & CK_ENTRY_FLAG_ENCRYPTED))) {
         return ck_error_set(err, CK_EFORMAT, "unknown flags 0x%02x", flags);
     }
     serializer = buf[4];
@@ -151,6 +164,7 @@ int ck_entry_parse_header(const unsigned char *buf, size_t n, const ck_entry_lim
     /* Only encrypted entries carry a crypto block after byte 24. */
     header_len = buf[5];
     if ((flags & CK_ENTRY_FLAG_ENCRYPTED) ? header_len < CK_ENTRY_HEADER_LEN
+        : (flags & CK_ENTRY_FLAG_SIGNED)  ? header_len != CK_ENTRY_SIGNED_HEADER_LEN
                                           : header_len != CK_ENTRY_HEADER_LEN) {
         return ck_error_set(err, CK_EFORMAT, "bad header_len %u", header_len);
     }

@@ -38,6 +38,11 @@
 /* Encrypted entries only: the crypto block carries the entry's expiry time,
    bound by the AAD (ck_seal.h). */
 #define CK_ENTRY_FLAG_EXPIRES 0x04
+/* Plain entries only: header bytes 24..55 hold an HMAC-SHA256 signature
+   (ck_sign.h), so header_len is 56. */
+#define CK_ENTRY_FLAG_SIGNED 0x08
+#define CK_ENTRY_SIG_LEN 32
+#define CK_ENTRY_SIGNED_HEADER_LEN (CK_ENTRY_HEADER_LEN + CK_ENTRY_SIG_LEN)
 
 enum { CK_SER_MSGPACK = 1, CK_SER_JSON = 2, CK_SER_ARROW = 3 };
 
@@ -70,6 +75,11 @@ typedef struct {
  */
 int ck_entry_encode(const unsigned char *plaintext, size_t n, uint8_t serializer,
                     size_t compress_min, ck_buf *out, ck_error *err);
+
+/* ck_entry_encode, with signed_entry set: flags SIGNED, header_len 56, and a
+   zeroed signature slot at 24..55 for ck_entry_sign to fill. */
+int ck_entry_encode_ex(const unsigned char *plaintext, size_t n, uint8_t serializer,
+                       size_t compress_min, int signed_entry, ck_buf *out, ck_error *err);
 
 /*
  * Parse and validate the fixed header of buf[0..n): magic, version, known

@@ -178,6 +178,18 @@ void ck_keyring_current_fp(const ck_keyring *kr, unsigned char fp[CK_SEAL_FP_LEN
     ck_keyring_fp_at(kr, 0, fp);
 }
 
+int ck_keyring_sign_key(ck_keyring *kr, unsigned char out[32], ck_error *err)
+{
+    static const char salt[] = "cachekit/v1/sign";
+    const master_key *m = &kr->masters[0];
+
+    if (is_external(kr)) {
+        return ck_error_set(err, CK_EINVAL, "an external key provider holds no master key to sign with");
+    }
+    return ck_hkdf_sha256(m->key, m->len, (const unsigned char *)salt, sizeof(salt) - 1, NULL, 0,
+                          out, 32, err);
+}
+
 int ck_keyring_has_master(const ck_keyring *kr)
 {
     return !is_external(kr);

@@ -154,6 +154,11 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
  * Keyrings with an external provider hold no master key: CK_EINVAL.
  */
 #define CK_KEYRING_L2_NAME_LEN 32
+/* The key that signs plain entries (ck_sign.h): HKDF-SHA256 of the current
+   master key with salt "cachekit/v1/sign" and no info. Local master keys
+   only (CK_EINVAL otherwise). The caller wipes out. */
+int ck_keyring_sign_key(ck_keyring *kr, unsigned char out[32], ck_error *err);
+
 /* 1 when the keys come from local master keys, 0 with an external provider. */
 int ck_keyring_has_master(const ck_keyring *kr);
 int ck_keyring_l2_name(ck_keyring *kr, ck_span tenant, const unsigned char *key, size_t n,
