@@ -580,3 +580,28 @@ def test_sign_entries_needs_a_master_key(backend, monkeypatch):
     monkeypatch.delenv("CACHEKIT_MASTER_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="CACHEKIT_MASTER_KEY"):
         cache(backend=backend, sign_entries=True)(lambda: 1)
+
+
+def test_a_slow_redis_trips_the_timeout_and_the_call_still_returns(redis_server):
+    from cachekit.backends import RedisBackendConfig
+
+    redis_server.flushall()
+    b = RedisBackend(RedisBackendConfig(redis_url=redis_server.url, socket_timeout=0.2,
+                                        socket_connect_timeout=0.2))
+    try:
+        @cache(backend=b, namespace="slow", l1_max_entries=1)
+        def f(x):
+            return x + 1
+
+        blocker = redis_server.send_nowait(b"DEBUG", b"SLEEP", b"1")  # the server stalls 1 s
+        try:
+            time.sleep(0.05)
+            start = time.perf_counter()
+            assert f(1) == 2
+            elapsed = time.perf_counter() - start
+        finally:
+            blocker.close()
+        assert elapsed < 0.8, f"the call waited {elapsed:.2f} s on a stalled Redis"
+        assert f.cache_stats()["l2_errors"] >= 1
+    finally:
+        b.close()
