@@ -605,3 +605,49 @@ def test_a_slow_redis_trips_the_timeout_and_the_call_still_returns(redis_server)
         assert f.cache_stats()["l2_errors"] >= 1
     finally:
         b.close()
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_a_stampede_across_processes_computes_once_with_a_lease(redis_server, tmp_path, secure):
+    redis_server.flushall()
+    root = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    log = tmp_path / "runs.log"
+    deco = 'cache.secure(master_key="ab" * 32, ' if secure else "cache("
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {root!r})
+        from cachekit import cache
+        from cachekit.backends import RedisBackend
+        @{deco}backend=RedisBackend({redis_server.url!r}), namespace="lease", stampede_lease=5)
+        def report(x):
+            with open({str(log)!r}, "a") as f:
+                f.write("run\\n")
+            time.sleep(0.5)
+            return {{"x": x}}
+        start = float(sys.argv[1])
+        time.sleep(max(0.0, start - time.time()))
+        assert report(1) == {{"x": 1}}
+        print(report.cache_stats()["lease_waits"])
+    """)
+    path = tmp_path / "worker.py"
+    path.write_text(script)
+    start = time.time() + 1.0
+    procs = [subprocess.Popen([sys.executable, str(path), str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=30) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert log.read_text().count("run") == 1
+    assert sum(int(o[0].strip()) for o in outs) == 3
+
+
+def test_a_dead_lease_holder_does_not_wedge_the_key(backend, raw):
+    @cache(backend=backend, namespace="deadlease", stampede_lease=0.3, l1_max_entries=1)
+    def f(x):
+        return x
+
+    name = f.cache_key(1).encode()
+    raw.set(name + b":lease", b"someone-who-died", ttl_ms=300_000)  # never released
+    start = time.perf_counter()
+    assert f(1) == 1  # waited the lease's own 0.3 s, then computed anyway
+    assert time.perf_counter() - start < 2
+    assert raw.get(name + b":lease") == b"someone-who-died"  # not ours to delete

@@ -103,6 +103,9 @@ class DecoratorConfig:
     # cachekit's own: sign plain entries written to a backend (None: the
     # CACHEKIT_SIGN_ENTRIES setting). See docs/security.md.
     sign_entries: bool | None = None
+    # cachekit's own: seconds of a cross-process stampede lease in Redis
+    # (None: off). See docs/usage.md, "Two tiers".
+    stampede_lease: float | None = None
 
     def validate(self) -> None:
         """Raise ConfigurationError for anything wrong or not available yet."""
@@ -157,6 +160,13 @@ class DecoratorConfig:
         ):
             raise ConfigurationError(
                 f"ttl_refresh_threshold must be a number in (0, 1], not {threshold!r}"
+            )
+        lease = self.stampede_lease
+        if lease is not None and (
+            isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 0 < lease <= 3600
+        ):
+            raise ConfigurationError(
+                f"stampede_lease must be seconds in (0, 3600] or None, not {lease!r}"
             )
         if self.sign_entries is not None and not isinstance(self.sign_entries, bool):
             raise ConfigurationError(

@@ -126,6 +126,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         copy=config.copy,
         l2=l2,
         signer=signer,
+        lease=float(config.stampede_lease or 0.0),
         refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
         **secure,
         **key_spec(func),

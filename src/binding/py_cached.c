@@ -30,6 +30,22 @@
 
 /* -------------------------------------------------------------- hot path */
 
+/* The L2 lookup of a plain call, for the lease wait (ck_cached_l2_lease). */
+typedef struct {
+    ck_cached *self;
+    ck_state *st;
+    ck_hash128 h;
+    const ck_buf *key, *name;
+    ck_l1_entry **detached;
+} plain_lookup_ctx;
+
+static int plain_lookup(void *arg, PyObject **result)
+{
+    plain_lookup_ctx *c = arg;
+
+    return ck_cached_l2_lookup(c->self, c->st, c->h, c->key, c->name, result, c->detached);
+}
+
 /* One call of a plain @cache function. mode is NULL for a call through
    vectorcall; the async path passes one to look up without running the
    function, or to store a result it computed (ck_call_mode). */
@@ -46,7 +62,8 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     ck_hash128 h;
     ck_buf key, value, name;
     ck_flight *flight = NULL;
-    int rc, fatal = 0, with_l2, waited = 0;
+    char token[CK_L2_TOKEN_LEN];
+    int rc, fatal = 0, with_l2, waited = 0, leased = 0;
 
     ck_cached_touch(self);
     ck_buf_init(&key);
@@ -102,6 +119,16 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
             waited = 1;
             goto lookup;
         }
+        if (with_l2 && self->lease_ms > 0 && mode == NULL) {
+            plain_lookup_ctx ctx = {self, st, h, &key, &name, &detached};
+            rc = ck_cached_l2_lease(self, &name, plain_lookup, &ctx, &result, token, &leased);
+            if (rc != 0) {
+                if (rc > 0) {
+                    self->hits++;
+                }
+                goto done;
+            }
+        }
         self->misses++;
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
@@ -134,6 +161,7 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     ck_buf_free(&value);
 done:
     ck_flight_done(self, flight); /* after the store: waiters look again */
+    ck_cached_l2_lease_release(self, &name, token, leased);
     ck_buf_free(&name);
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
@@ -179,7 +207,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
                              "fail_closed",  "async_miss", "reference", "copy", "l2",
-                             "refresh_threshold", "signer", NULL};
+                             "refresh_threshold", "signer", "lease", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
@@ -187,16 +215,16 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
-    double refresh_threshold = 0.0;
+    double refresh_threshold = 0.0, lease = 0.0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdO:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOd:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
-                                     &copy, &l2, &refresh_threshold, &signer)) {
+                                     &copy, &l2, &refresh_threshold, &signer, &lease)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -245,6 +273,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                         "signer must be a cachekit._core.Keyring, for plain (not encrypted) entries");
         return NULL;
     }
+    if (!(lease >= 0.0 && lease <= 3600.0)) {
+        PyErr_SetString(PyExc_ValueError, "lease must be between 0 and 3600 seconds");
+        return NULL;
+    }
     if (!(refresh_threshold >= 0.0 && refresh_threshold <= 1.0)) {
         PyErr_SetString(PyExc_ValueError, "refresh_threshold must be between 0 and 1");
         return NULL;
@@ -283,6 +315,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->reference = (char)(reference != 0);
     self->l2 = l2 == Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
     self->refresh_threshold = refresh_threshold;
+    self->lease_ms = (int64_t)(lease * 1000.0 + 0.5);
     if (signer != Py_None && ck_cached_set_signer(self, (ck_keyring_object *)signer) < 0) {
         Py_DECREF(self);
         return NULL;

@@ -37,6 +37,7 @@ typedef struct {
     char copy;               /* hits of mutable results return fresh copies */
     unsigned char *sign_key; /* signed plain L2 entries: the signing key (secure
                                 heap, wiped when freed), or NULL */
+    int64_t lease_ms;        /* stampede lease lifetime in ms; 0: no leases */
     double refresh_threshold; /* refresh_ttl_on_get: an L2 hit with less than this
                                  share of the TTL left renews it; 0: off */
     PyObject *instances;     /* dict: address -> tracker of each instance whose
@@ -57,6 +58,7 @@ typedef struct {
     uint64_t l2_errors;        /* the backend failed; the call went on without it */
     uint64_t integrity_errors; /* a stored entry was corrupt or foreign: a miss */
     uint64_t stale_entries;    /* an encrypted entry past its expiry: a miss */
+    uint64_t lease_waits;      /* misses answered by another process's computation */
     int64_t last_op_ns;      /* wall-clock time of the last call or
                                 invalidation (coarse clock), 0: none yet */
 } ck_cached;
@@ -138,6 +140,17 @@ int ck_cached_l2_name(ck_cached *self, const ck_buf *key, ck_buf *name);
    0: not there (or L2 failed, reported); -1: a failure must propagate. */
 int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
                         const ck_buf *name, PyObject **result, ck_l1_entry **detached);
+/* Stampede leases across processes (lease_ms > 0, Redis backends). Before
+   running the function for a miss: take the lease (*held), or, when another
+   process holds it, poll L2 with lookup(ctx, result) (1 found, 0 not yet,
+   -1 propagate) until its value appears or the lease's time is up. Returns
+   1 with *result when it appeared, 0 to run the function, -1 to
+   propagate. After storing, ck_cached_l2_lease_release(held). */
+typedef int (*ck_l2_lookup_fn)(void *ctx, PyObject **result);
+int ck_cached_l2_lease(ck_cached *self, const ck_buf *name, ck_l2_lookup_fn lookup, void *ctx,
+                       PyObject **result, char token[CK_L2_TOKEN_LEN], int *held);
+void ck_cached_l2_lease_release(ck_cached *self, const ck_buf *name, const char *token, int held);
+
 /* Take the signing key of plain L2 entries from keyring. 0, or -1. */
 int ck_cached_set_signer(ck_cached *self, ck_keyring_object *keyring);
 

@@ -24,6 +24,8 @@
 #include "ck_crypto.h"
 #include "ck_format.h"
 #include "ck_sign.h"
+
+#include <time.h>
 #include "py_codec.h"
 
 /* Framing compresses and hashes the whole value: release the GIL above this. */
@@ -285,4 +287,55 @@ int ck_cached_l2_clear(ck_cached *self)
         return ck_cached_l2_report(self);
     }
     return 0;
+}
+
+int ck_cached_l2_lease(ck_cached *self, const ck_buf *name, ck_l2_lookup_fn lookup, void *ctx,
+                       PyObject **result, char token[CK_L2_TOKEN_LEN], int *held)
+{
+    uint64_t deadline, pause_ms = 2;
+    int rc;
+
+    *held = 0;
+    *result = NULL;
+    rc = ck_l2_lease_acquire(self->l2, (const char *)name->data, name->len, self->lease_ms,
+                             token);
+    if (rc != 0) {
+        if (rc > 0) {
+            *held = 1;
+            return 0;
+        }
+        return ck_cached_l2_report(self) < 0 ? -1 : 0;
+    }
+    /* Another process is computing this entry: wait for its write, a bounded
+       time (the lease's own lifetime, after which it lapses anyway). */
+    deadline = ck_l1_now_ns() + (uint64_t)self->lease_ms * 1000000u;
+    while (ck_l1_now_ns() < deadline) {
+        struct timespec ts = {0, (long)(pause_ms * 1000000u)};
+
+        Py_BEGIN_ALLOW_THREADS
+        (void)nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+        pause_ms = pause_ms * 2 > 50 ? 50 : pause_ms * 2;
+        rc = lookup(ctx, result);
+        if (rc != 0) {
+            if (rc > 0) {
+                self->lease_waits++;
+            }
+            return rc;
+        }
+    }
+    return 0; /* compute anyway: a dead holder never wedges the key */
+}
+
+void ck_cached_l2_lease_release(ck_cached *self, const ck_buf *name, const char *token, int held)
+{
+    if (!held) {
+        return;
+    }
+    if (ck_l2_lease_release(self->l2, (const char *)name->data, name->len, token) < 0 &&
+        ck_cached_l2_report(self) < 0) {
+        /* Only a non-Exception could propagate here, and the call is done:
+           leave it set for the caller's next check. */
+        return;
+    }
 }

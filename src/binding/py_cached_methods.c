@@ -358,18 +358,19 @@ static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored)
 PyDoc_STRVAR(cache_stats_doc,
              "cache_stats($self, /)\n--\n\n"
              "Return a dict of raw counters: hits (L1 and L2), misses, l2_hits,\n"
-             "l2_errors, integrity_errors, stale_entries, key_errors, store_errors,\n"
-             "decrypt_errors, entries, bytes (the last two: L1).");
+             "l2_errors, integrity_errors, stale_entries, lease_waits, key_errors,\n"
+             "store_errors, decrypt_errors, entries, bytes (the last two: L1).");
 
 static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
                          (unsigned long long)self->hits, "misses",
                          (unsigned long long)self->misses, "l2_hits",
                          (unsigned long long)self->l2_hits, "l2_errors",
                          (unsigned long long)self->l2_errors, "integrity_errors",
                          (unsigned long long)self->integrity_errors, "stale_entries",
-                         (unsigned long long)self->stale_entries, "key_errors",
+                         (unsigned long long)self->stale_entries, "lease_waits",
+                         (unsigned long long)self->lease_waits, "key_errors",
                          (unsigned long long)self->key_errors, "store_errors",
                          (unsigned long long)self->store_errors, "decrypt_errors",
                          (unsigned long long)self->decrypt_errors, "entries",

@@ -229,6 +229,25 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
     return rc;
 }
 
+/* The L2 lookup of a secure call, for the lease wait (ck_cached_l2_lease). */
+typedef struct {
+    ck_cached *self;
+    ck_state *st;
+    ck_hash128 h;
+    const unsigned char *l1_key;
+    const ck_buf *name;
+    ck_span tenant, aad_key;
+    ck_l1_entry **detached;
+} secure_lookup_ctx;
+
+static int secure_lookup(void *arg, PyObject **result)
+{
+    secure_lookup_ctx *c = arg;
+
+    return secure_l2_lookup(c->self, c->st, c->h, c->l1_key, c->name, c->tenant, c->aad_key,
+                            result, c->detached);
+}
+
 PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames, ck_call_mode *mode)
 {
@@ -243,7 +262,8 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     unsigned char l1_key[CK_KEYRING_L1_KEY_LEN];
     ck_hash128 h;
     ck_flight *flight = NULL;
-    int rc, fatal = 0, with_l2, waited = 0;
+    char token[CK_L2_TOKEN_LEN];
+    int rc, fatal = 0, with_l2, waited = 0, leased = 0;
 
     ck_cached_touch(self);
     /* The key bytes encode the call's arguments (and the tenant) in clear. */
@@ -353,6 +373,16 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
             waited = 1;
             goto lookup;
         }
+        if (with_l2 && self->lease_ms > 0 && mode == NULL) {
+            secure_lookup_ctx ctx = {self, st, h, l1_key, &name, tenant, aad_key, &detached};
+            rc = ck_cached_l2_lease(self, &name, secure_lookup, &ctx, &result, token, &leased);
+            if (rc != 0) {
+                if (rc > 0) {
+                    self->hits++;
+                }
+                goto done;
+            }
+        }
         self->misses++;
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
@@ -380,6 +410,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     }
 done:
     ck_flight_done(self, flight); /* after the store: waiters look again */
+    ck_cached_l2_lease_release(self, &name, token, leased);
     Py_XDECREF(tenant_obj);
     ck_buf_free(&name);
     ck_buf_free(&key); /* wipes */

@@ -22,6 +22,7 @@
 #include <structmember.h>
 
 #include "ck_l1.h"
+#include "ck_crypto.h"
 #include "py_store.h"
 
 static uint64_t fork_generation;
@@ -226,6 +227,99 @@ static int redis_clear(ck_l2_object *l2, const char *prefix, size_t n)
     if (rc < 0) {
         ck_redis_raise(ck_state_from_type(Py_TYPE(l2)), &err);
     }
+    return rc;
+}
+
+/* A lease's name: the entry's name and a suffix no entry name has (entry
+   names end in 32 hex digits). */
+static int lease_name(ck_l2_object *l2, const char *name, size_t n, ck_buf *out)
+{
+    if (ck_buf_append(out, name, n) < 0 || ck_buf_append(out, ":lease", 6) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    (void)l2;
+    return 0;
+}
+
+int ck_l2_lease_acquire(ck_l2_object *l2, const char *name, size_t n, int64_t lease_ms,
+                        char token[CK_L2_TOKEN_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[CK_L2_TOKEN_LEN / 2];
+    char ms[24];
+    const char *argv[6] = {"SET", NULL, token, "NX", "PX", ms};
+    size_t lens[6] = {3, 0, CK_L2_TOKEN_LEN, 2, 2, 0};
+    redisReply *reply = NULL;
+    ck_redis_req req;
+    ck_buf lname;
+    ck_error err;
+    int rc = -1;
+    size_t i;
+
+    if (l2->redis == NULL) {
+        return 0; /* leases need Redis; other backends just compute */
+    }
+    if (ck_random_bytes(raw, sizeof(raw), &err) < 0) {
+        PyErr_Format(PyExc_RuntimeError, "%s", err.msg);
+        return -1;
+    }
+    for (i = 0; i < sizeof(raw); i++) {
+        token[2 * i] = hex[raw[i] >> 4];
+        token[2 * i + 1] = hex[raw[i] & 0xf];
+    }
+    ck_buf_init(&lname);
+    ck_redis_req_init(&req);
+    if (lease_name(l2, name, n, &lname) < 0) {
+        goto done;
+    }
+    argv[1] = (const char *)lname.data;
+    lens[1] = lname.len;
+    lens[5] = (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)lease_ms);
+    if (!l2_allow(l2)) {
+        rc = 0;
+        goto done;
+    }
+    rc = add(l2, &req, 6, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0 ? -1 : 0;
+    l2_done(l2, rc == 0);
+    if (rc == 0) {
+        /* OK: ours. Nil: someone holds it. */
+        rc = reply->type == REDIS_REPLY_STATUS ? 1 : 0;
+    }
+done:
+    ck_redis_reply_free(reply);
+    ck_redis_req_free(&req);
+    ck_buf_free(&lname);
+    return rc;
+}
+
+int ck_l2_lease_release(ck_l2_object *l2, const char *name, size_t n,
+                        const char token[CK_L2_TOKEN_LEN])
+{
+    /* Compare-and-delete: a lease that expired and was taken by another
+       process is theirs now, and stays. */
+    static const char script[] =
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+        "else return 0 end";
+    const char *argv[5] = {"EVAL", script, "1", NULL, token};
+    size_t lens[5] = {4, sizeof(script) - 1, 1, 0, CK_L2_TOKEN_LEN};
+    redisReply *reply = NULL;
+    ck_redis_req req;
+    ck_buf lname;
+    int rc = -1;
+
+    ck_buf_init(&lname);
+    ck_redis_req_init(&req);
+    if (lease_name(l2, name, n, &lname) < 0) {
+        goto done;
+    }
+    argv[3] = (const char *)lname.data;
+    lens[3] = lname.len;
+    rc = add(l2, &req, 5, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0 ? -1 : 0;
+done:
+    ck_redis_reply_free(reply);
+    ck_redis_req_free(&req);
+    ck_buf_free(&lname);
     return rc;
 }
 
