@@ -23,9 +23,9 @@
  *
  * Each call must return a value or raise a CachekitError subclass; any
  * other exception (TypeError, RecursionError, SystemError, ...) is a
- * finding and aborts, as is a sanitizer report. MemoryError is tolerated
- * only under an ASan allocation limit (never seen with the default
- * -rss_limit_mb inputs; the decoder allocates a small multiple of len).
+ * finding and aborts, as is a sanitizer report. MemoryError is a finding
+ * too: the decoder allocates at most a small constant times the input
+ * length, and inputs are at most 64 KiB (fuzz/run.sh -max_len).
  *
  * PYTHONPATH must point at the instrumented build (fuzz/run.sh sets it to
  * fuzz/out/py); the harness refuses to run against another cachekit._core.
