@@ -7,6 +7,8 @@ CACHEKIT_SANITIZE=1 bash scripts/install-deps.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -a cachekit src tests docs setup.py pyproject.toml README.md "$work"/
+# tests/test_fuzz_regressions.py reads the kept fuzz inputs (not fuzz/out).
+mkdir -p "$work/fuzz" && cp -a fuzz/regressions "$work/fuzz/"
 cd "$work"
 rm -f cachekit/_core*.so   # never test a copied, uninstrumented build
 CC=clang CACHEKIT_STRICT=1 \
