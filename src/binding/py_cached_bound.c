@@ -172,16 +172,19 @@ static PyObject *bound_repr(ck_bound *b)
 /* Pickled as getattr(instance, name), as bound methods are. */
 static PyObject *bound_reduce(ck_bound *b, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *name = PyObject_GetAttrString(b->func->func, "__name__"), *res;
+    PyObject *builtins, *getattr_fn, *name;
 
+    builtins = PyEval_GetBuiltins(); /* borrowed; the interpreter's when no frame runs */
+    getattr_fn = builtins == NULL ? NULL : PyDict_GetItemString(builtins, "getattr");
+    if (getattr_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "builtins.getattr is missing");
+        return NULL;
+    }
+    name = PyObject_GetAttrString(b->func->func, "__name__");
     if (name == NULL) {
         return NULL;
     }
-    res = Py_BuildValue("N(ON)", PyEval_GetBuiltins() != NULL
-                                     ? Py_NewRef(PyDict_GetItemString(PyEval_GetBuiltins(), "getattr"))
-                                     : NULL,
-                        b->self, name);
-    return res;
+    return Py_BuildValue("O(ON)", getattr_fn, b->self, name);
 }
 
 PyDoc_STRVAR(bound_invalidate_doc,
