@@ -651,3 +651,33 @@ def test_a_dead_lease_holder_does_not_wedge_the_key(backend, raw):
     assert f(1) == 1  # waited the lease's own 0.3 s, then computed anyway
     assert time.perf_counter() - start < 2
     assert raw.get(name + b":lease") == b"someone-who-died"  # not ours to delete
+
+
+def test_async_functions_take_the_stampede_lease_too(redis_server, tmp_path):
+    redis_server.flushall()
+    root = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    log = tmp_path / "aruns.log"
+    script = textwrap.dedent(f"""
+        import asyncio, sys, time
+        sys.path.insert(0, {root!r})
+        from cachekit import cache
+        from cachekit.backends import RedisBackend
+        @cache(backend=RedisBackend({redis_server.url!r}), namespace="alease", stampede_lease=5)
+        async def report(x):
+            with open({str(log)!r}, "a") as f:
+                f.write("run\\n")
+            await asyncio.sleep(0.5)
+            return {{"x": x}}
+        start = float(sys.argv[1])
+        time.sleep(max(0.0, start - time.time()))
+        assert asyncio.run(report(1)) == {{"x": 1}}
+    """)
+    path = tmp_path / "aworker.py"
+    path.write_text(script)
+    start = time.time() + 1.0
+    procs = [subprocess.Popen([sys.executable, str(path), str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=30) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert log.read_text().count("run") == 1
+    assert RedisClient(redis_server.url).get(b"alease:") is None  # sanity: a real client works

@@ -57,15 +57,22 @@ async def _compute(
     kwargs: dict[str, Any],
     needs_l2: bool,
 ) -> Any:
+    lease = None
     if needs_l2:
-        found, value = await off_loop(cached._l2_fetch, *args, **kwargs)
+        # Off the loop: the L2 lookup, and with stampede_lease the wait for
+        # another process's computation or the lease taken for ours.
+        found, value, lease = await off_loop(cached._l2_fetch, *args, **kwargs)
         if found:
             return value
-    result = await func(*args, **kwargs)
-    if needs_l2:
-        await off_loop(cached._complete, result, *args, **kwargs)
-    else:
-        cached._complete(result, *args, **kwargs)
+    try:
+        result = await func(*args, **kwargs)
+        if needs_l2:
+            await off_loop(cached._complete, result, *args, **kwargs)
+        else:
+            cached._complete(result, *args, **kwargs)
+    finally:
+        if lease is not None:
+            await off_loop(cached._l2_release, lease, *args, **kwargs)
     return result
 
 

@@ -102,6 +102,8 @@ typedef struct {
     int bypassed;     /* out: the call could not be keyed and the function
                          was called uncached; the call returned its result */
     PyObject *key;    /* out, new reference: the key bytes of a miss (bytes) */
+    PyObject *lease_token; /* out, new reference: a stampede lease this call
+                              took (bytes), to release after storing */
 } ck_call_mode;
 
 #define CK_MODE_STORING(mode) ((mode) != NULL && (mode)->result != NULL)

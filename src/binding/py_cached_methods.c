@@ -274,22 +274,60 @@ static PyObject *cached_complete(ck_cached *self, PyObject *const *args, size_t 
 PyDoc_STRVAR(l2_fetch_doc,
              "_l2_fetch($self, /, *args, **kwargs)\n--\n\n"
              "Async path only, run off the event loop: look the call up in L1 and L2\n"
-             "(filling L1 from L2) -> (True, value), or (False, None) on a miss.");
+             "(filling L1 from L2), taking a stampede lease on a miss when set ->\n"
+             "(True, value, None), or (False, None, lease token or None) on a miss.");
 
 static PyObject *cached_l2_fetch(ck_cached *self, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames)
 {
     ck_call_mode mode = {.with_l2 = 1};
-    PyObject *res = ck_cached_call_mode(self, args, nargsf, kwnames, &mode);
+    PyObject *res = ck_cached_call_mode(self, args, nargsf, kwnames, &mode), *out;
 
     Py_XDECREF(mode.key);
     if (res != NULL) {
-        return Py_BuildValue("(ON)", Py_True, res);
+        Py_XDECREF(mode.lease_token);
+        return Py_BuildValue("(ONO)", Py_True, res, Py_None);
     }
     if (!mode.missed) {
+        Py_XDECREF(mode.lease_token);
         return NULL;
     }
-    return Py_BuildValue("(OO)", Py_False, Py_None);
+    out = Py_BuildValue("(OOO)", Py_False, Py_None,
+                        mode.lease_token != NULL ? mode.lease_token : Py_None);
+    Py_XDECREF(mode.lease_token);
+    return out;
+}
+
+PyDoc_STRVAR(l2_release_doc,
+             "_l2_release($self, token, /, *args, **kwargs)\n--\n\n"
+             "Async path only, off the event loop: release the stampede lease token\n"
+             "that _l2_fetch took for f(*args, **kwargs).");
+
+static PyObject *cached_l2_release(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *identity;
+    ck_buf key, name;
+    int has_l2 = 0, rc;
+
+    if (nargs < 1 || !PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != CK_L2_TOKEN_LEN) {
+        PyErr_SetString(PyExc_TypeError, "_l2_release needs the lease token");
+        return NULL;
+    }
+    ck_buf_init_secret(&key);
+    ck_buf_init(&name);
+    rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key, &identity, &name,
+                      &has_l2);
+    if (rc == 0 && has_l2) {
+        ck_cached_l2_lease_release(self, &name, PyBytes_AS_STRING(args[0]), 1);
+    }
+    ck_buf_free(&name);
+    ck_buf_free(&key);
+    if (rc < 0 || PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(fresh_doc, "_fresh($self, value, /)\n--\n\n"
@@ -391,6 +429,8 @@ PyMethodDef ck_cached_methods[] = {
     {"_fresh", (PyCFunction)cached_fresh, METH_O, fresh_doc},
     {"_l2_fetch", (PyCFunction)(void (*)(void))cached_l2_fetch, METH_FASTCALL | METH_KEYWORDS,
      l2_fetch_doc},
+    {"_l2_release", (PyCFunction)(void (*)(void))cached_l2_release,
+     METH_FASTCALL | METH_KEYWORDS, l2_release_doc},
     {"__reduce__", (PyCFunction)cached_reduce, METH_NOARGS, reduce_doc},
     {"_peek", (PyCFunction)(void (*)(void))cached_peek, METH_FASTCALL | METH_KEYWORDS, peek_doc},
     {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},
