@@ -15,6 +15,7 @@ from cachekit.backends import resolve_backend
 from cachekit.decorators.events import event_reporter
 from cachekit.decorators.l2 import l2_for, secure_stays_local
 from cachekit.decorators.signature import key_spec
+from cachekit.decorators.types_registry import trusted_types
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
 from cachekit.keyring import keyring_for
@@ -103,6 +104,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         reference=reference,
         copy=config.copy,
         l2=l2,
+        value_types=trusted_types(func),
         **secure,
         **key_spec(func),
     )

@@ -166,23 +166,23 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "pos_names",    "n_posonly", "kwonly_names", "defaults",
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
-                             "fail_closed",  "async_miss", "reference", "copy", "l2", NULL};
+                             "fail_closed",  "async_miss", "reference", "copy", "l2", "value_types", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
-        *l2 = Py_None;
+        *l2 = Py_None, *value_types = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppO:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
-                                     &copy, &l2)) {
+                                     &copy, &l2, &value_types)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -226,6 +226,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_TypeError, "l2 must be a cachekit._core.L2Backend or None");
         return NULL;
     }
+    if (value_types != Py_None && !PyDict_CheckExact(value_types)) {
+        PyErr_SetString(PyExc_TypeError, "value_types must be a dict or None");
+        return NULL;
+    }
     if (reference && keyring != Py_None) {
         PyErr_SetString(PyExc_ValueError, "reference caching cannot be encrypted");
         return NULL;
@@ -259,6 +263,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->fail_closed = (char)(fail_closed != 0);
     self->reference = (char)(reference != 0);
     self->l2 = l2 == Py_None ? NULL : (ck_l2_object *)Py_NewRef(l2);
+    self->value_types = value_types == Py_None ? NULL : Py_NewRef(value_types);
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
@@ -314,6 +319,7 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->instances);
     Py_VISIT(self->async_miss);
     Py_VISIT(self->l2);
+    Py_VISIT(self->value_types);
     return 0;
 }
 
@@ -326,6 +332,7 @@ static int cached_clear(ck_cached *self)
     ck_cached_forget_instances(self);
     Py_CLEAR(self->async_miss);
     Py_CLEAR(self->l2);
+    Py_CLEAR(self->value_types);
     Py_CLEAR(self->func);
     Py_CLEAR(self->store);
     Py_CLEAR(self->key_prefix);

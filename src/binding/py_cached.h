@@ -36,6 +36,9 @@ typedef struct {
     PyObject *instances;     /* dict: address -> tracker of each instance whose
                                 entries are keyed by identity, or NULL */
     ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
+    PyObject *value_types;   /* dict "module:qualname" -> class: application
+                                types trusted when decoding this function's
+                                stored values (py_codec_app.c), or NULL */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
                                 -> awaitable computing a miss, else NULL */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
