@@ -31,6 +31,7 @@ DEFAULTDICT = 16
 SUBCLASS = 17
 PYDANTIC = 18
 ATTRS = 19
+SHARED = 0x100  # or-ed into the code encode returns: see _plan
 
 # defaultdict factories that can be named in stored bytes, by name.
 FACTORIES: dict[str, type] = {
@@ -98,16 +99,47 @@ def kind_of(cls: type) -> int | None:
     return None
 
 
+# cls -> (code, name, init field names or None): encode and decode run for
+# every application-type value on a miss, an L1 copy or an L2 decode, so the
+# class is examined once. Weak keys: classes made in functions can go away.
+_plans: weakref.WeakKeyDictionary[type, tuple[int | None, str, tuple[str, ...] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _plan(cls: type) -> tuple[int | None, str, tuple[str, ...] | None]:
+    try:
+        return _plans[cls]
+    except KeyError:
+        pass
+    code = kind_of(cls)
+    names = _dataclass_init_fields(cls) if code == DATACLASS else None
+    # Instances that cannot change may be shared by L1 hits when their
+    # contents are immutable too: frozen dataclasses, named tuples, Enums.
+    frozen = code in (ENUM, NAMEDTUPLE) or (
+        code == DATACLASS and bool(getattr(cls, "__dataclass_params__").frozen)
+    )
+    plan = (code + SHARED if frozen and code is not None else code, type_name(cls), names)
+    try:
+        _plans[cls] = plan
+    except TypeError:  # not weak-referenceable
+        pass
+    return plan
+
+
 def encode(obj: Any) -> tuple[int, str, Any] | None:
     """(code, name, body) for an application-type value, None for any other
-    type; raises UnsupportedTypeError for a defaultdict whose factory cannot
+    type. code may have SHARED or-ed in (the instance itself is immutable).
+    Raises UnsupportedTypeError for a defaultdict whose factory cannot
     be named."""
     cls = type(obj)
-    code = kind_of(cls)
-    if code is None:
+    flagged, name, names = _plan(cls)
+    if flagged is None:
         return None
+    code = flagged & 0xFF
     if code == DATACLASS:
-        body: Any = [getattr(obj, n) for n in _dataclass_init_fields(cls)]
+        assert names is not None
+        return flagged, name, [getattr(obj, n) for n in names]
     elif code == ENUM:
         body = obj._value_
     elif code == NAMEDTUPLE:
@@ -129,7 +161,7 @@ def encode(obj: Any) -> tuple[int, str, Any] | None:
     else:
         base = next(b for b in cls.__mro__ if b in SUBCLASS_BASES)
         body = base(obj)
-    return code, type_name(cls), body
+    return flagged, name, body
 
 
 def _check(ok: bool, code: int, cls: Any) -> None:
@@ -139,9 +171,11 @@ def _check(ok: bool, code: int, cls: Any) -> None:
 
 def decode(code: int, cls: Any, body: Any) -> Any:
     """Rebuild an instance of cls (already resolved among trusted types)."""
-    _check(isinstance(cls, type) and kind_of(cls) == code, code, cls)
+    _check(isinstance(cls, type), code, cls)
+    kind, _, names = _plan(cls)
+    _check(kind is not None and kind & 0xFF == code, code, cls)
     if code == DATACLASS:
-        names = _dataclass_init_fields(cls)
+        assert names is not None
         _check(type(body) is list and len(body) == len(names), code, cls)
         return cls(**dict(zip(names, body)))
     if code == ENUM:

@@ -385,3 +385,24 @@ def test_attrs_classes():
         got = f(1)
         assert got == A(1, [2]) and type(got) is A
         assert calls == [1]
+
+
+def test_immutable_application_values_are_shared_by_l1_hits():
+    @cache
+    def f() -> Frozen:
+        return Frozen(1, (2,))
+
+    @cache
+    def g() -> PointNT:
+        return PointNT(1, "x")
+
+    @cache
+    def h() -> Frozen:
+        return Frozen(1, ([2],))  # a list inside: copied per hit
+
+    assert f() is f()
+    assert g() is g()
+    assert h() is not h() and h() == Frozen(1, ([2],))
+    _, _, mutable = _core.pack_stats(Frozen(1, (2,)))
+    assert not mutable
+    assert _core.pack_stats(Tag("a"))[2]

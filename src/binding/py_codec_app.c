@@ -36,9 +36,15 @@
 /* The hooks                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* app_encode(obj) split into its parts. 1 with *code, *name (new) and *body
-   (new) set; 0 if obj is no application type (no exception); -1 on error. */
-static int app_describe(ck_state *st, PyObject *obj, int *code, PyObject **name,
+/* app_encode ors this into the code of a type whose instances cannot
+   change (Enum, named tuple, frozen dataclass): an L1 hit may share such an
+   instance when its contents are immutable too. */
+#define APP_SHARED 0x100
+
+/* app_encode(obj) split into its parts. 1 with *code, *shared, *name (new)
+   and *body (new) set; 0 if obj is no application type (no exception); -1
+   on error. */
+static int app_describe(ck_state *st, PyObject *obj, int *code, int *shared, PyObject **name,
                         PyObject **body)
 {
     PyObject *res = NULL;
@@ -63,6 +69,8 @@ static int app_describe(ck_state *st, PyObject *obj, int *code, PyObject **name,
         goto error;
     }
     v = PyLong_AsLong(PyTuple_GET_ITEM(res, 0));
+    *shared = (v & APP_SHARED) != 0;
+    v &= ~(long)APP_SHARED;
     if (v < CK_EXT_APP_FIRST || v > CK_EXT_APP_LAST) {
         PyErr_Format(PyExc_ValueError, "app_encode returned unknown code %ld", v);
         goto error;
@@ -98,24 +106,55 @@ static PyObject *app_build(ck_state *st, int code, PyObject *cls, PyObject *body
 /* Encode                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* The body. A list body (fields, items) is a temporary app_encode made, so
+   it is written here rather than by pack_obj, which would count it in the
+   statistics as a mutable object of the value. */
+static int pack_body(pack_ctx *c, ck_buf *out, PyObject *body)
+{
+    msgpack_packer pk;
+    Py_ssize_t i, n;
+
+    if (!PyList_CheckExact(body)) {
+        return pack_obj(c, out, body);
+    }
+    n = PyList_GET_SIZE(body);
+    if (pack_depth_enter(c) < 0) {
+        return -1;
+    }
+    msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
+    if (msgpack_pack_array(&pk, (size_t)n) != 0) {
+        pack_depth_leave(c);
+        return pack_nomem();
+    }
+    /* The list is ours alone (app_encode built it), so it cannot change. */
+    for (i = 0; i < n; i++) {
+        if (pack_obj(c, out, PyList_GET_ITEM(body, i)) < 0) {
+            pack_depth_leave(c);
+            return -1;
+        }
+    }
+    pack_depth_leave(c);
+    return 0;
+}
+
 int pack_app(pack_ctx *c, ck_buf *out, PyObject *obj)
 {
     PyObject *name = NULL;
     PyObject *body = NULL;
     msgpack_packer pk;
     size_t hdr;
-    int code = 0, rc = -1, found;
+    int code = 0, shared = 0, rc = -1, found;
 
-    found = app_describe(c->st, obj, &code, &name, &body);
+    found = app_describe(c->st, obj, &code, &shared, &name, &body);
     if (found <= 0) {
         return found < 0 ? -1 : pack_raise_unsupported(c, obj);
     }
     if (pack_depth_enter(c) < 0) {
         goto error;
     }
-    /* Only Enum members are shared by an L1 hit (they are singletons);
-       every other instance is rebuilt for each hit (copy_app). */
-    if (c->stats != NULL && code != CK_EXT_APP_ENUM) {
+    /* A mutable instance makes every L1 hit rebuild the value (copy_app);
+       an immutable one leaves the decision to its contents. */
+    if (c->stats != NULL && !shared) {
         c->stats->has_mutable = 1;
     }
     msgpack_packer_init(&pk, out, ck_buf_msgpack_write);
@@ -126,7 +165,7 @@ int pack_app(pack_ctx *c, ck_buf *out, PyObject *obj)
         pack_nomem();
         goto leave;
     }
-    if (pack_str(c, out, name) < 0 || pack_obj(c, out, body) < 0) {
+    if (pack_str(c, out, name) < 0 || pack_body(c, out, body) < 0) {
         goto leave;
     }
     rc = pack_ext_end(c, out, hdr);
@@ -148,9 +187,10 @@ PyObject *copy_app(pack_ctx *c, PyObject *obj)
     PyObject *body = NULL;
     PyObject *body_copy = NULL;
     PyObject *res = NULL;
-    int code = 0, found;
+    Py_ssize_t i;
+    int code = 0, shared = 0, found;
 
-    found = app_describe(c->st, obj, &code, &name, &body);
+    found = app_describe(c->st, obj, &code, &shared, &name, &body);
     if (found <= 0) {
         if (found == 0) {
             pack_raise_unsupported(c, obj);
@@ -165,10 +205,26 @@ PyObject *copy_app(pack_ctx *c, PyObject *obj)
         goto error;
     }
     body_copy = copy_value(c, body);
-    /* The class is obj's own: a copy needs no trust decision. */
-    if (body_copy != NULL) {
-        res = app_build(c->st, code, (PyObject *)Py_TYPE(obj), body_copy);
+    if (body_copy == NULL) {
+        goto leave;
     }
+    /* An immutable instance whose fields all came back as themselves is
+       shared, as a tuple of immutable values is. */
+    if (shared && PyList_CheckExact(body) && PyList_CheckExact(body_copy) &&
+        PyList_GET_SIZE(body) == PyList_GET_SIZE(body_copy)) {
+        for (i = 0; i < PyList_GET_SIZE(body); i++) {
+            if (PyList_GET_ITEM(body, i) != PyList_GET_ITEM(body_copy, i)) {
+                break;
+            }
+        }
+        if (i == PyList_GET_SIZE(body)) {
+            res = Py_NewRef(obj);
+            goto leave;
+        }
+    }
+    /* The class is obj's own: a copy needs no trust decision. */
+    res = app_build(c->st, code, (PyObject *)Py_TYPE(obj), body_copy);
+leave:
     pack_depth_leave(c);
 error:
     Py_XDECREF(name);
