@@ -406,3 +406,40 @@ def test_immutable_application_values_are_shared_by_l1_hits():
     _, _, mutable = _core.pack_stats(Frozen(1, (2,)))
     assert not mutable
     assert _core.pack_stats(Tag("a"))[2]
+
+
+def test_async_function_results_decode_from_a_backend():
+    import asyncio
+
+    backend = DictBackend()
+    runs = []
+
+    @cache(backend=backend, l1_max_entries=1)
+    async def f(x: int) -> Node:
+        runs.append(x)
+        return Node("n", [Tag("a")])
+
+    async def main():
+        assert await f(1) == Node("n", [Tag("a")])
+        f.store.clear()
+        got = await f(1)
+        assert got == Node("n", [Tag("a")]) and type(got.tags[0]) is Tag
+
+    asyncio.run(main())
+    assert runs == [1]
+
+
+def test_methods_trust_their_return_annotation():
+    backend = DictBackend()
+
+    class Repo:
+        @classmethod
+        @cache(backend=backend, l1_max_entries=1)
+        def load(cls, x: int) -> list[Pair]:
+            return [Pair(x, [x])]
+
+    assert Repo.load(1) == [Pair(1, [1])]
+    Repo.load.store.clear()
+    assert Repo.load(1) == [Pair(1, [1])]
+    stats = Repo.load.cache_stats()
+    assert stats["l2_hits"] == 1 and stats["integrity_errors"] == 0

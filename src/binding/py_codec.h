@@ -117,6 +117,9 @@ int ck_py_key_by_value(PyTypeObject *tp);
  * dict, set and bytearray are new objects; immutable leaves (int, float,
  * str, bytes, None, bool, Decimal, UUID, the datetime family) and tuples and
  * frozensets holding only immutable values are shared (the same object).
+ * Application types are rebuilt through their class's constructor from
+ * copies of their fields (py_codec_app.c); Enum members, and named tuples
+ * and frozen dataclasses whose fields came back as themselves, are shared.
  * Same types, depth limit and errors as ck_py_pack (flags 0); aliasing inside
  * the graph is not preserved, as in a decode.
  */

@@ -7,7 +7,10 @@
  * what ck_py_unpack(ck_py_pack(obj)) would give, at a fraction of the cost.
  *
  *   - Types are those the packer accepts, matched exactly, in the same
- *     order; anything else raises the packer's UnsupportedTypeError, and
+ *     order, then application types (copy_app in py_codec_app.c: rebuilt by
+ *     their constructor from a copy of their fields, or shared when they
+ *     and their fields are immutable); anything else raises the packer's
+ *     UnsupportedTypeError, and
  *     nesting deeper than CK_CODEC_MAX_DEPTH (counted as the packer counts,
  *     the datetime family included) its SerializationError.
  *   - list, dict, set and bytearray are always new objects. Immutable leaves

@@ -11,7 +11,8 @@
  *
  * Types are matched exactly (Py_TYPE(obj) == &PyLong_Type, ...): a subclass
  * such as IntEnum, OrderedDict or a namedtuple would decode as its base type,
- * so it is refused rather than silently changed by the round trip.
+ * so it never takes the builtin encoding; in value mode it goes to pack_app
+ * (py_codec_app.c), which stores it with its class name or refuses it.
  *
  * Calls that can run user code, so containers may change under us while we
  * iterate them: tzinfo.utcoffset() (datetime.utcoffset() on a custom tzinfo),
