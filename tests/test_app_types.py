@@ -443,3 +443,32 @@ def test_methods_trust_their_return_annotation():
     assert Repo.load(1) == [Pair(1, [1])]
     stats = Repo.load.cache_stats()
     assert stats["l2_hits"] == 1 and stats["integrity_errors"] == 0
+
+
+def test_forward_reference_resolved_after_the_first_failed_decode():
+    backend = DictBackend()
+    runs = []
+
+    @dataclasses.dataclass
+    class Account:
+        n: int
+
+        @classmethod
+        @cache(backend=backend, l1_max_entries=1)
+        def load(cls, n: int) -> "list[Account]":
+            runs.append(n)
+            return [Account(n)]
+
+    # At decoration "Account" did not exist: it cannot be trusted yet. Make
+    # it resolvable the way a module-level class would be.
+    Account.load.__wrapped__.__globals__["Account"] = Account
+    try:
+        assert Account.load(1) == [Account(1)]
+        Account.load.store.clear()
+        assert Account.load(1) == [Account(1)]  # fails to decode, retries the walk
+        Account.load.store.clear()
+        assert Account.load(1) == [Account(1)]  # now an L2 hit
+        assert runs == [1, 1]
+        assert Account.load.cache_stats()["l2_hits"] == 1
+    finally:
+        del Account.load.__wrapped__.__globals__["Account"]

@@ -15,7 +15,7 @@ from cachekit.backends import resolve_backend
 from cachekit.decorators.events import event_reporter
 from cachekit.decorators.l2 import l2_for, secure_stays_local
 from cachekit.decorators.signature import key_spec
-from cachekit.decorators.types_registry import trusted_types
+from cachekit.decorators.types_registry import value_types_for
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
 from cachekit.keyring import keyring_for
@@ -92,19 +92,20 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         else:
             l2 = l2_for(backend, config)
     is_async = inspect.iscoroutinefunction(func)
+    value_types, on_event = value_types_for(func, event_reporter(identity))
     cached = CachedFunction(
         func,
         store_for(config.l1, settings),
         key_prefix=f"{namespace}:{identity}:",
         ttl=ttl,
-        on_event=event_reporter(identity),
+        on_event=on_event,
         info_type=CacheInfo,
         max_value_size=settings.max_value_size,
         async_miss=make_async_miss(func) if is_async else None,
         reference=reference,
         copy=config.copy,
         l2=l2,
-        value_types=trusted_types(func),
+        value_types=value_types,
         **secure,
         **key_spec(func),
     )
