@@ -36,6 +36,15 @@ class Perm(enum.Flag):
     X = 4
 
 
+class Mode(enum.StrEnum):
+    ON = "on"
+
+
+class Bits(enum.IntFlag):
+    A = 1
+    B = 8
+
+
 class Name(str):
     pass
 
@@ -140,6 +149,8 @@ VALUES = [
     (lambda: Color.BLUE, Color),
     (lambda: Level.HIGH, Level),
     (lambda: Perm.R | Perm.X, Perm),
+    (lambda: Mode.ON, Mode),
+    (lambda: Bits.A | Bits.B, Bits),
     (lambda: collections.OrderedDict([("b", 1), ("a", [2])]), collections.OrderedDict),
     (lambda: collections.defaultdict(list, {"k": [1]}), collections.defaultdict),
     (lambda: Name("hello"), Name),
@@ -472,3 +483,52 @@ def test_forward_reference_resolved_after_the_first_failed_decode():
         assert Account.load.cache_stats()["l2_hits"] == 1
     finally:
         del Account.load.__wrapped__.__globals__["Account"]
+
+
+def test_decode_never_imports():
+    good = _core.pack(Node("n", [Tag("a")], None))
+    hostile = hostile_entry(12, "os:system")[24:]
+    types = trusted_types(make_node)
+    seen = []
+    real_import, real_import_module = builtins.__import__, importlib.import_module
+
+    def spy(name, *a, **kw):
+        seen.append(name)
+        return real_import(name, *a, **kw)
+
+    def spy_module(name, *a, **kw):
+        seen.append(name)
+        return real_import_module(name, *a, **kw)
+
+    results = []
+    builtins.__import__, importlib.import_module = spy, spy_module
+    try:
+        results.append(_core.unpack_trusted(good, types))
+        try:
+            _core.unpack_trusted(hostile, types)
+        except _core.SerializationError as exc:
+            results.append(exc)
+    finally:
+        builtins.__import__, importlib.import_module = real_import, real_import_module
+    assert seen == []
+    assert results[0] == Node("n", [Tag("a")], None)
+    assert "not trusted" in str(results[1])
+
+
+def make_node() -> Node: ...
+
+
+def test_mutated_entries_fail_cleanly():
+    import random
+
+    rng = random.Random(5)
+    good = bytearray(_core.pack([Node("n", [Tag("a"), Tag("b", Color.BLUE)], Tag("p")), Pair(1, [2])]))
+    types = {**trusted_types(make_node), type_name(Pair): Pair}
+    for _ in range(3000):
+        bad = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            bad[rng.randrange(len(bad))] = rng.randrange(256)
+        try:
+            _core.unpack_trusted(bytes(bad), types)
+        except _core.SerializationError:
+            pass
