@@ -46,9 +46,6 @@ SUBCLASS_BASES = (int, str, float, bytes, dict, list, tuple, set, frozenset)
 # Process-wide trusted types, name -> class. The C decoder reads this dict.
 REGISTRY: dict[str, type] = {}
 
-# Init field names per dataclass / attrs class, computed once per class.
-_init_fields: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
-
 
 def type_name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -63,12 +60,11 @@ def _attrs_has(cls: type) -> bool:
     return "__attrs_attrs__" in getattr(cls, "__dict__", {}) or hasattr(cls, "__attrs_attrs__")
 
 
-def _dataclass_init_fields(cls: type) -> tuple[str, ...]:
-    names = _init_fields.get(cls)
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.init)
-        _init_fields[cls] = names
-    return names
+def _dataclass_init_fields(cls: type) -> tuple[tuple[str, ...], bool]:
+    """Names of the init=True fields, and whether __init__ takes them all
+    positionally (no kw_only field), which is the cheaper call."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    return tuple(f.name for f in fields), not any(f.kw_only is True for f in fields)
 
 
 def _attrs_init_fields(cls: type) -> tuple[tuple[str, str], ...]:
@@ -99,29 +95,37 @@ def kind_of(cls: type) -> int | None:
     return None
 
 
-# cls -> (code, name, init field names or None): encode and decode run for
-# every application-type value on a miss, an L1 copy or an L2 decode, so the
-# class is examined once. Weak keys: classes made in functions can go away.
-_plans: weakref.WeakKeyDictionary[type, tuple[int | None, str, tuple[str, ...] | None]] = (
-    weakref.WeakKeyDictionary()
-)
+# id(cls) -> (weak reference to cls, plan), the plan being (code, name, init
+# field names or None, positional): encode and decode run for every
+# application-type value on a miss, an L1 copy or an L2 decode, so the class
+# is examined once. Keyed by id with a weak reference (checked on lookup,
+# removed when the class dies) because WeakKeyDictionary lookups cost more
+# than the rest of encode.
+_Plan = tuple[int | None, str, tuple[str, ...] | None, bool]
+_plans: dict[int, tuple[weakref.ref[type], _Plan]] = {}
 
 
-def _plan(cls: type) -> tuple[int | None, str, tuple[str, ...] | None]:
-    try:
-        return _plans[cls]
-    except KeyError:
-        pass
+def _forget(key: int) -> Any:
+    def drop(_ref: Any) -> None:
+        _plans.pop(key, None)
+
+    return drop
+
+
+def _plan(cls: type) -> _Plan:
+    hit = _plans.get(id(cls))
+    if hit is not None and hit[0]() is cls:
+        return hit[1]
     code = kind_of(cls)
-    names = _dataclass_init_fields(cls) if code == DATACLASS else None
+    names, positional = _dataclass_init_fields(cls) if code == DATACLASS else (None, False)
     # Instances that cannot change may be shared by L1 hits when their
     # contents are immutable too: frozen dataclasses, named tuples, Enums.
     frozen = code in (ENUM, NAMEDTUPLE) or (
         code == DATACLASS and bool(getattr(cls, "__dataclass_params__").frozen)
     )
-    plan = (code + SHARED if frozen and code is not None else code, type_name(cls), names)
+    plan = (code + SHARED if frozen and code is not None else code, type_name(cls), names, positional)
     try:
-        _plans[cls] = plan
+        _plans[id(cls)] = (weakref.ref(cls, _forget(id(cls))), plan)
     except TypeError:  # not weak-referenceable
         pass
     return plan
@@ -133,7 +137,7 @@ def encode(obj: Any) -> tuple[int, str, Any] | None:
     Raises UnsupportedTypeError for a defaultdict whose factory cannot
     be named."""
     cls = type(obj)
-    flagged, name, names = _plan(cls)
+    flagged, name, names, _ = _plan(cls)
     if flagged is None:
         return None
     code = flagged & 0xFF
@@ -172,12 +176,12 @@ def _check(ok: bool, code: int, cls: Any) -> None:
 def decode(code: int, cls: Any, body: Any) -> Any:
     """Rebuild an instance of cls (already resolved among trusted types)."""
     _check(isinstance(cls, type), code, cls)
-    kind, _, names = _plan(cls)
+    kind, _, names, positional = _plan(cls)
     _check(kind is not None and kind & 0xFF == code, code, cls)
     if code == DATACLASS:
         assert names is not None
         _check(type(body) is list and len(body) == len(names), code, cls)
-        return cls(**dict(zip(names, body)))
+        return cls(*body) if positional else cls(**dict(zip(names, body)))
     if code == ENUM:
         return cls(body)
     if code == NAMEDTUPLE:
