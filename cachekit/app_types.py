@@ -43,6 +43,20 @@ _FACTORY_NAMES = {t: n for n, t in FACTORIES.items()}
 # matters only for classes deriving from several (first match on the MRO).
 SUBCLASS_BASES = (int, str, float, bytes, dict, list, tuple, set, frozenset)
 
+# The builtin value of a subclass instance, through the base type's own
+# methods: int(x) or str(x) would call an overridden __int__ / __str__.
+_TO_BASE: dict[type, Any] = {
+    int: int.__index__,
+    str: str.__str__,
+    float: float.__float__,
+    bytes: bytes.__bytes__,
+    dict: lambda o: dict(dict.items(o)),
+    list: lambda o: list(list.__iter__(o)),
+    tuple: lambda o: tuple(tuple.__iter__(o)),
+    set: lambda o: set(set.__iter__(o)),
+    frozenset: lambda o: frozenset(frozenset.__iter__(o)),
+}
+
 # Process-wide trusted types, name -> class. The C decoder reads this dict.
 REGISTRY: dict[str, type] = {}
 
@@ -164,7 +178,7 @@ def encode(obj: Any) -> tuple[int, str, Any] | None:
         body = [getattr(obj, name) for name, _ in _attrs_init_fields(cls)]
     else:
         base = next(b for b in cls.__mro__ if b in SUBCLASS_BASES)
-        body = base(obj)
+        body = _TO_BASE[base](obj)
     return flagged, name, body
 
 

@@ -532,3 +532,20 @@ def test_mutated_entries_fail_cleanly():
             _core.unpack_trusted(bytes(bad), types)
         except _core.SerializationError:
             pass
+
+
+class Loud(str):
+    def __str__(self):
+        return "overridden"
+
+
+class Odd(dict):
+    def items(self):
+        return []
+
+
+def test_builtin_subclasses_store_their_real_value():
+    for value in (Loud("quiet"), Odd(a=1), Count(3)):
+        got = _core.unpack_trusted(_core.pack(value), {type_name(type(value)): type(value)})
+        assert type(got) is type(value)
+        assert got == value and type(value).__mro__[1].__repr__(got) == type(value).__mro__[1].__repr__(value)
