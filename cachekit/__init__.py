@@ -6,6 +6,7 @@
     def get_user(user_id: int) -> dict: ...
 """
 
+from cachekit.app_types import register_type  # installs the codec's rules first
 from cachekit.config import CircuitBreakerConfig, DecoratorConfig, EncryptionConfig, L1CacheConfig
 from cachekit.decorators import cache
 from cachekit.exceptions import (
@@ -38,4 +39,5 @@ __all__ = [
     "UnsupportedTypeError",
     "__version__",
     "cache",
+    "register_type",
 ]

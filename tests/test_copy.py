@@ -128,8 +128,9 @@ Point = collections.namedtuple("Point", "x y")
 
 @pytest.mark.parametrize(
     "value",
-    [object(), Foo(), [1, Foo()], {"k": (Foo(),)}, {Point(1, 2)}, collections.OrderedDict(),
-     Point(1, 2), 1j, Foo, {Foo(): 1}],
+    [object(), Foo(), [1, Foo()], {"k": (Foo(),)}, {Point(1, Foo())},
+     collections.OrderedDict(a=Foo()), Point(Foo(), 2), 1j, Foo, {Foo(): 1},
+     collections.defaultdict(lambda: 0)],
     ids=repr,
 )
 def test_unsupported_types_raise_like_pack(value):

@@ -146,10 +146,12 @@ def test_not_keyed_by_value():
     assert f.cache_stats()["key_errors"] == 2
 
 
-def test_stored_values_still_refuse_them():
-    for value in (Color.RED, PointNT(1, 2), Frozen(1)):
-        with pytest.raises(UnsupportedTypeError):
-            _core.pack(value)
+def test_stored_values_use_the_value_codes_not_the_key_codes():
+    # Stored values encode these types with codes 12-14 (tests/test_app_types.py),
+    # never with the key-only codes 66-68.
+    for value, code in ((Color.RED, 14), (PointNT(1, 2), 13), (Frozen(1), 12)):
+        assert _core.pack(value)[5] == code
+        assert pack_key(value)[5] != code
 
 
 @pytest.mark.parametrize("value", [Color.RED, PointNT(1, 2), Frozen(1)], ids=repr)

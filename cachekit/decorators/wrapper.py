@@ -16,6 +16,7 @@ from cachekit.backends import resolve_backend
 from cachekit.decorators.events import event_reporter
 from cachekit.decorators.l2 import l2_for, secure_stays_local
 from cachekit.decorators.signature import key_spec
+from cachekit.decorators.types_registry import value_types_for
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
 from cachekit.keyring import keyring_for
@@ -113,12 +114,13 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
             l2 = l2_for(backend, config)
     signer = _signer(config, settings) if l2 is not None and not secure else None
     is_async = inspect.iscoroutinefunction(func)
+    value_types, on_event = value_types_for(func, event_reporter(identity))
     cached = CachedFunction(
         func,
         store_for(config.l1, settings),
         key_prefix=f"{namespace}:{identity}:",
         ttl=ttl,
-        on_event=event_reporter(identity),
+        on_event=on_event,
         info_type=CacheInfo,
         max_value_size=settings.max_value_size,
         async_miss=make_async_miss(func) if is_async else None,
@@ -128,6 +130,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         signer=signer,
         lease=float(config.stampede_lease or 0.0),
         refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
+        value_types=value_types,
         **secure,
         **key_spec(func),
     )

@@ -150,7 +150,7 @@ static int ck_exec(PyObject *module)
     X(EncryptionError) X(DecryptionError) X(BackendError) X(StaleEntryError)                                      \
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
     X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(L2BackendType)                 \
-    X(DecimalType) X(UUIDType) X(ZoneInfoType)                                                  \
+    X(DecimalType) X(UUIDType) X(ZoneInfoType) X(app_encode) X(app_decode) X(app_registry)        \
     X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
     X(str_value_)
 

@@ -60,6 +60,15 @@ typedef struct {
     PyObject *UUIDType;     /* uuid.UUID */
     PyObject *ZoneInfoType; /* zoneinfo.ZoneInfo */
 
+    /* Application types (py_codec_app.c), installed by cachekit/app_types.py
+       through _core._set_app_codec; NULL until then. app_encode(obj) ->
+       (code, name, payload) or None; app_decode(code, cls, payload) -> obj;
+       app_registry: the process-wide dict "module:qualname" -> class of
+       trusted types (cachekit.register_type). */
+    PyObject *app_encode;
+    PyObject *app_decode;
+    PyObject *app_registry;
+
     /* Interned attribute names used on hot or warm paths. */
     PyObject *str_cachekit_key; /* "__cachekit_key__" */
     PyObject *str_module;       /* "__module__" */

@@ -216,24 +216,25 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
                              "fail_closed",  "async_miss", "reference", "copy", "l2",
-                             "refresh_threshold", "signer", "lease", NULL};
+                             "refresh_threshold", "signer", "lease", "value_types", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
-        *l2 = Py_None, *signer = Py_None;
+        *l2 = Py_None, *signer = Py_None, *value_types = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
     double refresh_threshold = 0.0, lease = 0.0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOd:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOdO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
-                                     &copy, &l2, &refresh_threshold, &signer, &lease)) {
+                                     &copy, &l2, &refresh_threshold, &signer, &lease,
+                                     &value_types)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -290,6 +291,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_ValueError, "refresh_threshold must be between 0 and 1");
         return NULL;
     }
+    if (value_types != Py_None && !PyDict_CheckExact(value_types)) {
+        PyErr_SetString(PyExc_TypeError, "value_types must be a dict or None");
+        return NULL;
+    }
     if (reference && keyring != Py_None) {
         PyErr_SetString(PyExc_ValueError, "reference caching cannot be encrypted");
         return NULL;
@@ -329,6 +334,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         Py_DECREF(self);
         return NULL;
     }
+    self->value_types = value_types == Py_None ? NULL : Py_NewRef(value_types);
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
@@ -384,6 +390,7 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->instances);
     Py_VISIT(self->async_miss);
     Py_VISIT(self->l2);
+    Py_VISIT(self->value_types);
     return 0;
 }
 
@@ -396,6 +403,7 @@ static int cached_clear(ck_cached *self)
     ck_cached_forget_instances(self);
     Py_CLEAR(self->async_miss);
     Py_CLEAR(self->l2);
+    Py_CLEAR(self->value_types);
     Py_CLEAR(self->func);
     Py_CLEAR(self->store);
     Py_CLEAR(self->key_prefix);

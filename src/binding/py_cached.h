@@ -44,6 +44,9 @@ typedef struct {
                                 entries are keyed by identity, or NULL */
     ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
     ck_flight *flights;      /* misses being computed by some thread (GIL held) */
+    PyObject *value_types;   /* dict "module:qualname" -> class: application
+                                types trusted when decoding this function's
+                                stored values (py_codec_app.c), or NULL */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
                                 -> awaitable computing a miss, else NULL */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */

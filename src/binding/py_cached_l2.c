@@ -146,7 +146,7 @@ static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry, co
                      (int)h.serializer);
         goto done;
     }
-    value = ck_py_unpack(st, plaintext, plaintext_len);
+    value = ck_py_unpack_types(st, plaintext, plaintext_len, self->value_types);
 done:
     ck_buf_free(&out);
     return value;

@@ -205,7 +205,7 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
     *result = ck_keyring_open_to_value(st, ((ck_keyring_object *)self->keyring)->kr,
                                        (const unsigned char *)PyBytes_AS_STRING(entry),
                                        (size_t)PyBytes_GET_SIZE(entry), self->max_value_size,
-                                       tenant, aad_key, &ck_gil_hooks);
+                                       tenant, aad_key, &ck_gil_hooks, self->value_types);
     if (*result == NULL) {
         Py_DECREF(entry);
         return open_failed(self, st);
@@ -335,7 +335,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
                                st, ((ck_keyring_object *)self->keyring)->kr,
                                (const unsigned char *)PyBytes_AS_STRING(entry),
                                (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant,
-                               aad_key, &ck_gil_hooks)
+                               aad_key, &ck_gil_hooks, self->value_types)
                          : NULL;
             Py_CLEAR(entry);
             if (result != NULL) {

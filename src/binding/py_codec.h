@@ -41,6 +41,18 @@ enum {
     CK_EXT_TIMEDELTA = 9,
     CK_EXT_DECIMAL = 10,
     CK_EXT_UUID = 11,
+    /* Application types (py_codec_app.c): payload [name, body], the class
+       resolved by name only among the types trusted for the decode. */
+    CK_EXT_APP_DATACLASS = 12,
+    CK_EXT_APP_NAMEDTUPLE = 13,
+    CK_EXT_APP_ENUM = 14,
+    CK_EXT_APP_ORDEREDDICT = 15,
+    CK_EXT_APP_DEFAULTDICT = 16,
+    CK_EXT_APP_SUBCLASS = 17,
+    CK_EXT_APP_PYDANTIC = 18,
+    CK_EXT_APP_ATTRS = 19,
+    CK_EXT_APP_FIRST = CK_EXT_APP_DATACLASS,
+    CK_EXT_APP_LAST = CK_EXT_APP_ATTRS,
     /* Key mode only; never produced for stored values, refused by decode. */
     CK_EXT_KEY_CLASS = 64,
     CK_EXT_KEY_CUSTOM = 65,
@@ -105,6 +117,9 @@ int ck_py_key_by_value(PyTypeObject *tp);
  * dict, set and bytearray are new objects; immutable leaves (int, float,
  * str, bytes, None, bool, Decimal, UUID, the datetime family) and tuples and
  * frozensets holding only immutable values are shared (the same object).
+ * Application types are rebuilt through their class's constructor from
+ * copies of their fields (py_codec_app.c); Enum members, and named tuples
+ * and frozen dataclasses whose fields came back as themselves, are shared.
  * Same types, depth limit and errors as ck_py_pack (flags 0); aliasing inside
  * the graph is not preserved, as in a decode.
  */
@@ -120,6 +135,16 @@ PyObject *ck_py_copy(ck_state *st, PyObject *obj);
 PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
 
 /*
+ * ck_py_unpack that may also build application types (dataclasses, named
+ * tuples, Enums, ... docs/format.md codes 12-19): `types` (borrowed; a dict
+ * "module:qualname" -> class, or NULL) lists the classes trusted for this
+ * decode besides the process-wide registry (st->app_registry). A name found
+ * in neither is a SerializationError; nothing is ever imported.
+ */
+PyObject *ck_py_unpack_types(ck_state *st, const unsigned char *data, size_t len,
+                             PyObject *types);
+
+/*
  * Per-file setup, run from ck_codec_exec. datetime.h gives every translation
  * unit its own static PyDateTimeAPI pointer, so each file that uses the
  * datetime macros imports the C API itself. 0, or -1 with an exception set.
@@ -127,5 +152,7 @@ PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len);
 int ck_py_pack_init(void);
 int ck_py_unpack_init(void);
 int ck_py_copy_init(void);
+/* py_codec_app.c: adds _set_app_codec and unpack_trusted to the module. */
+int ck_codec_app_exec(PyObject *module);
 
 #endif /* CK_PY_CODEC_H */

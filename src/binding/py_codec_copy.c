@@ -7,7 +7,10 @@
  * what ck_py_unpack(ck_py_pack(obj)) would give, at a fraction of the cost.
  *
  *   - Types are those the packer accepts, matched exactly, in the same
- *     order; anything else raises the packer's UnsupportedTypeError, and
+ *     order, then application types (copy_app in py_codec_app.c: rebuilt by
+ *     their constructor from a copy of their fields, or shared when they
+ *     and their fields are immutable); anything else raises the packer's
+ *     UnsupportedTypeError, and
  *     nesting deeper than CK_CODEC_MAX_DEPTH (counted as the packer counts,
  *     the datetime family included) its SerializationError.
  *   - list, dict, set and bytearray are always new objects. Immutable leaves
@@ -40,7 +43,6 @@ int ck_py_copy_init(void)
     return PyDateTimeAPI == NULL ? -1 : 0;
 }
 
-static PyObject *copy_obj(pack_ctx *c, PyObject *obj);
 
 static PyObject *raise_changed(const char *what)
 {
@@ -69,7 +71,7 @@ static PyObject *copy_list(pack_ctx *c, PyObject *obj)
             goto error;
         }
         item = Py_NewRef(PyList_GET_ITEM(obj, i));
-        copy = copy_obj(c, item);
+        copy = copy_value(c, item);
         if (copy == NULL) {
             goto error;
         }
@@ -95,7 +97,7 @@ static PyObject *copy_tuple(pack_ctx *c, PyObject *obj)
     for (i = 0; i < n; i++) {
         /* Tuples own their items and cannot change: no extra reference. */
         item = PyTuple_GET_ITEM(obj, i);
-        copy = copy_obj(c, item);
+        copy = copy_value(c, item);
         if (copy == NULL) {
             goto error;
         }
@@ -142,11 +144,11 @@ static PyObject *copy_dict(pack_ctx *c, PyObject *obj)
         /* Borrowed from the dict, which user code may mutate meanwhile. */
         key = Py_NewRef(k);
         value = Py_NewRef(v);
-        key_copy = copy_obj(c, key);
+        key_copy = copy_value(c, key);
         if (key_copy == NULL) {
             goto error;
         }
-        value_copy = copy_obj(c, value);
+        value_copy = copy_value(c, value);
         if (value_copy == NULL) {
             goto error;
         }
@@ -194,7 +196,7 @@ static int copy_set_elements(pack_ctx *c, PyObject *obj, PyObject *into, int *al
 
     while (_PySet_NextEntry(obj, &pos, &k, &hash)) {
         item = Py_NewRef(k);
-        copy = copy_obj(c, item);
+        copy = copy_value(c, item);
         if (copy == NULL) {
             goto error;
         }
@@ -279,7 +281,7 @@ static PyObject *copy_nested(pack_ctx *c, PyObject *obj, PyTypeObject *tp)
 
 /* New reference: obj itself for immutable values, else a copy. Same type
    order as pack_obj. */
-static PyObject *copy_obj(pack_ctx *c, PyObject *obj)
+PyObject *copy_value(pack_ctx *c, PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
 
@@ -300,8 +302,7 @@ static PyObject *copy_obj(pack_ctx *c, PyObject *obj)
     if ((PyObject *)tp == c->st->DecimalType || (PyObject *)tp == c->st->UUIDType) {
         return Py_NewRef(obj);
     }
-    pack_raise_unsupported(c, obj);
-    return NULL;
+    return copy_app(c, obj);
 }
 
 PyObject *ck_py_copy(ck_state *st, PyObject *obj)
@@ -309,5 +310,5 @@ PyObject *ck_py_copy(ck_state *st, PyObject *obj)
     /* The packer's context, for its depth limit and error messages. */
     pack_ctx c = {.st = st, .flags = 0, .depth = 0, .stats = NULL, .limit = 0, .stopped = 0};
 
-    return copy_obj(&c, obj);
+    return copy_value(&c, obj);
 }

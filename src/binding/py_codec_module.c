@@ -165,5 +165,8 @@ int ck_codec_exec(PyObject *module)
     if (ck_py_pack_init() < 0 || ck_py_unpack_init() < 0 || ck_py_copy_init() < 0) {
         return -1;
     }
-    return PyModule_AddFunctions(module, codec_methods);
+    if (PyModule_AddFunctions(module, codec_methods) < 0) {
+        return -1;
+    }
+    return ck_codec_app_exec(module);
 }

@@ -11,7 +11,8 @@
  *
  * Types are matched exactly (Py_TYPE(obj) == &PyLong_Type, ...): a subclass
  * such as IntEnum, OrderedDict or a namedtuple would decode as its base type,
- * so it is refused rather than silently changed by the round trip.
+ * so it never takes the builtin encoding; in value mode it goes to pack_app
+ * (py_codec_app.c), which stores it with its class name or refuses it.
  *
  * Calls that can run user code, so containers may change under us while we
  * iterate them: tzinfo.utcoffset() (datetime.utcoffset() on a custom tzinfo),
@@ -105,7 +106,9 @@ int pack_raise_unsupported(pack_ctx *c, PyObject *obj)
     PyErr_Format(c->st->UnsupportedTypeError,
                  "cachekit cannot store values of type '%U'; supported: None, bool, int, "
                  "float, str, bytes, bytearray, list, tuple, dict, set, frozenset, datetime, "
-                 "date, time, timedelta, Decimal, UUID%s",
+                 "date, time, timedelta, Decimal, UUID, and (values only) dataclasses, named "
+                 "tuples, Enum members, OrderedDict, defaultdict, subclasses of builtin types, "
+                 "pydantic models, attrs classes%s",
                  name,
                  (c->flags & CK_PACK_KEY)
                      ? " (in cache keys also classes, Enum members, named tuples, frozen "
@@ -406,7 +409,7 @@ static inline __attribute__((always_inline)) int pack_dispatch(pack_ctx *c, ck_b
     if (c->flags & CK_PACK_KEY) {
         return pack_key_extra(c, out, obj);
     }
-    return pack_raise_unsupported(c, obj);
+    return pack_app(c, out, obj);
 }
 
 /* With statistics: count obj, encode it, then check the limit. Checking

@@ -159,6 +159,20 @@ int pack_dict(pack_ctx *c, ck_buf *out, PyObject *obj);
 /* set or frozenset, as ext `type` (CK_EXT_SET / CK_EXT_FROZENSET). */
 int pack_set(pack_ctx *c, ck_buf *out, PyObject *obj, int8_t type);
 
+/* --- py_codec_app.c ------------------------------------------------------ */
+
+/* Value mode, a type no exact match covers: an application type through
+   st->app_encode, or UnsupportedTypeError. */
+int pack_app(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* ck_py_copy of an application-type value: re-built from a copy of its
+   payload (an Enum member is returned as itself). */
+PyObject *copy_app(pack_ctx *c, PyObject *obj);
+
+/* --- py_codec_copy.c ----------------------------------------------------- */
+
+/* Any value: new reference to obj or its copy (ck_py_copy's recursion). */
+PyObject *copy_value(pack_ctx *c, PyObject *obj);
+
 /* --- py_codec_pack_key.c ------------------------------------------------- */
 
 /* CK_PACK_KEY only: anything the stored-value types do not cover. */

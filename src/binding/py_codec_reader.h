@@ -20,6 +20,8 @@ typedef struct {
     size_t pending;             /* values promised, not yet started
                                    (py_codec_reader.c explains) */
     int depth;                  /* levels open; <= CK_CODEC_MAX_DEPTH */
+    PyObject *types;            /* borrowed dict "module:qualname" -> class
+                                   trusted for this decode, or NULL */
 } reader;
 
 typedef enum {
@@ -62,5 +64,13 @@ int reader_head(reader *r, mp_head *h);
 /* Open a nesting level (the caller closes it with r->depth--); -1 with
    SerializationError past CK_CODEC_MAX_DEPTH. */
 int reader_depth_enter(reader *r);
+
+/* py_codec_unpack.c: decode the next value (any kind). New reference, or
+   NULL with an exception set. */
+PyObject *reader_value(reader *r);
+
+/* py_codec_app.c: the payload of an application-type extension (codes
+   CK_EXT_APP_FIRST..CK_EXT_APP_LAST), inside its window. */
+PyObject *ck_unpack_app(reader *r, const mp_head *ext);
 
 #endif /* CK_PY_CODEC_READER_H */

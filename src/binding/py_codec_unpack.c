@@ -36,7 +36,6 @@ int ck_py_unpack_init(void)
     return PyDateTimeAPI == NULL ? -1 : 0;
 }
 
-static PyObject *read_value(reader *r);
 
 /* ------------------------------------------------------------------------ */
 /* Standard types                                                            */
@@ -68,7 +67,7 @@ static PyObject *read_list(reader *r, const mp_head *h)
         goto error;
     }
     for (i = 0; i < h->len; i++) {
-        item = read_value(r);
+        item = reader_value(r);
         if (item == NULL) {
             goto error;
         }
@@ -179,7 +178,7 @@ static PyObject *read_map(reader *r, const mp_head *h)
     }
     for (i = 0; i < h->len; i++) {
         key_offset = reader_offset(r, r->p);
-        key = read_value(r);
+        key = reader_value(r);
         if (key == NULL) {
             goto error;
         }
@@ -188,7 +187,7 @@ static PyObject *read_map(reader *r, const mp_head *h)
         if (guarded && guard_add(r, &hc, key, 1, h->offset, key_offset) < 0) {
             goto error;
         }
-        value = read_value(r);
+        value = reader_value(r);
         if (value == NULL || map_insert(r, dict, key, value, key_offset) < 0) {
             goto error;
         }
@@ -252,7 +251,7 @@ static PyObject *read_tuple(reader *r, const mp_head *ext)
         return NULL;
     }
     for (i = 0; i < n; i++) {
-        item = read_value(r);
+        item = reader_value(r);
         if (item == NULL) {
             Py_DECREF(tuple); /* unfilled slots are NULL, which is fine */
             return NULL;
@@ -284,7 +283,7 @@ static PyObject *read_set(reader *r, const mp_head *ext, int frozen)
     }
     for (i = 0; i < n; i++) {
         item_offset = reader_offset(r, r->p);
-        item = read_value(r);
+        item = reader_value(r);
         if (item == NULL) {
             goto error;
         }
@@ -514,8 +513,14 @@ static PyObject *read_nested_ext(reader *r, const mp_head *ext)
     case CK_EXT_FROZENSET:
         res = read_set(r, ext, ext->ext_type == CK_EXT_FROZENSET);
         break;
-    default:
+    case CK_EXT_DATETIME:
+    case CK_EXT_DATE:
+    case CK_EXT_TIME:
+    case CK_EXT_TIMEDELTA:
         res = read_datetime_like(r, ext);
+        break;
+    default:
+        res = ck_unpack_app(r, ext);
         break;
     }
     if (res != NULL && r->p != r->end) {
@@ -552,6 +557,15 @@ static PyObject *read_ext(reader *r, const mp_head *h)
     case CK_EXT_TIME:
     case CK_EXT_TIMEDELTA:
         return read_nested_ext(r, h);
+    case CK_EXT_APP_DATACLASS:
+    case CK_EXT_APP_NAMEDTUPLE:
+    case CK_EXT_APP_ENUM:
+    case CK_EXT_APP_ORDEREDDICT:
+    case CK_EXT_APP_DEFAULTDICT:
+    case CK_EXT_APP_SUBCLASS:
+    case CK_EXT_APP_PYDANTIC:
+    case CK_EXT_APP_ATTRS:
+        return read_nested_ext(r, h);
     case CK_EXT_KEY_CLASS:
     case CK_EXT_KEY_CUSTOM:
     case CK_EXT_KEY_ENUM:
@@ -569,7 +583,7 @@ static PyObject *read_ext(reader *r, const mp_head *h)
 /* Entry points                                                              */
 /* ------------------------------------------------------------------------ */
 
-static PyObject *read_value(reader *r)
+PyObject *reader_value(reader *r)
 {
     mp_head h;
 
@@ -604,10 +618,22 @@ static PyObject *read_value(reader *r)
 
 PyObject *ck_py_unpack(ck_state *st, const unsigned char *data, size_t len)
 {
-    reader r = {.st = st, .start = data, .p = data, .end = data + len, .pending = 1, .depth = 0};
+    return ck_py_unpack_types(st, data, len, NULL);
+}
+
+PyObject *ck_py_unpack_types(ck_state *st, const unsigned char *data, size_t len,
+                             PyObject *types)
+{
+    reader r = {.st = st,
+                .start = data,
+                .p = data,
+                .end = data + len,
+                .pending = 1,
+                .depth = 0,
+                .types = types};
     PyObject *res;
 
-    res = read_value(&r);
+    res = reader_value(&r);
     if (res != NULL && r.p != r.end) {
         Py_DECREF(res);
         return reader_fail(&r, "trailing bytes after msgpack value at offset %zu",

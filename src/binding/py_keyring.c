@@ -286,7 +286,7 @@ static PyObject *keyring_seal_value(ck_keyring_object *self, PyObject *const *ar
 
 PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned char *entry,
                                    size_t n, size_t max_size, ck_span tenant, ck_span cache_key,
-                                   const ck_unlock_hooks *hooks)
+                                   const ck_unlock_hooks *hooks, PyObject *types)
 {
     PyObject *value = NULL;
     uint8_t serializer = 0;
@@ -303,7 +303,7 @@ PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned 
         PyErr_Format(st->IntegrityError, "entry uses serializer %u, not msgpack", serializer);
         goto done;
     }
-    value = ck_py_unpack(st, pt.data, pt.len);
+    value = ck_py_unpack_types(st, pt.data, pt.len, types);
 done:
     ck_buf_free(&pt); /* wipes */
     return value;
@@ -347,7 +347,7 @@ static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     hooks = entry.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only;
     if (decode) {
         result = ck_keyring_open_to_value(st, self->kr, entry.buf, (size_t)entry.len,
-                                          (size_t)max_size, a.tenant, a.cache_key, hooks);
+                                          (size_t)max_size, a.tenant, a.cache_key, hooks, NULL);
         goto error;
     }
     if (ck_keyring_open(self->kr, entry.buf, (size_t)entry.len, (size_t)max_size, a.tenant,

@@ -30,9 +30,10 @@ void ck_raise_crypto_error(ck_state *st, const ck_error *err, int opening);
 
 /* Open an entry and decode its msgpack plaintext (wiped after). New
    reference, or NULL with DecryptionError / IntegrityError /
-   EncryptionError / SerializationError set. */
+   EncryptionError / SerializationError set. types: the application types
+   trusted for this decode (ck_py_unpack_types), or NULL. */
 PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned char *entry,
                                    size_t n, size_t max_size, ck_span tenant, ck_span cache_key,
-                                   const ck_unlock_hooks *hooks);
+                                   const ck_unlock_hooks *hooks, PyObject *types);
 
 #endif /* CK_PY_KEYRING_H */
