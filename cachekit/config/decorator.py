@@ -65,6 +65,8 @@ class L1CacheConfig:
 
 
 # Options of the reference API not built yet: name -> the default we accept.
+_ENCRYPTION_FIELDS = frozenset({"master_key", "tenant_extractor", "key_provider", "fail_closed"})
+
 NOT_YET_AVAILABLE: dict[str, Any] = {
     "stale_ttl": None,
     "swr_by_default": False,
@@ -192,6 +194,48 @@ class DecoratorConfig:
         from cachekit import backends
 
         backends.check_backend(self.backend)
+
+    @classmethod
+    def minimal(cls, **overrides: Any) -> "DecoratorConfig":
+        """The ``cache.minimal`` preset, with overrides (cachekit/config/presets.py)."""
+        return cls._preset("minimal", overrides)
+
+    @classmethod
+    def production(cls, **overrides: Any) -> "DecoratorConfig":
+        """The ``cache.production`` preset, with overrides."""
+        return cls._preset("production", overrides)
+
+    @classmethod
+    def secure(cls, **overrides: Any) -> "DecoratorConfig":
+        """The ``cache.secure`` preset, with overrides (``master_key=`` goes to
+        the encryption config)."""
+        return cls._preset("secure", overrides)
+
+    @classmethod
+    def dev(cls, **overrides: Any) -> "DecoratorConfig":
+        """The ``cache.dev`` preset, with overrides."""
+        return cls._preset("dev", overrides)
+
+    @classmethod
+    def test(cls, **overrides: Any) -> "DecoratorConfig":
+        """The ``cache.test`` preset, with overrides."""
+        return cls._preset("test", overrides)
+
+    @classmethod
+    def _preset(cls, name: str, overrides: dict[str, Any]) -> "DecoratorConfig":
+        from cachekit.config.presets import PRESETS
+
+        base = PRESETS[name]()
+        enc = {k: overrides.pop(k) for k in list(overrides) if k in _ENCRYPTION_FIELDS}
+        if enc:
+            from cachekit.config.secret import SecretStr
+
+            if isinstance(enc.get("master_key"), str):
+                enc["master_key"] = SecretStr(enc["master_key"])
+            overrides["encryption"] = dataclasses.replace(
+                overrides.get("encryption", base.encryption), **enc
+            )
+        return dataclasses.replace(base, **overrides)
 
     @property
     def encrypted(self) -> bool:

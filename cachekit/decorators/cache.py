@@ -2,9 +2,11 @@
 
 ``@cache``, ``@cache()`` and ``@cache(ttl=60, namespace="users", backend=None)``
 all work; options may also come as ``config=DecoratorConfig(...)``, with
-keyword options overriding it. Presets are attributes: ``cache.local`` (the
-L1 store only) and ``cache.secure`` (client-side AES-256-GCM: the store only
-ever holds ciphertext; a missing or malformed key fails here, at decoration).
+keyword options overriding it. Presets are attributes: ``cache.local``
+(reference caching in this process), ``cache.secure`` (client-side
+AES-256-GCM: the store only ever holds ciphertext; a missing or malformed
+key fails here, at decoration), and ``cache.minimal``, ``cache.production``,
+``cache.dev``, ``cache.test`` (cachekit/config/presets.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
 from cachekit.config.encryption import EncryptionConfig, adapt_tenant_extractor, key_type_error
+from cachekit.config.presets import PRESETS
 from cachekit.config.secret import SecretStr
 from cachekit.decorators.types import Cache, CacheIntent
 from cachekit.decorators.wrapper import wrap
@@ -30,7 +33,7 @@ _ENCRYPTION_ALIASES = {
     "master_key", "previous_master_keys", "key_rotation_enabled", "tenant_extractor",
     "dek_max_age", "dek_max_messages", "dek_max_bytes", "key_provider", "fail_closed",
 }
-_INTENTS = ("local", "secure")
+_INTENTS = ("local", "minimal", "production", "secure", "dev", "test")
 # Nested option objects: name, type, what to pass instead.
 _NESTED = (
     ("l1", L1CacheConfig, "pass l1=L1CacheConfig(...) or the flat l1_max_entries=/l1_max_size_mb="),
@@ -59,8 +62,15 @@ def _hide_secrets(overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def _build_config(config: DecoratorConfig | None, overrides: dict[str, Any]) -> DecoratorConfig:
-    base = config if config is not None else DecoratorConfig()
+def _build_config(
+    config: DecoratorConfig | None, overrides: dict[str, Any], intent: str | None = None
+) -> DecoratorConfig:
+    if config is not None:
+        base = config
+    elif intent in PRESETS:
+        base = PRESETS[intent]()
+    else:
+        base = DecoratorConfig()
     if not isinstance(base, DecoratorConfig):
         raise ConfigurationError(f"config must be a DecoratorConfig, not {type(base).__name__}")
     for name, kind, hint in _NESTED:
@@ -115,7 +125,7 @@ def _decorate(
 ) -> Any:
     if intent is not None and intent not in _INTENTS:
         raise ConfigurationError(f"unknown cache intent {intent!r}; available: {', '.join(_INTENTS)}")
-    resolved = _build_config(config, dict(overrides))
+    resolved = _build_config(config, dict(overrides), intent)
     if intent == "local":
         _check_local(resolved)
         resolved = dataclasses.replace(resolved, backend=None)
@@ -180,5 +190,9 @@ def _intent(name: str) -> Callable[..., Any]:
 
 cache.local = cast(CacheIntent, _intent("local"))
 cache.secure = cast(CacheIntent, _intent("secure"))
+cache.minimal = cast(CacheIntent, _intent("minimal"))
+cache.production = cast(CacheIntent, _intent("production"))
+cache.dev = cast(CacheIntent, _intent("dev"))
+cache.test = cast(CacheIntent, _intent("test"))
 
 __all__ = ["cache", "DecoratorConfig", "EncryptionConfig", "L1CacheConfig"]

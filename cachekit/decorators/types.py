@@ -131,3 +131,7 @@ class Cache(CacheIntent, Protocol):
 
     local: CacheIntent
     secure: CacheIntent
+    minimal: CacheIntent
+    production: CacheIntent
+    dev: CacheIntent
+    test: CacheIntent
