@@ -14,6 +14,7 @@ from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.backends import resolve_backend
 from cachekit.decorators.events import event_reporter
+from cachekit.decorators.health import attach_health
 from cachekit.decorators.l2 import l2_for, secure_stays_local
 from cachekit.decorators.signature import key_spec
 from cachekit.decorators.types_registry import value_types_for
@@ -135,6 +136,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         **key_spec(func),
     )
     functools.update_wrapper(cached, func)
+    attach_health(cached, backend, l2, identity)
     if is_async:
         mark_coroutine_function(cached, func)
     return cached

@@ -129,6 +129,7 @@ static int ck_exec(PyObject *module)
         return -1;
     }
     if (intern(&st->str_cachekit_key, "__cachekit_key__") < 0 ||
+        intern(&st->str_bypass_cache, "_bypass_cache") < 0 ||
         intern(&st->str_module, "__module__") < 0 ||
         intern(&st->str_qualname, "__qualname__") < 0 || intern(&st->str_key, "key") < 0 ||
         intern(&st->str_int, "int") < 0 || intern(&st->str_bytes, "bytes") < 0 ||
@@ -151,7 +152,7 @@ static int ck_exec(PyObject *module)
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
     X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(L2BackendType)                 \
     X(DecimalType) X(UUIDType) X(ZoneInfoType) X(app_encode) X(app_decode) X(app_registry)        \
-    X(str_cachekit_key) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
+    X(str_cachekit_key) X(str_bypass_cache) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
     X(str_value_)
 
 static int ck_traverse(PyObject *module, visitproc visit, void *arg)

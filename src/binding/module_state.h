@@ -71,6 +71,7 @@ typedef struct {
 
     /* Interned attribute names used on hot or warm paths. */
     PyObject *str_cachekit_key; /* "__cachekit_key__" */
+    PyObject *str_bypass_cache; /* "_bypass_cache" (a call keyword) */
     PyObject *str_module;       /* "__module__" */
     PyObject *str_qualname;     /* "__qualname__" */
     PyObject *str_key;          /* "key" (ZoneInfo.key) */

@@ -180,6 +180,7 @@ done:
 static PyObject *cached_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
                                    PyObject *kwnames)
 {
+    CK_BYPASS_CHECK(self, args, nargsf, kwnames);
     return cached_call(self, args, nargsf, kwnames, NULL);
 }
 
@@ -191,6 +192,18 @@ PyObject *ck_cached_call_mode(ck_cached *self, PyObject *const *args, size_t nar
 }
 
 /* ----------------------------------------------------------- constructor */
+
+static int names_contain(PyObject *names, PyObject *name)
+{
+    Py_ssize_t i;
+
+    for (i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        if (PyUnicode_Compare(PyTuple_GET_ITEM(names, i), name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 static int check_names(PyObject *names, const char *what)
 {
@@ -355,6 +368,8 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->spec.has_varargs = varargs;
     self->spec.has_varkw = varkw;
     self->spec.self_is_instance = self_is_instance && self->spec.n_pos > 0;
+    self->bypass_kw = !names_contain(pos_names, st->str_bypass_cache) &&
+                      !names_contain(kwonly_names, st->str_bypass_cache);
     return (PyObject *)self;
 }
 

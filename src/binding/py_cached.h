@@ -35,6 +35,8 @@ typedef struct {
     char reference;          /* @cache.local: entries are the result objects
                                 themselves, by identity, never encoded */
     char copy;               /* hits of mutable results return fresh copies */
+    char bypass_kw;          /* the call keyword _bypass_cache is ours (the
+                                function has no parameter of that name) */
     unsigned char *sign_key; /* signed plain L2 entries: the signing key (secure
                                 heap, wiped when freed), or NULL */
     int64_t lease_ms;        /* stampede lease lifetime in ms; 0: no leases */
@@ -122,6 +124,23 @@ PyObject *ck_cached_run_uncached(ck_cached *self, ck_call_mode *mode, PyObject *
    (mode->key set to the key bytes, NULL with an exception on ENOMEM), 0
    when an exception is set. */
 int ck_cached_missed(ck_call_mode *mode, const ck_buf *key);
+
+/* The _bypass_cache=... call keyword: its index in kwnames, or -1. */
+Py_ssize_t ck_cached_bypass_index(ck_cached *self, PyObject *kwnames);
+/* Run the call without that keyword: uncached when it is true, as usual
+   when false. */
+PyObject *ck_cached_bypass(ck_cached *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames, Py_ssize_t at);
+
+#define CK_BYPASS_CHECK(self, args, nargsf, kwnames)                                          \
+    do {                                                                                     \
+        if ((kwnames) != NULL) {                                                             \
+            Py_ssize_t at_ = ck_cached_bypass_index((self), (kwnames));                      \
+            if (at_ >= 0) {                                                                  \
+                return ck_cached_bypass((self), (args), (nargsf), (kwnames), at_);          \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
 
 /* What a reference entry (@cache.local) is charged: the result's own size.
    0; 1 when it cannot be sized (reported, the result is returned uncached);

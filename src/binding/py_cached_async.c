@@ -221,6 +221,7 @@ PyObject *ck_cached_async_vectorcall(ck_cached *self, PyObject *const *args, siz
     ck_call_mode mode = {.result = NULL};
     PyObject *res, *tuple = NULL, *kwargs = NULL;
 
+    CK_BYPASS_CHECK(self, args, nargsf, kwnames);
     res = ck_cached_call_mode(self, args, nargsf, kwnames, &mode);
     if (res != NULL) {
         PyObject *ready;

@@ -213,3 +213,67 @@ error:
     return ck_cached_report_failure(self, "store_error") < 0 ? -1 : 1;
 }
 
+
+Py_ssize_t ck_cached_bypass_index(ck_cached *self, PyObject *kwnames)
+{
+    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    Py_ssize_t i, n = PyTuple_GET_SIZE(kwnames);
+
+    if (!self->bypass_kw) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (PyTuple_GET_ITEM(kwnames, i) == st->str_bypass_cache) {
+            return i;
+        }
+    }
+    /* Keyword names are nearly always interned; compare the rare others. */
+    for (i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_GET_LENGTH(name) == 13 && PyUnicode_Compare(name, st->str_bypass_cache) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+PyObject *ck_cached_bypass(ck_cached *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames, Py_ssize_t at)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = PyTuple_GET_SIZE(kwnames), i, j;
+    PyObject **argv = NULL, *names = NULL, *res = NULL;
+    int bypass = PyObject_IsTrue(args[nargs + at]);
+
+    if (bypass < 0) {
+        return NULL;
+    }
+    argv = PyMem_New(PyObject *, (size_t)(nargs + nkw));
+    names = nkw > 1 ? PyTuple_New(nkw - 1) : NULL;
+    if (argv == NULL || (nkw > 1 && names == NULL)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < nargs; i++) {
+        argv[i] = args[i];
+    }
+    for (i = 0, j = 0; i < nkw; i++) {
+        if (i == at) {
+            continue;
+        }
+        argv[nargs + j] = args[nargs + i];
+        PyTuple_SET_ITEM(names, j, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        j++;
+    }
+    if (bypass) {
+        /* Runs the function itself: nothing is read from or written to the
+           cache for this call. */
+        self->misses++;
+        res = PyObject_Vectorcall(self->func, argv, (size_t)nargs, names);
+    } else {
+        res = self->vectorcall((PyObject *)self, argv, (size_t)nargs, names);
+    }
+done:
+    Py_XDECREF(names);
+    PyMem_Free(argv);
+    return res;
+}

@@ -63,16 +63,35 @@ PyDoc_STRVAR(invalidate_doc,
              "invalidate_cache($self, /, *args, **kwargs)\n--\n\n"
              "Forget the entry of the call f(*args, **kwargs). Returns True if there\n"
              "was one. For a method, pass the instance first, or call it on the bound\n"
-             "method: obj.method.invalidate_cache(*args).");
+             "method: obj.method.invalidate_cache(*args). With no arguments (on a\n"
+             "function that takes some): every entry of the function, as cache_clear().");
+
+/* invalidate_cache() with no arguments, on a function that takes some:
+   every entry of the function, in both tiers (as the reference API does). */
+static PyObject *invalidate_all(ck_cached *self)
+{
+    size_t had = self->owner.count;
+
+    ck_cached_drop_entries(self);
+    if (self->l2 != NULL && ck_cached_l2_clear(self) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(had > 0 || self->l2 != NULL);
+}
 
 PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t nargsf,
-                                   PyObject *kwnames)
+                               PyObject *kwnames)
 {
     ck_l1_entry *detached = NULL;
     PyObject *identity;
     ck_buf key, name;
     int removed = -1, in_l2, has_l2;
 
+    if (PyVectorcall_NARGS(nargsf) == 0 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) &&
+        (self->spec.n_pos > 0 || self->spec.n_kwonly > 0 || self->spec.has_varargs ||
+         self->spec.has_varkw)) {
+        return invalidate_all(self);
+    }
     ck_buf_init_secret(&key);
     ck_buf_init(&name);
     if (key_for_call(self, args, nargsf, kwnames, &key, &identity, &name, &has_l2) == 0) {

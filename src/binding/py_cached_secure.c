@@ -431,5 +431,6 @@ done:
 PyObject *ck_cached_secure_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
                                       PyObject *kwnames)
 {
+    CK_BYPASS_CHECK(self, args, nargsf, kwnames);
     return ck_cached_secure_call(self, args, nargsf, kwnames, NULL);
 }
