@@ -20,6 +20,10 @@
  *                                      inputs of 64+ bytes framed with
  *                                      compress_min 64)
  *   _core.unframe(data)
+ *   kr.open_value(data)                the bytes as an encrypted entry
+ *   kr.open_value(kr.seal(data))       the bytes as the plaintext of one
+ *                                      that authenticates (kr: a Keyring
+ *                                      with 32 zero bytes as master key)
  *
  * Each call must return a value or raise a CachekitError subclass; any
  * other exception (TypeError, RecursionError, SystemError, ...) is a
@@ -41,6 +45,7 @@ static PyObject *core;      /* cachekit._core */
 static PyObject *base_exc;  /* cachekit._core.CachekitError */
 static PyObject *fn_unpack, *fn_decode, *fn_frame, *fn_unframe;
 static PyObject *kw_compress; /* {"compress_min": 64} */
+static PyObject *kr_open, *kr_seal; /* Keyring(bytes(32)).open_value, .seal */
 
 static void die(const char *what)
 {
@@ -82,8 +87,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fn_frame = PyObject_GetAttrString(core, "frame");
     fn_unframe = PyObject_GetAttrString(core, "unframe");
     kw_compress = Py_BuildValue("{s:i}", "compress_min", 64);
+    {
+        PyObject *kr = PyObject_CallMethod(core, "Keyring", "(y#)", (const char[32]){0},
+                                           (Py_ssize_t)32);
+        if (kr == NULL) {
+            die("cannot create a Keyring");
+        }
+        kr_open = PyObject_GetAttrString(kr, "open_value");
+        kr_seal = PyObject_GetAttrString(kr, "seal");
+        Py_DECREF(kr);
+    }
     if (base_exc == NULL || fn_unpack == NULL || fn_decode == NULL || fn_frame == NULL ||
-        fn_unframe == NULL || kw_compress == NULL) {
+        fn_unframe == NULL || kw_compress == NULL || kr_open == NULL || kr_seal == NULL) {
         die("cachekit._core lacks a decoder");
     }
     return 0;
@@ -113,7 +128,7 @@ static void expect(PyObject *res, const char *what)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    PyObject *bytes, *args, *framed;
+    PyObject *bytes, *args, *framed, *sealed;
 
     bytes = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)size);
     if (bytes == NULL) {
@@ -134,6 +149,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     expect(PyObject_CallOneArg(fn_decode, framed), "decode_entry(frame(data))");
     Py_DECREF(framed);
     Py_DECREF(args);
+
+    expect(PyObject_CallOneArg(kr_open, bytes), "Keyring.open_value(data)");
+    sealed = PyObject_CallOneArg(kr_seal, bytes);
+    if (sealed == NULL) {
+        die("Keyring.seal(data) failed");
+    }
+    expect(PyObject_CallOneArg(kr_open, sealed), "Keyring.open_value(Keyring.seal(data))");
+    Py_DECREF(sealed);
     Py_DECREF(bytes);
     return 0;
 }

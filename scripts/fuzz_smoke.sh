@@ -7,6 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHEKIT_SANITIZE=1 bash scripts/install-deps.sh
+# install-deps.sh adds libclang-rt-14-dev only along with a missing clang;
+# a clang without libFuzzer gets the runtime here.
+if [ ! -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-rt-14-dev >/dev/null
+fi
 bash fuzz/build.sh
 secs=${FUZZ_SMOKE_SECONDS:-6}
 failed=()
