@@ -261,7 +261,9 @@ PyObject *ck_cached_bypass(ck_cached *self, PyObject *const *args, size_t nargsf
             continue;
         }
         argv[nargs + j] = args[nargs + i];
-        PyTuple_SET_ITEM(names, j, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        if (names != NULL) { /* NULL only when this was the one keyword */
+            PyTuple_SET_ITEM(names, j, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        }
         j++;
     }
     if (bypass) {
