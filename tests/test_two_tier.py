@@ -681,3 +681,17 @@ def test_async_functions_take_the_stampede_lease_too(redis_server, tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     assert log.read_text().count("run") == 1
     assert RedisClient(redis_server.url).get(b"alease:") is None  # sanity: a real client works
+
+
+def test_a_stampede_lease_never_waits_where_no_lease_can_be_taken():
+    # A Python backend has no leases (and an open breaker skips them): the
+    # call computes at once instead of waiting for a holder that is not there.
+    b = DictBackend()
+
+    @cache.production(backend=b, stampede_lease=30)
+    def f(x):
+        return x
+
+    start = time.perf_counter()
+    assert f(1) == 1
+    assert time.perf_counter() - start < 5

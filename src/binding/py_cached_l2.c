@@ -300,9 +300,12 @@ int ck_cached_l2_lease(ck_cached *self, const ck_buf *name, ck_l2_lookup_fn look
     rc = ck_l2_lease_acquire(self->l2, (const char *)name->data, name->len, self->lease_ms,
                              token);
     if (rc != 0) {
-        if (rc > 0) {
+        if (rc == 1) {
             *held = 1;
             return 0;
+        }
+        if (rc == 2) {
+            return 0; /* no lease here: just compute */
         }
         return ck_cached_l2_report(self) < 0 ? -1 : 0;
     }

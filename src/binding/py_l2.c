@@ -258,7 +258,7 @@ int ck_l2_lease_acquire(ck_l2_object *l2, const char *name, size_t n, int64_t le
     size_t i;
 
     if (l2->redis == NULL) {
-        return 0; /* leases need Redis; other backends just compute */
+        return 2; /* leases need Redis; other backends just compute */
     }
     if (ck_random_bytes(raw, sizeof(raw), &err) < 0) {
         PyErr_Format(PyExc_RuntimeError, "%s", err.msg);
@@ -277,7 +277,7 @@ int ck_l2_lease_acquire(ck_l2_object *l2, const char *name, size_t n, int64_t le
     lens[1] = lname.len;
     lens[5] = (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)lease_ms);
     if (!l2_allow(l2)) {
-        rc = 0;
+        rc = 2; /* the backend is being skipped: compute, do not wait on it */
         goto done;
     }
     rc = add(l2, &req, 6, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0 ? -1 : 0;

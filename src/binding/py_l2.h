@@ -41,8 +41,9 @@ int ck_l2_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char 
 int ck_l2_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms);
 
 /* Cross-process stampede leases (Redis only): SET <name>:lease <token> NX
-   PX lease_ms. 1: acquired (token filled), 0: another process holds it (or
-   not Redis, or skipped), -1: failed. Release is compare-and-delete, so a
+   PX lease_ms. 1: acquired (token filled), 0: another process holds it,
+   2: no lease to take (not Redis, or the backend is being skipped), -1:
+   failed. Release is compare-and-delete, so a
    lease that expired and passed to another process is never removed. */
 #define CK_L2_TOKEN_LEN 32
 int ck_l2_lease_acquire(ck_l2_object *l2, const char *name, size_t n, int64_t lease_ms,
