@@ -7,6 +7,8 @@
 
 #include "module_state.h"
 
+#include <time.h>
+
 #include "ck_buf.h"
 #include "py_codec.h"
 #include "py_keyring.h"
@@ -19,6 +21,8 @@ typedef struct ck_flight ck_flight;
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    ck_state *st;            /* the module state (borrowed: our type, which
+                                every instance holds, holds the module) */
     PyObject *func;          /* the wrapped callable */
     ck_store_object *store;  /* the L1Store holding our entries */
     ck_l1_owner owner;       /* our share of the store */
@@ -76,8 +80,16 @@ int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size
                    ck_flight **leader);
 void ck_flight_done(ck_cached *self, ck_flight *f);
 
-/* Record that an operation happened now (CacheInfo.last_operation_at). */
-void ck_cached_touch(ck_cached *self);
+/* Record that an operation happened now (CacheInfo.last_operation_at).
+   Inline: every call does it. The coarse clock is a vDSO read of the last
+   tick (a few ns), and a millisecond is precision enough here. */
+static inline void ck_cached_touch(ck_cached *self)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    self->last_op_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* The vectorcall of an async function (py_cached_async.c). */
 PyObject *ck_cached_async_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,

@@ -144,8 +144,21 @@ static inline ck_l1_entry **bucket_of(ck_l1 *s, ck_hash128 h)
 static inline int entry_matches(const ck_l1_entry *e, const ck_l1_owner *owner, ck_hash128 h,
                                 const unsigned char *key, size_t key_len)
 {
-    return e->hash.lo == h.lo && e->hash.hi == h.hi && e->owner == owner &&
-           e->key_len == key_len && memcmp(e->key, key, key_len) == 0;
+    size_t i;
+
+    if (e->hash.lo != h.lo || e->hash.hi != h.hi || e->owner != owner || e->key_len != key_len) {
+        return 0;
+    }
+    /* Keys of one or two scalars are a few bytes: a loop beats the call. */
+    if (key_len <= 16) {
+        for (i = 0; i < key_len; i++) {
+            if (e->key[i] != key[i]) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return memcmp(e->key, key, key_len) == 0;
 }
 
 /* Unlink e from its chain and the LRU list, fix the accounting and push it
