@@ -433,6 +433,7 @@ static void cached_dealloc(ck_cached *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     (void)cached_clear(self);
+    ck_flight_clear_spare(self);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

@@ -48,6 +48,7 @@ typedef struct {
                                 entries are keyed by identity, or NULL */
     ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
     ck_flight *flights;      /* misses being computed by some thread (GIL held) */
+    ck_flight *spare_flight; /* a finished flight kept for the next miss, or NULL */
     PyObject *value_types;   /* dict "module:qualname" -> class: application
                                 types trusted when decoding this function's
                                 stored values (py_codec_app.c), or NULL */
@@ -79,6 +80,8 @@ enum { CK_FLIGHT_ALONE = 0, CK_FLIGHT_LEADER = 1, CK_FLIGHT_WAITED = 2 };
 int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t n,
                    ck_flight **leader);
 void ck_flight_done(ck_cached *self, ck_flight *f);
+/* Free the spare flight (dealloc). */
+void ck_flight_clear_spare(ck_cached *self);
 
 /* Record that an operation happened now (CacheInfo.last_operation_at).
    Inline: every call does it. The coarse clock is a vDSO read of the last

@@ -375,12 +375,16 @@ int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
     owner->bytes += charge;
 
     /* Drop a few expired entries from the cold end first, so a bound is not
-       met by evicting live entries while dead ones remain. */
-    if (now == 0) {
-        now = ck_l1_now_ns();
-    }
+       met by evicting live entries while dead ones remain. The clock is read
+       only once a tail entry can expire at all. */
     for (i = 0; i < CK_L1_EXPIRY_SWEEP && s->lru.prev != &e->lru; i++) {
         ck_l1_entry *tail = lru_tail(s);
+        if (tail->expires_ns == 0) {
+            break;
+        }
+        if (now == 0) {
+            now = ck_l1_now_ns();
+        }
         if (!expired(tail, now)) {
             break;
         }
