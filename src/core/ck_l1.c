@@ -279,6 +279,12 @@ int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char
             break;
         }
     }
+    if (e == NULL && s->count >= s->max_entries && s->lru.prev != &s->lru) {
+        /* A miss of a full store is usually followed by a put that evicts
+           the LRU tail: start loading it (cold in a large store) while the
+           caller computes the value. */
+        __builtin_prefetch(lru_tail(s));
+    }
     if (e != NULL) {
         if (expired(e, e->expires_ns ? ck_l1_now_ns() : 0)) {
             detach(s, e, detached);
