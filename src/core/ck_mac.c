@@ -25,9 +25,9 @@
  *
  * Cost per MAC of a short message with callgrind on OpenSSL 3.0 (valgrind
  * does not emulate SHA-NI, so natively both are several times cheaper): the
- * two SHA-256 compressions alone are ~4,100 instructions; the EVP_MAC
- * re-init path added ~2,400 more (params lookup, context copy, mutex,
- * cleanses); see the commit introducing the pads for the measured totals.
+ * two SHA-256 compressions alone are ~4,100 instructions, and switching a
+ * one-argument @cache.secure L1 hit from the EVP_MAC re-init path (params
+ * lookups, context copy, mutex) to the pads took it from 10,722 to 9,149.
  * (EVP_MAC_CTX_dup of a keyed context per call was 11,900; two keyed
  * EVP_MD_CTX copies 7,800, each copy a provider dupctx and a malloc.)
  *
