@@ -109,6 +109,18 @@ uint64_t ck_l1_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The time base of entry expiry: the coarse monotonic clock, a vDSO read of
+   the last kernel tick (a few ns; CLOCK_MONOTONIC's TSC read costs more than
+   the rest of a TTL hit). Stamps and checks both use it, so an entry lives
+   its TTL to within one tick either way (1-10 ms with HZ 1000-100). */
+static inline uint64_t expiry_now(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ------------------------------------------------------------ list helpers */
 
 static inline ck_l1_entry *entry_of(ck_l1_link *link)
@@ -286,7 +298,7 @@ int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char
         __builtin_prefetch(lru_tail(s));
     }
     if (e != NULL) {
-        if (expired(e, e->expires_ns ? ck_l1_now_ns() : 0)) {
+        if (expired(e, e->expires_ns ? expiry_now() : 0)) {
             detach(s, e, detached);
             s->expirations++;
         } else {
@@ -345,7 +357,7 @@ int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
         return ck_error_set(err, CK_ENOMEM, "out of memory for a cache entry");
     }
     if (ttl_ns != 0) {
-        now = ck_l1_now_ns();
+        now = expiry_now();
     }
     e->owner = owner;
     e->hash = h;
@@ -389,7 +401,7 @@ int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
             break;
         }
         if (now == 0) {
-            now = ck_l1_now_ns();
+            now = expiry_now();
         }
         if (!expired(tail, now)) {
             break;
@@ -456,7 +468,7 @@ void ck_l1_clear_group(ck_l1 *s, ck_l1_group *g, ck_l1_entry **detached)
 size_t ck_l1_purge_expired(ck_l1 *s, ck_l1_entry **detached)
 {
     ck_l1_link *link, *prev;
-    uint64_t now = ck_l1_now_ns();
+    uint64_t now = expiry_now();
     size_t n = 0;
 
     pthread_mutex_lock(&s->lock);
