@@ -14,6 +14,17 @@
 
 #define KEY_FLAGS (CK_PACK_CANONICAL | CK_PACK_KEY)
 
+/* Host to big-endian (msgpack's byte order). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define BE16(x) (x)
+#define BE32(x) (x)
+#define BE64(x) (x)
+#else
+#define BE16(x) __builtin_bswap16(x)
+#define BE32(x) __builtin_bswap32(x)
+#define BE64(x) __builtin_bswap64(x)
+#endif
+
 static int pack_array_header(ck_buf *out, size_t n)
 {
     msgpack_packer pk;
@@ -80,19 +91,18 @@ static int classify_self(ck_state *st, PyObject *self, PyTypeObject *tp)
    entry keyed so to the instance's lifetime (*identity). */
 static int pack_identity(ck_buf *out, PyObject *self)
 {
-    unsigned char ext[2 + 1 + 8];
-    uint64_t addr = (uint64_t)(uintptr_t)self;
-    int i;
+    uint64_t be = BE64((uint64_t)(uintptr_t)self);
+    unsigned char *p;
 
-    ext[0] = 0xd7; /* fixext 8 */
-    ext[1] = (unsigned char)CK_EXT_KEY_INSTANCE;
-    for (i = 0; i < 8; i++) {
-        ext[2 + i] = (unsigned char)(addr >> (56 - 8 * i));
-    }
-    if (ck_buf_append(out, ext, 10) < 0) {
+    if (ck_buf_reserve(out, 10) < 0) {
         PyErr_NoMemory();
         return -1;
     }
+    p = out->data + out->len;
+    p[0] = 0xd7; /* fixext 8 */
+    p[1] = (unsigned char)CK_EXT_KEY_INSTANCE;
+    memcpy(p + 2, &be, 8);
+    out->len += 10;
     return 0;
 }
 
@@ -277,13 +287,18 @@ error:
  * take this path, keyword calls the general one, and must share a key).
  */
 
+/* n (2, 4 or 8) big-endian bytes of v; a byte swap and a store. */
 static inline unsigned char *put_be(unsigned char *p, uint64_t v, int n)
 {
-    int i;
-
-    for (i = n - 1; i >= 0; i--) {
-        p[i] = (unsigned char)v;
-        v >>= 8;
+    if (n == 8) {
+        uint64_t b = BE64(v);
+        memcpy(p, &b, 8);
+    } else if (n == 4) {
+        uint32_t b = BE32((uint32_t)v);
+        memcpy(p, &b, 4);
+    } else {
+        uint16_t b = BE16((uint16_t)v);
+        memcpy(p, &b, 2);
     }
     return p + n;
 }
