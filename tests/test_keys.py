@@ -128,3 +128,34 @@ def test_keys_are_stable_across_processes():
         for seed in (1, 2, 3)
     }
     assert len(outs) == 1
+
+
+@cache
+def one(x):
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(
+    scalars,
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63,
+                     -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63),
+                     2**30 - 1, 2**30, -(2**30)]),
+    st.text(max_size=300),
+    st.binary(min_size=250, max_size=70000),
+    st.sampled_from([0.0, -0.0, float("inf"), float("-inf"), float("nan")]),
+))
+def test_scalar_fast_path_matches_the_general_packer(x):
+    """Positional scalars take the scalar fast path in py_keys.c, keyword calls
+    the general packer: both must give the same key bytes."""
+    if isinstance(x, str):
+        x.encode("utf-8", "surrogatepass")  # a non-ASCII str may now cache its UTF-8 form
+    assert one.cache_key(x) == one.cache_key(x=x)
+
+
+def test_scalar_fast_path_after_utf8_cached():
+    s = "h\u00e9llo \u4e16\u754c"
+    before = one.cache_key(x=s)
+    s.encode()  # does not cache; PyUnicode_AsUTF8 via the general path does
+    assert one.cache_key(s) == before == one.cache_key(s)

@@ -52,7 +52,7 @@ static int plain_lookup(void *arg, PyObject **result)
 static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t nargsf,
                              PyObject *kwnames, ck_call_mode *mode)
 {
-    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    ck_state *st = self->st;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     ck_l1_entry *detached = NULL;
     PyObject *result = NULL, *identity;
@@ -324,6 +324,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (self == NULL) {
         return NULL;
     }
+    self->st = st;
     if (ck_parse_ttl(ttl, &self->ttl_ns) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -447,6 +448,7 @@ static void cached_dealloc(ck_cached *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     (void)cached_clear(self);
+    ck_flight_clear_spare(self);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

@@ -7,6 +7,8 @@
 
 #include "module_state.h"
 
+#include <time.h>
+
 #include "ck_buf.h"
 #include "py_codec.h"
 #include "py_keyring.h"
@@ -19,6 +21,8 @@ typedef struct ck_flight ck_flight;
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    ck_state *st;            /* the module state (borrowed: our type, which
+                                every instance holds, holds the module) */
     PyObject *func;          /* the wrapped callable */
     ck_store_object *store;  /* the L1Store holding our entries */
     ck_l1_owner owner;       /* our share of the store */
@@ -46,6 +50,7 @@ typedef struct {
                                 entries are keyed by identity, or NULL */
     ck_l2_object *l2;        /* the second tier, or NULL: L1 only */
     ck_flight *flights;      /* misses being computed by some thread (GIL held) */
+    ck_flight *spare_flight; /* a finished flight kept for the next miss, or NULL */
     PyObject *value_types;   /* dict "module:qualname" -> class: application
                                 types trusted when decoding this function's
                                 stored values (py_codec_app.c), or NULL */
@@ -77,9 +82,19 @@ enum { CK_FLIGHT_ALONE = 0, CK_FLIGHT_LEADER = 1, CK_FLIGHT_WAITED = 2 };
 int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t n,
                    ck_flight **leader);
 void ck_flight_done(ck_cached *self, ck_flight *f);
+/* Free the spare flight (dealloc). */
+void ck_flight_clear_spare(ck_cached *self);
 
-/* Record that an operation happened now (CacheInfo.last_operation_at). */
-void ck_cached_touch(ck_cached *self);
+/* Record that an operation happened now (CacheInfo.last_operation_at).
+   Inline: every call does it. The coarse clock is a vDSO read of the last
+   tick (a few ns), and a millisecond is precision enough here. */
+static inline void ck_cached_touch(ck_cached *self)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    self->last_op_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* The vectorcall of an async function (py_cached_async.c). */
 PyObject *ck_cached_async_vectorcall(ck_cached *self, PyObject *const *args, size_t nargsf,
@@ -272,5 +287,23 @@ int ck_cached_secure_l2_name(ck_cached *self, ck_span tenant, const ck_buf *key,
    keyring's MAC of them (ck_keyring_l1_key). 0, or -1 with an exception. */
 int ck_cached_secure_l1_key(ck_cached *self, ck_state *st, const unsigned char *key, size_t n,
                             unsigned char out[CK_KEYRING_L1_KEY_LEN]);
+
+/* The L1 hash of an entry key. Under @cache.secure the key is already a
+   MAC (ck_cached_secure_l1_key): uniformly random to anyone without the
+   MAC key, so its own first 16 bytes, mixed with the function's seed, are
+   the hash, and XXH3 over it would add nothing but ~140 instructions. The
+   store still compares the full MAC. */
+static inline ck_hash128 ck_cached_hash(const ck_cached *self, const unsigned char *key,
+                                        size_t n)
+{
+    if (self->keyring != NULL && n == CK_KEYRING_L1_KEY_LEN) {
+        ck_hash128 h;
+        memcpy(&h.lo, key, sizeof(h.lo));
+        memcpy(&h.hi, key + sizeof(h.lo), sizeof(h.hi));
+        h.lo ^= self->seed;
+        return h;
+    }
+    return ck_key_hash(key, n, self->seed);
+}
 
 #endif /* CK_PY_CACHED_H */

@@ -87,16 +87,6 @@ error:
     return -1;
 }
 
-void ck_cached_touch(ck_cached *self)
-{
-    struct timespec ts;
-
-    /* The coarse clock is a vDSO read of the last tick (a few ns): cheap
-       enough for every call, and a millisecond is precision enough here. */
-    (void)clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    self->last_op_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 PyObject *ck_cached_run(ck_cached *self, ck_call_mode *mode, PyObject *const *args,
                         size_t nargsf, PyObject *kwnames)
 {

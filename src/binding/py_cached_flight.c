@@ -16,7 +16,10 @@
  * caller its own exception as without a cache.
  *
  * Flights live in a short list on the function, touched only with the GIL
- * held; each holds a lock the leader keeps until it is done.
+ * held. The lock waiters block on is created by the first waiter, already
+ * held (on the leader's behalf: a PyThread lock has no owner), and released
+ * by the leader when it is done; a miss nobody waits for allocates no lock.
+ * Under the GIL, "no lock yet" and "the leader is not done" are one state.
  */
 #include "py_cached.h"
 
@@ -26,14 +29,20 @@
 /* Longest wait for another thread's computation, in seconds. */
 #define CK_FLIGHT_WAIT_S 60
 
+/* Key room of a new flight: one this size is kept for reuse when it ends
+   (self->spare_flight), so a miss of a short key allocates nothing here. */
+#define CK_FLIGHT_SPARE_KEY 64
+
 struct ck_flight {
     struct ck_flight *next;
     ck_hash128 hash;
     unsigned long leader;     /* thread id of the leader */
-    PyThread_type_lock done;  /* held by the leader until it finishes */
+    PyThread_type_lock done;  /* NULL until a waiter comes; then held until
+                                 the leader finishes */
     int waiters;
     int finished;
     size_t key_len;
+    size_t key_cap;           /* room in key[] */
     unsigned char key[];
 };
 
@@ -62,10 +71,23 @@ static void unlink_flight(ck_cached *self, ck_flight *f)
     }
 }
 
-static void free_flight(ck_flight *f)
+static void free_flight(ck_cached *self, ck_flight *f)
 {
-    PyThread_free_lock(f->done);
+    if (f->done != NULL) {
+        PyThread_free_lock(f->done);
+        f->done = NULL;
+    }
+    if (self->spare_flight == NULL && f->key_cap == CK_FLIGHT_SPARE_KEY) {
+        self->spare_flight = f;
+        return;
+    }
     PyMem_Free(f);
+}
+
+void ck_flight_clear_spare(ck_cached *self)
+{
+    PyMem_Free(self->spare_flight);
+    self->spare_flight = NULL;
 }
 
 int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size_t n,
@@ -77,16 +99,18 @@ int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size
 
     *leader = NULL;
     if (f == NULL) {
-        f = PyMem_Malloc(sizeof(*f) + n);
-        if (f == NULL) {
-            return CK_FLIGHT_ALONE; /* run without a flight: correct, just not shared */
+        if (n <= CK_FLIGHT_SPARE_KEY && self->spare_flight != NULL) {
+            f = self->spare_flight;
+            self->spare_flight = NULL;
+        } else {
+            size_t cap = n <= CK_FLIGHT_SPARE_KEY ? CK_FLIGHT_SPARE_KEY : n;
+            f = PyMem_Malloc(sizeof(*f) + cap);
+            if (f == NULL) {
+                return CK_FLIGHT_ALONE; /* run without a flight: correct, just not shared */
+            }
+            f->key_cap = cap;
         }
-        f->done = PyThread_allocate_lock();
-        if (f->done == NULL) {
-            PyMem_Free(f);
-            return CK_FLIGHT_ALONE;
-        }
-        (void)PyThread_acquire_lock(f->done, WAIT_LOCK);
+        f->done = NULL;
         f->hash = h;
         f->leader = me;
         f->waiters = 0;
@@ -101,6 +125,13 @@ int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size
     if (f->leader == me) {
         return CK_FLIGHT_ALONE; /* a recursive call: waiting would deadlock */
     }
+    if (f->done == NULL) {
+        f->done = PyThread_allocate_lock();
+        if (f->done == NULL) {
+            return CK_FLIGHT_ALONE;
+        }
+        (void)PyThread_acquire_lock(f->done, NOWAIT_LOCK); /* free: cannot fail */
+    }
     f->waiters++;
     Py_BEGIN_ALLOW_THREADS
     got = PyThread_acquire_lock_timed(f->done, (PY_TIMEOUT_T)CK_FLIGHT_WAIT_S * 1000000, 0);
@@ -111,7 +142,7 @@ int ck_flight_join(ck_cached *self, ck_hash128 h, const unsigned char *key, size
     /* The leader unlinked the flight when it finished; the last one out
        frees it. A timed-out waiter leaves it to the leader. */
     if (--f->waiters == 0 && f->finished) {
-        free_flight(f);
+        free_flight(self, f);
     }
     return CK_FLIGHT_WAITED;
 }
@@ -123,8 +154,10 @@ void ck_flight_done(ck_cached *self, ck_flight *f)
     }
     unlink_flight(self, f);
     f->finished = 1;
-    PyThread_release_lock(f->done);
+    if (f->done != NULL) {
+        PyThread_release_lock(f->done);
+    }
     if (f->waiters == 0) {
-        free_flight(f);
+        free_flight(self, f);
     }
 }

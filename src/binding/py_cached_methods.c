@@ -96,7 +96,7 @@ PyObject *ck_cached_invalidate(ck_cached *self, PyObject *const *args, size_t na
     ck_buf_init(&name);
     if (key_for_call(self, args, nargsf, kwnames, &key, &identity, &name, &has_l2) == 0) {
         removed = ck_l1_remove(self->store->store, &self->owner,
-                               ck_key_hash(key.data, key.len, self->seed), key.data, key.len,
+                               ck_cached_hash(self, key.data, key.len), key.data, key.len,
                                &detached);
         if (has_l2) {
             if (ck_cached_l2_invalidate(self, &name, &in_l2) < 0) {
@@ -165,7 +165,7 @@ PyObject *ck_cached_cache_key(ck_cached *self, PyObject *const *args, size_t nar
     if (self->keyring == NULL) {
         goto error; /* MemoryError from ck_cached_l2_name */
     }
-    h = ck_key_hash(key.data, key.len, self->seed);
+    h = ck_cached_hash(self, key.data, key.len);
     for (i = 0; i < 16; i++) {
         uint64_t word = i < 8 ? h.hi : h.lo;
         unsigned byte = (unsigned)(word >> (56 - 8 * (i % 8))) & 0xffu;
@@ -199,7 +199,7 @@ static PyObject *cached_peek(ck_cached *self, PyObject *const *args, size_t narg
     ck_buf_init_secret(&key);
     rc = key_for_call(self, args, nargsf, kwnames, &key, &identity, NULL, NULL);
     if (rc == 0) {
-        rc = ck_l1_get(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
+        rc = ck_l1_get(self->store->store, &self->owner, ck_cached_hash(self, key.data, key.len),
                        key.data, key.len, &value, &detached);
     }
     ck_buf_free(&key);
@@ -232,7 +232,7 @@ static PyObject *cached_poke(ck_cached *self, PyObject *const *args, size_t narg
     rc = key_for_call(self, args + 1, (size_t)(nargs - 1), kwnames, &key, &identity, NULL,
                       NULL);
     if (rc == 0) {
-        rc = ck_l1_put(self->store->store, &self->owner, ck_key_hash(key.data, key.len, self->seed),
+        rc = ck_l1_put(self->store->store, &self->owner, ck_cached_hash(self, key.data, key.len),
                        key.data, key.len, args[0], 0, self->ttl_ns, &detached, &err);
         if (rc < 0) {
             PyErr_NoMemory();

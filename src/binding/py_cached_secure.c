@@ -251,7 +251,7 @@ static int secure_lookup(void *arg, PyObject **result)
 PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames, ck_call_mode *mode)
 {
-    ck_state *st = ck_state_from_type(Py_TYPE(self));
+    ck_state *st = self->st;
     ck_l1_entry *detached = NULL;
     PyObject *result = NULL, *tenant_obj = NULL, *entry = NULL, *identity;
     void *hit = NULL;
@@ -316,7 +316,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         result = ck_cached_run_uncached(self, mode, args, nargsf, kwnames);
         goto done;
     }
-    h = ck_key_hash(l1_key, sizeof(l1_key), self->seed);
+    h = ck_cached_hash(self, l1_key, sizeof(l1_key));
     with_l2 = ck_cached_l2_configured(self, identity);
     if (with_l2 && ck_cached_secure_l2_name(self, tenant, &key, &name) < 0) {
         /* No name, no L2 for this call; L1 still serves it. */

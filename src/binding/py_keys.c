@@ -14,6 +14,17 @@
 
 #define KEY_FLAGS (CK_PACK_CANONICAL | CK_PACK_KEY)
 
+/* Host to big-endian (msgpack's byte order). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define BE16(x) (x)
+#define BE32(x) (x)
+#define BE64(x) (x)
+#else
+#define BE16(x) __builtin_bswap16(x)
+#define BE32(x) __builtin_bswap32(x)
+#define BE64(x) __builtin_bswap64(x)
+#endif
+
 static int pack_array_header(ck_buf *out, size_t n)
 {
     msgpack_packer pk;
@@ -80,19 +91,18 @@ static int classify_self(ck_state *st, PyObject *self, PyTypeObject *tp)
    entry keyed so to the instance's lifetime (*identity). */
 static int pack_identity(ck_buf *out, PyObject *self)
 {
-    unsigned char ext[2 + 1 + 8];
-    uint64_t addr = (uint64_t)(uintptr_t)self;
-    int i;
+    uint64_t be = BE64((uint64_t)(uintptr_t)self);
+    unsigned char *p;
 
-    ext[0] = 0xd7; /* fixext 8 */
-    ext[1] = (unsigned char)CK_EXT_KEY_INSTANCE;
-    for (i = 0; i < 8; i++) {
-        ext[2 + i] = (unsigned char)(addr >> (56 - 8 * i));
-    }
-    if (ck_buf_append(out, ext, 10) < 0) {
+    if (ck_buf_reserve(out, 10) < 0) {
         PyErr_NoMemory();
         return -1;
     }
+    p = out->data + out->len;
+    p[0] = 0xd7; /* fixext 8 */
+    p[1] = (unsigned char)CK_EXT_KEY_INSTANCE;
+    memcpy(p + 2, &be, 8);
+    out->len += 10;
     return 0;
 }
 
@@ -265,10 +275,171 @@ error:
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Scalar fast path                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The common scalar argument types written straight into the key buffer,
+ * byte for byte what the general packer (msgpack-c through ck_py_pack)
+ * writes for them: msgpack's smallest int form, float64, str8/16/32 and
+ * bin8/16/32. tests/test_keys.py checks the two agree (positional calls
+ * take this path, keyword calls the general one, and must share a key).
+ */
+
+/* n (2, 4 or 8) big-endian bytes of v; a byte swap and a store. */
+static inline unsigned char *put_be(unsigned char *p, uint64_t v, int n)
+{
+    if (n == 8) {
+        uint64_t b = BE64(v);
+        memcpy(p, &b, 8);
+    } else if (n == 4) {
+        uint32_t b = BE32((uint32_t)v);
+        memcpy(p, &b, 4);
+    } else {
+        uint16_t b = BE16((uint16_t)v);
+        memcpy(p, &b, 2);
+    }
+    return p + n;
+}
+
+/* A raw payload (str or bin) with its length header; tag8 is 0 for str
+   (fixstr and 0xd9..0xdb), 0xc4 for bin (0xc4..0xc6). */
+static inline int put_raw(ck_buf *out, unsigned char tag8, const void *data, size_t n)
+{
+    unsigned char *p;
+
+    if (n > UINT32_MAX || ck_buf_reserve(out, n + 5) < 0) {
+        return 0; /* the general packer reports it */
+    }
+    p = out->data + out->len;
+    if (tag8 == 0 && n < 32) {
+        *p++ = (unsigned char)(0xa0 | n);
+    } else if (n < 256) {
+        *p++ = tag8 == 0 ? 0xd9 : tag8;
+        *p++ = (unsigned char)n;
+    } else if (n < 65536) {
+        *p++ = tag8 == 0 ? 0xda : (unsigned char)(tag8 + 1);
+        p = put_be(p, n, 2);
+    } else {
+        *p++ = tag8 == 0 ? 0xdb : (unsigned char)(tag8 + 2);
+        p = put_be(p, n, 4);
+    }
+    memcpy(p, data, n);
+    out->len = (size_t)(p - out->data) + n;
+    return 1;
+}
+
+/* An exact int that fits a C long long (msgpack_pack_long_long's forms). */
+static inline void put_int(ck_buf *out, long long v)
+{
+    unsigned char *p = out->data + out->len;
+
+    if (v >= 0) {
+        uint64_t u = (uint64_t)v;
+        if (u < 128) {
+            *p++ = (unsigned char)u;
+        } else if (u < 256) {
+            *p++ = 0xcc;
+            *p++ = (unsigned char)u;
+        } else if (u < 65536) {
+            *p++ = 0xcd;
+            p = put_be(p, u, 2);
+        } else if (u < ((uint64_t)1 << 32)) {
+            *p++ = 0xce;
+            p = put_be(p, u, 4);
+        } else {
+            *p++ = 0xcf;
+            p = put_be(p, u, 8);
+        }
+    } else if (v >= -32) {
+        *p++ = (unsigned char)(int8_t)v;
+    } else if (v >= -128) {
+        *p++ = 0xd0;
+        *p++ = (unsigned char)(int8_t)v;
+    } else if (v >= -32768) {
+        *p++ = 0xd1;
+        p = put_be(p, (uint64_t)v, 2);
+    } else if (v >= -((long long)1 << 31)) {
+        *p++ = 0xd2;
+        p = put_be(p, (uint64_t)v, 4);
+    } else {
+        *p++ = 0xd3;
+        p = put_be(p, (uint64_t)v, 8);
+    }
+    out->len = (size_t)(p - out->data);
+}
+
+/* 1 when v was one of the fast types and is written, 0 when the general
+   packer must take it (nothing written). No Python calls, no errors. */
+static inline int put_scalar(ck_buf *out, PyObject *v)
+{
+    PyTypeObject *tp = Py_TYPE(v);
+
+    if (ck_buf_reserve(out, 9) < 0) {
+        return 0;
+    }
+    if (tp == &PyLong_Type) {
+        /* A compact int (|v| < 2**30) needs no conversion call. */
+        Py_ssize_t size = Py_SIZE(v);
+        long long x;
+        int overflow;
+
+        if (size >= -1 && size <= 1) {
+            x = size * (long long)((PyLongObject *)v)->ob_digit[0];
+        } else {
+            x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow != 0 || (x == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
+        put_int(out, x);
+        return 1;
+    }
+    if (tp == &PyUnicode_Type) {
+        Py_ssize_t n;
+        const char *p;
+
+        if (PyUnicode_IS_COMPACT_ASCII(v)) {
+            return put_raw(out, 0, PyUnicode_DATA(v), (size_t)PyUnicode_GET_LENGTH(v));
+        }
+        /* Only a UTF-8 form the str already caches: no encoding here. */
+        if (!PyUnicode_IS_COMPACT(v) || ((PyCompactUnicodeObject *)v)->utf8 == NULL) {
+            return 0;
+        }
+        p = ((PyCompactUnicodeObject *)v)->utf8;
+        n = ((PyCompactUnicodeObject *)v)->utf8_length;
+        return put_raw(out, 0, p, (size_t)n);
+    }
+    if (tp == &PyFloat_Type) {
+        union {
+            double d;
+            uint64_t u;
+        } bits;
+        unsigned char *p = out->data + out->len;
+
+        bits.d = PyFloat_AS_DOUBLE(v);
+        *p = 0xcb;
+        (void)put_be(p + 1, bits.u, 8);
+        out->len += 9;
+        return 1;
+    }
+    if (v == Py_None || v == Py_True || v == Py_False) {
+        out->data[out->len++] = v == Py_None ? 0xc0 : v == Py_True ? 0xc3 : 0xc2;
+        return 1;
+    }
+    if (tp == &PyBytes_Type) {
+        return put_raw(out, 0xc4, PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v));
+    }
+    return 0;
+}
+
 int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames, ck_buf *out, PyObject **identity)
 {
     Py_ssize_t i;
+    size_t slots;
 
     *identity = NULL;
     if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != spec->n_pos ||
@@ -276,16 +447,22 @@ int ck_key_build(ck_state *st, ck_key_spec *spec, PyObject *const *args, Py_ssiz
         return build_general(st, spec, args, nargs, kwnames, out, identity);
     }
     /* Fast path: exactly the positional parameters, nothing else. */
-    if (pack_array_header(out, slot_count(spec)) < 0) {
+    slots = slot_count(spec);
+    if (slots < 16 && out->cap - out->len >= 1) {
+        out->data[out->len++] = (unsigned char)(0x90 | slots); /* fixarray */
+    } else if (pack_array_header(out, slots) < 0) {
         PyErr_NoMemory();
         return -1;
     }
     for (i = 0; i < nargs; i++) {
+        if ((i != 0 || !spec->self_is_instance) && put_scalar(out, args[i])) {
+            continue;
+        }
         if (pack_slot(st, spec, i, args[i], out, identity) < 0) {
             return -1;
         }
     }
-    if (spec->has_varargs && pack_array_header(out, 0) < 0) {
+    if (spec->has_varargs && ck_buf_append_byte(out, 0x90) < 0) { /* empty *args */
         PyErr_NoMemory();
         return -1;
     }

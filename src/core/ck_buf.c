@@ -14,19 +14,13 @@ static void reset(ck_buf *b)
     b->cap = sizeof(b->inline_);
 }
 
-void ck_buf_init(ck_buf *b)
-{
-    reset(b);
-    b->secret = 0;
-}
-
 void ck_buf_init_secret(ck_buf *b)
 {
     reset(b);
     b->secret = 1;
 }
 
-void ck_buf_free(ck_buf *b)
+void ck_buf_free_slow(ck_buf *b)
 {
     if (b->secret) {
         /* [0, len) is all that was written (ck_buf.h); the inline array

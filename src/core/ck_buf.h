@@ -31,11 +31,30 @@ typedef struct {
     unsigned char inline_[CK_BUF_INLINE];
 } ck_buf;
 
-void ck_buf_init(ck_buf *b);
+/* Inline: every cache hit sets up and drops a key buffer. */
+static inline void ck_buf_init(ck_buf *b)
+{
+    b->data = b->inline_;
+    b->len = 0;
+    b->cap = sizeof(b->inline_);
+    b->secret = 0;
+}
+
 void ck_buf_init_secret(ck_buf *b);
+/* The out-of-line part of ck_buf_free: wiping, heap storage. */
+void ck_buf_free_slow(ck_buf *b);
+
 /* Release heap memory (if any) and reset to empty, keeping the mode; a
-   secret buffer is wiped first. Safe to call twice. */
-void ck_buf_free(ck_buf *b);
+   secret buffer is wiped first. Safe to call twice. A plain buffer that
+   stayed inline only resets its length. */
+static inline void ck_buf_free(ck_buf *b)
+{
+    if (b->data == b->inline_ && !b->secret) {
+        b->len = 0;
+        return;
+    }
+    ck_buf_free_slow(b);
+}
 /* len = 0, wiping the dropped bytes of a secret buffer; keeps the storage. */
 void ck_buf_clear(ck_buf *b);
 /* Ensure room for `extra` more bytes. 0, or -1 on overflow/out of memory. */
