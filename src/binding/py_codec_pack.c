@@ -409,6 +409,9 @@ static inline __attribute__((always_inline)) int pack_dispatch(pack_ctx *c, ck_b
     if (c->flags & CK_PACK_KEY) {
         return pack_key_extra(c, out, obj);
     }
+    if (data_type_check(tp)) {
+        return pack_data(c, out, obj);
+    }
     return pack_app(c, out, obj);
 }
 
