@@ -163,7 +163,9 @@ def _ipc_bytes(table: Any) -> Any:
 
 def _read_ipc(buf: Any) -> Any:
     pa = _pa()
-    return pa.ipc.open_stream(pa.py_buffer(buf)).read_all()
+    table = pa.ipc.open_stream(pa.py_buffer(buf)).read_all()
+    table.validate(full=True)  # offsets and lengths, before pandas reads them
+    return table
 
 
 def _encode_frame(obj: Any) -> tuple[int, list[Any], Any, bool] | None:
@@ -196,12 +198,13 @@ def _decode_frame(head: tuple[Any, ...], buf: bytearray) -> Any:
     kind, name = head
     if kind == PANDAS_DATAFRAME:
         importlib.import_module("pandas")  # to_pandas needs it
-
-        return _read_ipc(buf).to_pandas()
+        # to_pandas shares some Arrow buffers (categorical codes, for one)
+        # read-only; the copy makes the frame as writeable as the original.
+        return _read_ipc(buf).to_pandas().copy(deep=True)
     if kind == PANDAS_SERIES:
         importlib.import_module("pandas")
 
-        s = _read_ipc(buf).to_pandas()[_SERIES_COLUMN]
+        s = _read_ipc(buf).to_pandas()[_SERIES_COLUMN].copy(deep=True)
         s.name = name
         return s
     if kind == POLARS_DATAFRAME:
