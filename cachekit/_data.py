@@ -236,10 +236,31 @@ def copy(obj: Any) -> Any:
     """An L1 hit's private copy: arrays and frames are mutable."""
     if type(obj).__module__ == "numpy":
         np = _np()
-        return obj if isinstance(obj, np.generic) else obj.copy(order="K")
-    if type(obj).__module__.partition(".")[0] == "polars":
-        return obj.clone()
-    return obj.copy(deep=True)
+        if isinstance(obj, np.generic):
+            return obj
+        if type(obj) is np.ndarray:
+            return obj.copy(order="K")
+    else:
+        found = _frame_kind(obj)
+        if found == POLARS_DATAFRAME:
+            return obj.clone()
+        if found is not None:
+            return obj.copy(deep=True)
+    raise _unsupported(f"cachekit cannot copy values of type {type(obj).__qualname__!r}")
+
+
+def _frame_kind(obj: Any) -> int | None:
+    """The frame kind of obj, without encoding it; None if it is none."""
+    mod = type(obj).__module__.partition(".")[0]
+    pd = sys.modules.get("pandas") if mod == "pandas" else None
+    if pd is not None and type(obj) is pd.DataFrame:
+        return PANDAS_DATAFRAME
+    if pd is not None and type(obj) is pd.Series:
+        return PANDAS_SERIES
+    pl = sys.modules.get("polars") if mod == "polars" else None
+    if pl is not None and type(obj) is pl.DataFrame:
+        return POLARS_DATAFRAME
+    return None
 
 
 _core._set_data_codec(encode, decode, copy)

@@ -216,3 +216,28 @@ if given is not None:
         assert got.tobytes() == arr.tobytes()
         f = np.asfortranarray(arr)
         assert unpack(pack(f)).tobytes(order="A") == f.tobytes(order="A")
+
+
+def test_wire_layout_is_the_documented_one():
+    msgpack = pytest.importorskip("msgpack")
+    got = pack(np.array([[1, 2], [3, 4]], "<i2", order="F"))
+    assert got[0] == 0xC9 and got[5] == 20  # ext 32, code 20
+    ext = msgpack.unpackb(got, raw=False)
+    assert ext.code == 20
+    assert msgpack.unpackb(ext.data, raw=False) == ["<i2", [2, 2], 1, bytes([1, 0, 3, 0, 2, 0, 4, 0])]
+    scalar = msgpack.unpackb(msgpack.unpackb(pack(np.float32(1.0))).data)
+    assert scalar == ["<f4", [], 2, b"\x00\x00\x80\x3f"]
+    structured = msgpack.unpackb(msgpack.unpackb(pack(ARRAYS["structured"]())).data)
+    assert structured[0] == [["a", "<i4"], ["b", ">f8"], ["c", "<U2"]]
+
+
+def test_frame_wire_layout():
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    msgpack = pytest.importorskip("msgpack")
+    ext = msgpack.unpackb(pack(pd.Series([1.5], name="s")))
+    assert ext.code == 21
+    kind, name, ipc = msgpack.unpackb(ext.data)
+    assert (kind, name) == (2, "s")
+    table = pa.ipc.open_stream(ipc).read_all()
+    assert table.column("__cachekit_series__").to_pylist() == [1.5]

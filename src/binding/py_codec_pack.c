@@ -108,7 +108,8 @@ int pack_raise_unsupported(pack_ctx *c, PyObject *obj)
                  "float, str, bytes, bytearray, list, tuple, dict, set, frozenset, datetime, "
                  "date, time, timedelta, Decimal, UUID, and (values only) dataclasses, named "
                  "tuples, Enum members, OrderedDict, defaultdict, subclasses of builtin types, "
-                 "pydantic models, attrs classes%s",
+                 "pydantic models, attrs classes, numpy arrays and scalars, pandas DataFrame "
+                 "and Series, polars DataFrame%s",
                  name,
                  (c->flags & CK_PACK_KEY)
                      ? " (in cache keys also classes, Enum members, named tuples, frozen "
