@@ -7,6 +7,7 @@
 """
 
 from cachekit.app_types import register_type  # installs the codec's rules first
+from cachekit import _data  # noqa: F401  (installs the array and frame rules)
 from cachekit.config import CircuitBreakerConfig, DecoratorConfig, EncryptionConfig, L1CacheConfig
 from cachekit.decorators import cache
 from cachekit.exceptions import (

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachekit._core import CachedFunction
-from cachekit.config.decorator import DecoratorConfig
+from cachekit.config.decorator import DecoratorConfig, _direct_only_message
 from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
@@ -65,9 +65,14 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
             "tenant_extractor": None if tenant == "default" else _constant_tenant(tenant),
             "fail_closed": bool(serializer.fail_closed),
         }
+    inner = serializer.serializer if isinstance(serializer, EncryptionWrapper) else serializer
+    name = {"OrjsonSerializer": "orjson", "ArrowSerializer": "arrow"}.get(type(inner).__name__)
+    if name is not None:
+        raise ConfigurationError(_direct_only_message(name))
     raise ConfigurationError(
         f"serializer {type(serializer).__name__} is not available with @cache in this release; "
-        "use the default msgpack codec or EncryptionWrapper(StandardSerializer())"
+        "use the default codec ('default' / 'auto', StandardSerializer, AutoSerializer) or "
+        "EncryptionWrapper around one of them"
     )
 
 

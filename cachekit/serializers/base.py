@@ -6,9 +6,16 @@ import dataclasses
 import enum
 from typing import Any, Protocol, runtime_checkable
 
-from cachekit.exceptions import SerializationError
+from cachekit import _core
+from cachekit.exceptions import IntegrityError, SerializationError
 
-__all__ = ["SerializationError", "SerializationFormat", "SerializationMetadata", "SerializerProtocol"]
+__all__ = [
+    "SerializationError",
+    "SerializationFormat",
+    "SerializationMetadata",
+    "SerializerProtocol",
+    "SerializerType",
+]
 
 
 class SerializationFormat(enum.Enum):
@@ -21,6 +28,12 @@ class SerializationFormat(enum.Enum):
     @property
     def wire_id(self) -> int:
         return {"msgpack": 1, "orjson": 2, "arrow": 3}[self.value]
+
+
+class SerializerType(enum.Enum):
+    """Kept for code written against the reference API."""
+
+    DEFAULT = "default"
 
 
 @dataclasses.dataclass
@@ -45,3 +58,40 @@ class SerializerProtocol(Protocol):
     def serialize(self, obj: Any) -> tuple[bytes, SerializationMetadata]: ...
 
     def deserialize(self, data: bytes | memoryview, metadata: Any = None) -> Any: ...
+
+
+def frame_payload(payload: bytes | memoryview, fmt: SerializationFormat) -> bytes:
+    """A full entry (header, optional LZ4, checksum) around a serialized
+    payload, recording fmt's serializer id in header byte 4."""
+    return _core.frame(payload, serializer=fmt.wire_id)
+
+
+def unframe_payload(data: bytes | memoryview, fmt: SerializationFormat) -> bytes:
+    """The payload of an entry frame_payload wrote for fmt. An entry another
+    serializer wrote is an IntegrityError (a cache miss to a caller), never
+    decoded as if it were fmt."""
+    wire_id, payload = _core.unframe(data)
+    if wire_id != fmt.wire_id:
+        raise IntegrityError(
+            f"entry serializer {wire_id} is not {fmt.value} ({fmt.wire_id})"
+        )
+    return payload
+
+
+def check_metadata(metadata: Any, fmt: SerializationFormat) -> None:
+    """Metadata naming another format (EncryptionWrapper passes the id its
+    entry recorded) is an IntegrityError, as in unframe_payload."""
+    other = getattr(metadata, "serialization_format", None)
+    if isinstance(other, SerializationFormat) and other is not fmt:
+        raise IntegrityError(
+            f"entry serializer {other.wire_id} is not {fmt.value} ({fmt.wire_id})"
+        )
+
+
+def missing_extra(package: str, extra: str, what: str) -> Exception:
+    from cachekit.exceptions import ConfigurationError
+
+    return ConfigurationError(
+        f"{what} needs the {package} package: install cachekit's {extra} extra "
+        f"(pip install '.[{extra}]' from the source checkout) or pip install {package}"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cachekit import _core
-from cachekit.serializers.base import SerializationFormat, SerializationMetadata
+from cachekit.serializers.base import SerializationFormat, SerializationMetadata, check_metadata
 
 
 class StandardSerializer:
@@ -27,6 +27,7 @@ class StandardSerializer:
         )
 
     def deserialize(self, data: bytes | memoryview, metadata: Any = None) -> Any:
+        check_metadata(metadata, SerializationFormat.MSGPACK)
         if self.enable_integrity_checking:
             return _core.decode_entry(data)
         return _core.unpack(data)

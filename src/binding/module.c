@@ -152,7 +152,9 @@ static int ck_exec(PyObject *module)
     X(L1StoreType) X(CachedFunctionType) X(KeyringType) X(InstanceTrackerType)               \
     X(BoundCachedMethodType) X(ReadyType) X(RedisClientType) X(L2BackendType)                 \
     X(DecimalType) X(UUIDType) X(ZoneInfoType) X(app_encode) X(app_decode) X(app_registry)        \
-    X(str_cachekit_key) X(str_bypass_cache) X(str_module) X(str_qualname) X(str_key) X(str_int) X(str_bytes)      \
+    X(data_encode) X(data_decode) X(data_copy)                                                 \
+    X(str_cachekit_key) X(str_bypass_cache) X(str_module) X(str_qualname) X(str_key) X(str_int)  \
+    X(str_bytes)                                                                               \
     X(str_value_)
 
 static int ck_traverse(PyObject *module, visitproc visit, void *arg)

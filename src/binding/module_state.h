@@ -69,6 +69,13 @@ typedef struct {
     PyObject *app_decode;
     PyObject *app_registry;
 
+    /* Data types (py_codec_data.c: numpy arrays and scalars, pandas and
+       polars frames), installed by cachekit/_data.py through
+       _core._set_data_codec; NULL until then. */
+    PyObject *data_encode; /* obj -> (code, head list, buffer, mutable) or None */
+    PyObject *data_decode; /* (code, head tuple, buffer) -> obj */
+    PyObject *data_copy;   /* obj -> an unshared copy */
+
     /* Interned attribute names used on hot or warm paths. */
     PyObject *str_cachekit_key; /* "__cachekit_key__" */
     PyObject *str_bypass_cache; /* "_bypass_cache" (a call keyword) */

@@ -53,6 +53,9 @@ enum {
     CK_EXT_APP_ATTRS = 19,
     CK_EXT_APP_FIRST = CK_EXT_APP_DATACLASS,
     CK_EXT_APP_LAST = CK_EXT_APP_ATTRS,
+    /* Data types (py_codec_data.c): payload [head..., bin buffer]. */
+    CK_EXT_NDARRAY = 20, /* [dtype, shape, flags, raw bytes] */
+    CK_EXT_FRAME = 21,   /* [kind, name, Arrow IPC stream] */
     /* Key mode only; never produced for stored values, refused by decode. */
     CK_EXT_KEY_CLASS = 64,
     CK_EXT_KEY_CUSTOM = 65,
@@ -154,5 +157,6 @@ int ck_py_unpack_init(void);
 int ck_py_copy_init(void);
 /* py_codec_app.c: adds _set_app_codec and unpack_trusted to the module. */
 int ck_codec_app_exec(PyObject *module);
+int ck_codec_data_exec(PyObject *module); /* py_codec_data.c */
 
 #endif /* CK_PY_CODEC_H */

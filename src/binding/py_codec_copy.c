@@ -302,6 +302,9 @@ PyObject *copy_value(pack_ctx *c, PyObject *obj)
     if ((PyObject *)tp == c->st->DecimalType || (PyObject *)tp == c->st->UUIDType) {
         return Py_NewRef(obj);
     }
+    if (data_type_check(tp)) {
+        return copy_data(c, obj);
+    }
     return copy_app(c, obj);
 }
 

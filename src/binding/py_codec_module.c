@@ -168,5 +168,8 @@ int ck_codec_exec(PyObject *module)
     if (PyModule_AddFunctions(module, codec_methods) < 0) {
         return -1;
     }
-    return ck_codec_app_exec(module);
+    if (ck_codec_app_exec(module) < 0) {
+        return -1;
+    }
+    return ck_codec_data_exec(module);
 }

@@ -108,7 +108,8 @@ int pack_raise_unsupported(pack_ctx *c, PyObject *obj)
                  "float, str, bytes, bytearray, list, tuple, dict, set, frozenset, datetime, "
                  "date, time, timedelta, Decimal, UUID, and (values only) dataclasses, named "
                  "tuples, Enum members, OrderedDict, defaultdict, subclasses of builtin types, "
-                 "pydantic models, attrs classes%s",
+                 "pydantic models, attrs classes, numpy arrays and scalars, pandas DataFrame "
+                 "and Series, polars DataFrame%s",
                  name,
                  (c->flags & CK_PACK_KEY)
                      ? " (in cache keys also classes, Enum members, named tuples, frozen "
@@ -408,6 +409,9 @@ static inline __attribute__((always_inline)) int pack_dispatch(pack_ctx *c, ck_b
     }
     if (c->flags & CK_PACK_KEY) {
         return pack_key_extra(c, out, obj);
+    }
+    if (data_type_check(tp)) {
+        return pack_data(c, out, obj);
     }
     return pack_app(c, out, obj);
 }

@@ -168,6 +168,16 @@ int pack_app(pack_ctx *c, ck_buf *out, PyObject *obj);
    payload (an Enum member is returned as itself). */
 PyObject *copy_app(pack_ctx *c, PyObject *obj);
 
+/* --- py_codec_data.c ----------------------------------------------------- */
+
+/* 1 if obj's type is one py_codec_data.c handles (a numpy array or scalar,
+   a pandas DataFrame or Series, a polars DataFrame); no Python calls. */
+int data_type_check(PyTypeObject *tp);
+/* Encode such an obj (ext 20 / 21). 0, or -1. */
+int pack_data(pack_ctx *c, ck_buf *out, PyObject *obj);
+/* ck_py_copy of such an obj: st->data_copy(obj). */
+PyObject *copy_data(pack_ctx *c, PyObject *obj);
+
 /* --- py_codec_copy.c ----------------------------------------------------- */
 
 /* Any value: new reference to obj or its copy (ck_py_copy's recursion). */

@@ -73,4 +73,8 @@ PyObject *reader_value(reader *r);
    CK_EXT_APP_FIRST..CK_EXT_APP_LAST), inside its window. */
 PyObject *ck_unpack_app(reader *r, const mp_head *ext);
 
+/* py_codec_data.c: the payload of CK_EXT_NDARRAY / CK_EXT_FRAME, inside its
+   window. */
+PyObject *ck_unpack_data(reader *r, const mp_head *ext);
+
 #endif /* CK_PY_CODEC_READER_H */

@@ -519,6 +519,10 @@ static PyObject *read_nested_ext(reader *r, const mp_head *ext)
     case CK_EXT_TIMEDELTA:
         res = read_datetime_like(r, ext);
         break;
+    case CK_EXT_NDARRAY:
+    case CK_EXT_FRAME:
+        res = ck_unpack_data(r, ext);
+        break;
     default:
         res = ck_unpack_app(r, ext);
         break;
@@ -565,6 +569,8 @@ static PyObject *read_ext(reader *r, const mp_head *h)
     case CK_EXT_APP_SUBCLASS:
     case CK_EXT_APP_PYDANTIC:
     case CK_EXT_APP_ATTRS:
+    case CK_EXT_NDARRAY:
+    case CK_EXT_FRAME:
         return read_nested_ext(r, h);
     case CK_EXT_KEY_CLASS:
     case CK_EXT_KEY_CUSTOM:
