@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import os
 import sys
 import tracemalloc
 
@@ -18,7 +19,7 @@ from cachekit import _core, cache
 from cachekit._core import (DecryptionError, IntegrityError, Keyring, L1Store, SerializationError,
                             UnsupportedTypeError)
 
-N = 10_000
+N = int(os.environ.get("REFCOUNT_CALLS", "10000"))   # scripts/valgrind.sh runs fewer
 SLACK_OBJECTS = 50        # gc-tracked objects
 SLACK_BLOCKS = 200        # sys.getallocatedblocks()
 SLACK_BYTES = 64 * 1024   # tracemalloc, current traced size
@@ -140,8 +141,8 @@ def test_no_growth_over_10000_calls(name):
 def test_the_check_sees_one_leaked_object_or_bytes_per_call():
     kept: list = []
     objects, blocks, traced = _growth(lambda: kept.append([]))
-    assert objects >= N * 0.9 and blocks >= N and traced > SLACK_BYTES
+    assert objects >= N * 0.9 and blocks >= N and traced >= N * 40
     kept.clear()
     # A leaked non-container (not gc-tracked) still shows in blocks and bytes.
     objects, blocks, traced = _growth(lambda: kept.append(bytes(40)))
-    assert blocks >= N and traced > SLACK_BYTES
+    assert blocks >= N and traced >= N * 40
