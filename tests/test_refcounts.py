@@ -140,9 +140,12 @@ def test_no_growth_over_10000_calls(name):
 
 def test_the_check_sees_one_leaked_object_or_bytes_per_call():
     kept: list = []
+    # Under PYTHONMALLOC=malloc (scripts/valgrind.sh) there are no pymalloc
+    # blocks to count: sys.getallocatedblocks() stays 0.
+    pymalloc = not os.environ.get("PYTHONMALLOC", "").startswith("malloc")
     objects, blocks, traced = _growth(lambda: kept.append([]))
-    assert objects >= N * 0.9 and blocks >= N and traced >= N * 40
+    assert objects >= N * 0.9 and (blocks >= N or not pymalloc) and traced >= N * 40
     kept.clear()
     # A leaked non-container (not gc-tracked) still shows in blocks and bytes.
     objects, blocks, traced = _growth(lambda: kept.append(bytes(40)))
-    assert blocks >= N and traced >= N * 40
+    assert (blocks >= N or not pymalloc) and traced >= N * 40
