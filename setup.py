@@ -49,7 +49,7 @@ def _native_flags() -> tuple[list[str], list[str]]:
             "missing native libraries: "
             + ", ".join(missing)
             + "\nInstall them with: apt-get install "
-            + " ".join(NATIVE_DEPENDENCIES.values())
+            + " ".join(dict.fromkeys(NATIVE_DEPENDENCIES.values()))
         )
     if subprocess.run(["pkg-config", "--atleast-version=3.0", "libcrypto"]).returncode != 0:
         _fail("OpenSSL 3.0 or newer is required (apt-get install libssl-dev)")

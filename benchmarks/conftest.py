@@ -5,9 +5,17 @@ Each benchmark test calls ``record(benchmark, group, name, baseline=...)``
 after running; the summary shows ``name: median, ratio to and difference from baseline``.
 With --benchmark-disable (the smoke run in scripts/test.sh) nothing is
 timed and the summary is skipped.
+
+With BENCH_GROUPS_JSON=path the groups, medians and baselines are also
+written to that JSON file at the end of the session, and each benchmark's
+pytest-benchmark record carries its group and name in ``extra_info`` (what
+scripts/bench_report.py reads).
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 
@@ -20,6 +28,9 @@ def record(benchmark, group: str, name: str, *, baseline: bool = False) -> None:
     if stats is None:  # --benchmark-disable
         return
     _results.setdefault(group, {})[name] = stats.stats.median
+    extra = getattr(benchmark, "extra_info", None)
+    if extra is not None:
+        extra.update(cachekit_group=group, cachekit_name=name, cachekit_baseline=baseline)
     if baseline:
         _baselines[group] = name
 
@@ -27,6 +38,13 @@ def record(benchmark, group: str, name: str, *, baseline: bool = False) -> None:
 @pytest.fixture
 def recorder():
     return record
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("BENCH_GROUPS_JSON")
+    if path and _results:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"results": _results, "baselines": _baselines}, f, indent=1)
 
 
 def pytest_terminal_summary(terminalreporter):
