@@ -121,21 +121,13 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         }
         if (with_l2 && self->lease_ms > 0 && (mode == NULL || mode->with_l2)) {
             plain_lookup_ctx ctx = {self, st, h, &key, &name, &detached};
-            rc = ck_cached_l2_lease(self, &name, plain_lookup, &ctx, &result, token, &leased);
+            rc = ck_cached_l2_lease(self, mode, &name, plain_lookup, &ctx, &result, token,
+                                    &leased);
             if (rc != 0) {
                 if (rc > 0) {
                     self->hits++;
                 }
                 goto done;
-            }
-            if (leased && mode != NULL) {
-                /* The async path runs the function after this call returns:
-                   it releases the lease itself (_l2_release). */
-                mode->lease_token = PyBytes_FromStringAndSize(token, CK_L2_TOKEN_LEN);
-                leased = 0;
-                if (mode->lease_token == NULL) {
-                    goto done;
-                }
             }
         }
         self->misses++;

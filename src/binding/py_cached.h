@@ -184,10 +184,13 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
    process holds it, poll L2 with lookup(ctx, result) (1 found, 0 not yet,
    -1 propagate) until its value appears or the lease's time is up. Returns
    1 with *result when it appeared, 0 to run the function, -1 to
-   propagate. After storing, ck_cached_l2_lease_release(held). */
+   propagate. After storing, ck_cached_l2_lease_release(held). With a mode
+   (the async path) a lease taken goes to mode->lease_token instead of
+   *held, for the caller to release after its own store. */
 typedef int (*ck_l2_lookup_fn)(void *ctx, PyObject **result);
-int ck_cached_l2_lease(ck_cached *self, const ck_buf *name, ck_l2_lookup_fn lookup, void *ctx,
-                       PyObject **result, char token[CK_L2_TOKEN_LEN], int *held);
+int ck_cached_l2_lease(ck_cached *self, ck_call_mode *mode, const ck_buf *name,
+                       ck_l2_lookup_fn lookup, void *ctx, PyObject **result,
+                       char token[CK_L2_TOKEN_LEN], int *held);
 void ck_cached_l2_lease_release(ck_cached *self, const ck_buf *name, const char *token, int held);
 
 /* Take the signing key of plain L2 entries from keyring. 0, or -1. */

@@ -289,8 +289,9 @@ int ck_cached_l2_clear(ck_cached *self)
     return 0;
 }
 
-int ck_cached_l2_lease(ck_cached *self, const ck_buf *name, ck_l2_lookup_fn lookup, void *ctx,
-                       PyObject **result, char token[CK_L2_TOKEN_LEN], int *held)
+int ck_cached_l2_lease(ck_cached *self, ck_call_mode *mode, const ck_buf *name,
+                       ck_l2_lookup_fn lookup, void *ctx, PyObject **result,
+                       char token[CK_L2_TOKEN_LEN], int *held)
 {
     uint64_t deadline, pause_ms = 2;
     int rc;
@@ -300,6 +301,12 @@ int ck_cached_l2_lease(ck_cached *self, const ck_buf *name, ck_l2_lookup_fn look
     rc = ck_l2_lease_acquire(self->l2, (const char *)name->data, name->len, self->lease_ms,
                              token);
     if (rc != 0) {
+        if (rc == 1 && mode != NULL) {
+            /* The async path runs the function after this call returns: it
+               releases the lease itself (_l2_release). */
+            mode->lease_token = PyBytes_FromStringAndSize(token, CK_L2_TOKEN_LEN);
+            return mode->lease_token == NULL ? -1 : 0;
+        }
         if (rc == 1) {
             *held = 1;
             return 0;

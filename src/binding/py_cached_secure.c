@@ -375,21 +375,13 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         }
         if (with_l2 && self->lease_ms > 0 && (mode == NULL || mode->with_l2)) {
             secure_lookup_ctx ctx = {self, st, h, l1_key, &name, tenant, aad_key, &detached};
-            rc = ck_cached_l2_lease(self, &name, secure_lookup, &ctx, &result, token, &leased);
+            rc = ck_cached_l2_lease(self, mode, &name, secure_lookup, &ctx, &result, token,
+                                    &leased);
             if (rc != 0) {
                 if (rc > 0) {
                     self->hits++;
                 }
                 goto done;
-            }
-            if (leased && mode != NULL) {
-                /* The async path runs the function after this call returns:
-                   it releases the lease itself (_l2_release). */
-                mode->lease_token = PyBytes_FromStringAndSize(token, CK_L2_TOKEN_LEN);
-                leased = 0;
-                if (mode->lease_token == NULL) {
-                    goto done;
-                }
             }
         }
         self->misses++;

@@ -139,24 +139,26 @@ done:
     return rc;
 }
 
-static int redis_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char *data,
-                     size_t len, int64_t ttl_ms)
+/* One command whose reply must be of type want (argv[0] names it in the
+   error); *integer gets an integer reply's value when not NULL. 0, or -1
+   with an exception set. */
+static int redis_one(ck_l2_object *l2, int argc, const char **argv, const size_t *lens,
+                     int want, long long *integer)
 {
-    char ms[24];
-    const char *argv[5] = {"SET", name, (const char *)data, "PX", ms};
-    size_t lens[5] = {3, n, len, 2, 0};
     redisReply *reply = NULL;
     ck_redis_req req;
     int rc = -1;
 
-    lens[4] = (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl_ms);
     ck_redis_req_init(&req);
-    if (add(l2, &req, ttl_ms > 0 ? 5 : 3, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0) {
+    if (add(l2, &req, argc, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0) {
         goto done;
     }
-    if (reply->type != REDIS_REPLY_STATUS) {
-        unexpected_reply(l2, "SET");
+    if (reply->type != want) {
+        unexpected_reply(l2, argv[0]);
         goto done;
+    }
+    if (integer != NULL) {
+        *integer = reply->integer;
     }
     rc = 0;
 done:
@@ -165,28 +167,28 @@ done:
     return rc;
 }
 
+static int redis_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char *data,
+                     size_t len, int64_t ttl_ms)
+{
+    char ms[24];
+    const char *argv[5] = {"SET", name, (const char *)data, "PX", ms};
+    size_t lens[5] = {3, n, len, 2, 0};
+
+    lens[4] = (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl_ms);
+    return redis_one(l2, ttl_ms > 0 ? 5 : 3, argv, lens, REDIS_REPLY_STATUS, NULL);
+}
+
 static int redis_delete(ck_l2_object *l2, const char *name, size_t n, int *removed)
 {
     const char *argv[2] = {"UNLINK", name};
     size_t lens[2] = {6, n};
-    redisReply *reply = NULL;
-    ck_redis_req req;
-    int rc = -1;
+    long long count = 0;
 
-    ck_redis_req_init(&req);
-    if (add(l2, &req, 2, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0) {
-        goto done;
+    if (redis_one(l2, 2, argv, lens, REDIS_REPLY_INTEGER, &count) < 0) {
+        return -1;
     }
-    if (reply->type != REDIS_REPLY_INTEGER) {
-        unexpected_reply(l2, "UNLINK");
-        goto done;
-    }
-    *removed = reply->integer > 0;
-    rc = 0;
-done:
-    ck_redis_reply_free(reply);
-    ck_redis_req_free(&req);
-    return rc;
+    *removed = count > 0;
+    return 0;
 }
 
 static int redis_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms)
@@ -194,24 +196,9 @@ static int redis_expire(ck_l2_object *l2, const char *name, size_t n, int64_t tt
     char ms[24];
     const char *argv[3] = {"PEXPIRE", name, ms};
     size_t lens[3] = {7, n, 0};
-    redisReply *reply = NULL;
-    ck_redis_req req;
-    int rc = -1;
 
     lens[2] = (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl_ms);
-    ck_redis_req_init(&req);
-    if (add(l2, &req, 3, argv, lens) < 0 || redis_run(l2, &req, &reply) < 0) {
-        goto done;
-    }
-    if (reply->type != REDIS_REPLY_INTEGER) {
-        unexpected_reply(l2, "PEXPIRE");
-        goto done;
-    }
-    rc = 0;
-done:
-    ck_redis_reply_free(reply);
-    ck_redis_req_free(&req);
-    return rc;
+    return redis_one(l2, 3, argv, lens, REDIS_REPLY_INTEGER, NULL);
 }
 
 static int redis_clear(ck_l2_object *l2, const char *prefix, size_t n)
