@@ -235,3 +235,36 @@ def test_property_each_call_returns_the_value_of_its_key(xs):
 
     for x in xs:
         assert f(x) == x % 3
+
+
+def test_async_with_redis_l2(redis_server):
+    backend = RedisBackend(redis_url=redis_server.url)
+    calls = []
+
+    def make():
+        @cache(key=lambda x: f"ax={x}", backend=backend, namespace="ckey-async",
+               l1_max_entries=100)
+        async def f(x):
+            calls.append(x)
+            return [x]
+
+        return f
+
+    async def main():
+        assert await make()(3) == [3]
+        g = make()
+        assert await g(3) == [3]  # from Redis, in a new L1
+        assert g.cache_info().l2_hits == 1
+
+    asyncio.run(main())
+    assert calls == [3]
+
+
+def test_local_reference_caching_with_a_key_function():
+    @cache.local(key=lambda items: str(len(items)))
+    def first(items):
+        return {"first": items[0]}
+
+    a = first([1, 2])
+    assert first([9, 9]) is a  # same key, the same object
+    assert first([1]) == {"first": 1}
