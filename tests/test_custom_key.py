@@ -268,3 +268,12 @@ def test_local_reference_caching_with_a_key_function():
     a = first([1, 2])
     assert first([9, 9]) is a  # same key, the same object
     assert first([1]) == {"first": 1}
+
+
+def test_key_in_a_decorator_config():
+    from cachekit import DecoratorConfig
+
+    with pytest.raises(ConfigurationError, match="key must be a callable"):
+        cache(config=DecoratorConfig(key="user_id"))(lambda x: x)
+    f = cache(config=DecoratorConfig(key=lambda x: "one", backend=None))(lambda x: x)
+    assert f(1) == f(2) == 1
