@@ -25,7 +25,8 @@ def snapshot() -> dict[str, int]:
     ``key_error``: the arguments (or a secure function's tenant) could not
     form a key, the call ran uncached. ``store_error``: the result could not
     be encoded, was too large, or could not be encrypted (fail_closed=False),
-    it was returned uncached. ``decrypt_error``: an encrypted entry failed to
+    it was returned uncached. ``key_func_error``: a ``key=`` function raised or
+    returned no str/bytes, the call ran uncached. ``decrypt_error``: an encrypted entry failed to
     decrypt, the call was a miss."""
     with _lock:
         return dict(_counts)

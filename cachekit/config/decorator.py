@@ -87,7 +87,6 @@ _ENCRYPTION_FIELDS = frozenset({"master_key", "tenant_extractor", "key_provider"
 NOT_YET_AVAILABLE: dict[str, Any] = {
     "stale_ttl": None,
     "swr_by_default": False,
-    "key": None,
     "interop": None,
 }
 
@@ -193,6 +192,9 @@ class DecoratorConfig:
             raise ConfigurationError(
                 f"sign_entries must be True, False or None, not {self.sign_entries!r}"
             )
+        from cachekit.decorators.custom_key import check_key_function
+
+        check_key_function(self.key)
         if not isinstance(self.copy, bool):
             raise ConfigurationError(f"copy must be True or False, not {self.copy!r}")
         for name, default in NOT_YET_AVAILABLE.items():

@@ -22,6 +22,7 @@ logger = logging.getLogger("cachekit")
 _WHAT = {
     "key_error": "arguments cannot form a cache key; the call ran uncached",
     "store_error": "the result cannot be cached; it was returned uncached",
+    "key_func_error": "the key= function raised or returned no str/bytes; the call ran uncached",
 }
 
 

@@ -11,6 +11,7 @@ from cachekit._core import CachedFunction
 from cachekit.config.decorator import DecoratorConfig, _direct_only_message
 from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.singleton import get_secure_settings, get_settings
+from cachekit.decorators import custom_key
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.backends import resolve_backend
 from cachekit.decorators.events import event_reporter
@@ -110,6 +111,14 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
             "(or set CACHEKIT_DEFAULT_TTL)"
         )
     secure = _secure_options(config, settings)
+    target, prefix_name = func, identity
+    if config.key is not None:
+        # key=: the C object wraps a one-argument stand-in keyed by
+        # config.key's result, under its own prefix (custom_key.py).
+        target = custom_key.stand_in(func)
+        prefix_name = identity + "[key]"
+        if secure.get("tenant_extractor") is not None:
+            secure["tenant_extractor"] = custom_key.call_tenant(secure["tenant_extractor"])
     # @cache.local is in-process reference caching: never a backend.
     backend = None if reference else resolve_backend(config.backend, settings)
     l2 = None
@@ -122,14 +131,14 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
     is_async = inspect.iscoroutinefunction(func)
     value_types, on_event = value_types_for(func, event_reporter(identity))
     cached = CachedFunction(
-        func,
+        target,
         store_for(config.l1, settings),
-        key_prefix=f"{namespace}:{identity}:",
+        key_prefix=f"{namespace}:{prefix_name}:",
         ttl=ttl,
         on_event=on_event,
         info_type=CacheInfo,
         max_value_size=settings.max_value_size,
-        async_miss=make_async_miss(func) if is_async else None,
+        async_miss=make_async_miss(target) if is_async else None,
         reference=reference,
         copy=config.copy,
         l2=l2,
@@ -138,10 +147,12 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
         value_types=value_types,
         **secure,
-        **key_spec(func),
+        **key_spec(target),
     )
     functools.update_wrapper(cached, func)
     attach_health(cached, backend, l2, identity)
+    if config.key is not None:
+        return custom_key.keyed_wrapper(func, cached, config.key, on_event)
     if is_async:
         mark_coroutine_function(cached, func)
     return cached
