@@ -53,6 +53,24 @@ class SerializationMetadata:
         return d
 
 
+_new_object = object.__new__
+
+
+def fast_metadata(
+    fmt: SerializationFormat, compressed: bool, original_type: str | None
+) -> SerializationMetadata:
+    """SerializationMetadata(fmt, compressed=..., original_type=...) without
+    the dataclass __init__ call (the per-call cost of a serializer is mostly
+    Python-level calls; benchmarks/README.md, "Serializer layers")."""
+    meta: SerializationMetadata = _new_object(SerializationMetadata)
+    meta.__dict__.update(
+        serialization_format=fmt, encoding="utf-8", compressed=compressed,
+        original_type=original_type, encrypted=False, tenant_id=None,
+        encryption_algorithm=None, key_fingerprint=None,
+    )
+    return meta
+
+
 @runtime_checkable
 class SerializerProtocol(Protocol):
     def serialize(self, obj: Any) -> tuple[bytes, SerializationMetadata]: ...
