@@ -186,13 +186,8 @@ class EncryptionWrapper:
             # The default inner serializer is the C codec: seal_value packs
             # and seals in one C call, with the same bytes as seal(pack(obj)).
             entry = self._keyring.seal_value(obj, tenant=self.tenant_id, cache_key=key)
-            meta = fast_metadata(SerializationFormat.MSGPACK, False, type(obj).__name__)
-            d = meta.__dict__
-            d["encrypted"] = True
-            d["tenant_id"] = self.tenant_id
-            d["encryption_algorithm"] = "AES-256-GCM"
-            d["key_fingerprint"] = self._fingerprint
-            return entry, meta
+            return entry, fast_metadata(SerializationFormat.MSGPACK, False, type(obj).__name__,
+                                        True, self.tenant_id, "AES-256-GCM", self._fingerprint)
         plaintext, inner = self.serializer.serialize(obj)
         entry = self._keyring.seal(
             plaintext, tenant=self.tenant_id, cache_key=key,
