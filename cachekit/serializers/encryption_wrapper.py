@@ -17,7 +17,12 @@ from cachekit.config.encryption import decode_master_key, wipe
 from cachekit.config.secret import SecretStr
 from cachekit.config.singleton import get_secure_settings
 from cachekit.exceptions import ConfigurationError
-from cachekit.serializers.base import SerializationFormat, SerializationMetadata, SerializerProtocol
+from cachekit.serializers.base import (
+    SerializationFormat,
+    SerializationMetadata,
+    SerializerProtocol,
+    fast_metadata,
+)
 from cachekit.serializers.standard_serializer import StandardSerializer
 
 # Name used by code written for other releases.
@@ -116,6 +121,10 @@ class EncryptionWrapper:
             enable_integrity_checking=False
         )
         self.tenant_id = tenant_id
+        # A bare-msgpack StandardSerializer (the default): one C call per
+        # serialize / deserialize (benchmarks/README.md, "Serializer layers").
+        self._direct = (type(self.serializer) is StandardSerializer
+                        and not self.serializer.enable_integrity_checking)
         if not isinstance(fail_closed, bool):
             raise ConfigurationError("fail_closed must be True or False")
         self.fail_closed = fail_closed
@@ -147,6 +156,7 @@ class EncryptionWrapper:
                 number = i if previous_source.startswith("previous") else i + 1
                 raws.append(_raw_key(key, previous_source.format(number)))
             self._keyring = Keyring(raws[0], raws[1:])
+            self._fingerprint = self._keyring.fingerprint  # fixed: the master key's
         except ValueError as exc:
             if isinstance(exc, ConfigurationError):
                 raise
@@ -172,6 +182,12 @@ class EncryptionWrapper:
         """Encrypt obj for the entry stored under cache_key (required: a
         non-empty str or bytes; deserialize needs the same one)."""
         key = _cache_key_bytes(cache_key, "serialize")
+        if self._direct:
+            # The default inner serializer is the C codec: seal_value packs
+            # and seals in one C call, with the same bytes as seal(pack(obj)).
+            entry = self._keyring.seal_value(obj, tenant=self.tenant_id, cache_key=key)
+            return entry, fast_metadata(SerializationFormat.MSGPACK, False, type(obj).__name__,
+                                        True, self.tenant_id, "AES-256-GCM", self._fingerprint)
         plaintext, inner = self.serializer.serialize(obj)
         entry = self._keyring.seal(
             plaintext, tenant=self.tenant_id, cache_key=key,
@@ -196,6 +212,9 @@ class EncryptionWrapper:
     ) -> Any:
         """Decrypt what serialize produced for the same cache_key (required)."""
         key = _cache_key_bytes(cache_key, "deserialize")
+        if self._direct:
+            # An entry of another serializer is an IntegrityError, as below.
+            return self._keyring.open_value(data, tenant=self.tenant_id, cache_key=key)
         fmt_id, plaintext = self._keyring.open(data, tenant=self.tenant_id, cache_key=key)
         inner_meta = SerializationMetadata(_FORMATS[fmt_id])
         return self.serializer.deserialize(plaintext, inner_meta)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from cachekit import _core
-from cachekit.serializers.base import SerializationFormat, SerializationMetadata, check_metadata
+from cachekit.serializers.base import (
+    SerializationFormat,
+    SerializationMetadata,
+    check_metadata,
+    fast_metadata,
+)
+
+_MSGPACK = SerializationFormat.MSGPACK
+_encode_entry = _core.encode_entry
+_decode_entry = _core.decode_entry
 
 
 class StandardSerializer:
@@ -18,18 +27,16 @@ class StandardSerializer:
 
     def serialize(self, obj: Any) -> tuple[bytes, SerializationMetadata]:
         if self.enable_integrity_checking:
-            data = _core.encode_entry(obj)
-            compressed = bool(_core.read_header(data)["compressed"])
-        else:
-            data, compressed = _core.pack(obj), False
-        return data, SerializationMetadata(
-            SerializationFormat.MSGPACK, compressed=compressed, original_type=type(obj).__name__
-        )
+            data = _encode_entry(obj)
+            # Header byte 3, bit 0: COMPRESSED (docs/format.md).
+            return data, fast_metadata(_MSGPACK, bool(data[3] & 1), type(obj).__name__)
+        return _core.pack(obj), fast_metadata(_MSGPACK, False, type(obj).__name__)
 
     def deserialize(self, data: bytes | memoryview, metadata: Any = None) -> Any:
-        check_metadata(metadata, SerializationFormat.MSGPACK)
+        if metadata is not None and getattr(metadata, "serialization_format", _MSGPACK) is not _MSGPACK:
+            check_metadata(metadata, _MSGPACK)
         if self.enable_integrity_checking:
-            return _core.decode_entry(data)
+            return _decode_entry(data)
         return _core.unpack(data)
 
     def __repr__(self) -> str:

@@ -189,7 +189,14 @@ static int ck_clear(PyObject *module)
 
 static void ck_free(void *module)
 {
+    ck_state *st = ck_state_from_module((PyObject *)module);
+
     (void)ck_clear((PyObject *)module);
+    if (st != NULL) {
+        free(st->scratch); /* py_scratch.h: spare block, wiped when given back */
+        st->scratch = NULL;
+        st->scratch_cap = 0;
+    }
 }
 
 static PyModuleDef_Slot ck_slots[] = {

@@ -88,6 +88,11 @@ typedef struct {
 
     /* Key-mode decisions per type (Enum, named tuple, frozen dataclass). */
     ck_key_type_memo key_types[CK_KEY_TYPE_MEMO];
+
+    /* The spare heap block large values are encoded into (py_scratch.h);
+       NULL while a call has borrowed it. Freed with the module. */
+    unsigned char *scratch;
+    size_t scratch_cap;
 } ck_state;
 
 static inline ck_state *ck_state_from_module(PyObject *module)

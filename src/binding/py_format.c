@@ -16,6 +16,8 @@
 #include "ck_format.h"
 #include "py_args.h"
 #include "py_codec.h"
+#include "py_format.h"
+#include "py_scratch.h"
 
 /* Below this many bytes LZ4 and XXH3 finish in microseconds, less than the
    cost of dropping and retaking the GIL. */
@@ -148,6 +150,42 @@ static int decode_nogil_if_large(const Py_buffer *view, const ck_entry_limits *l
     return rc;
 }
 
+/*
+ * Frame plaintext[0..n) straight into a new bytes object: sized for the
+ * plain payload (a compressed one is only kept when strictly smaller) and
+ * shrunk afterwards, so the entry is written once, with no intermediate
+ * buffer to copy from and free. New reference, or NULL with an exception.
+ */
+PyObject *ck_py_frame_bytes(const unsigned char *plaintext, size_t n, uint8_t serializer,
+                            size_t compress_min)
+{
+    PyObject *result;
+    ck_buf out;
+    ck_error err;
+
+    /* Checked before the allocation, which would otherwise be attempted. */
+    if (n > UINT32_MAX || n > (size_t)PY_SSIZE_T_MAX - CK_ENTRY_HEADER_LEN) {
+        PyErr_Format(PyExc_ValueError, "plaintext of %zu bytes exceeds the 4 GiB entry limit", n);
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(CK_ENTRY_HEADER_LEN + n));
+    if (result == NULL) {
+        return NULL;
+    }
+    /* Nothing else can see result yet, so it may be written without the GIL. */
+    ck_buf_init_fixed(&out, (unsigned char *)PyBytes_AS_STRING(result), CK_ENTRY_HEADER_LEN + n);
+    if (encode_nogil_if_large(plaintext, n, serializer, compress_min, &out, &err) < 0) {
+        Py_DECREF(result);
+        raise_encode_error(&err);
+        return NULL;
+    }
+    if (out.len != CK_ENTRY_HEADER_LEN + n &&
+        _PyBytes_Resize(&result, (Py_ssize_t)out.len) < 0) {
+        return NULL; /* result was released */
+    }
+    return result;
+}
+
 /* ------------------------------------------------------------------------ */
 /* frame / unframe                                                          */
 /* ------------------------------------------------------------------------ */
@@ -168,11 +206,8 @@ static PyObject *py_frame(PyObject *module, PyObject *const *args, Py_ssize_t na
     };
     Py_buffer view = {0};
     PyObject *result = NULL;
-    ck_buf out;
-    ck_error err;
 
     (void)module;
-    ck_buf_init(&out);
     if (parse_int_params("frame", args, nargs, kwnames, params, 2) < 0) {
         goto error;
     }
@@ -187,15 +222,10 @@ static PyObject *py_frame(PyObject *module, PyObject *const *args, Py_ssize_t na
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         goto error;
     }
-    if (encode_nogil_if_large(view.buf, (size_t)view.len, (uint8_t)params[0].value,
-                              (size_t)params[1].value, &out, &err) < 0) {
-        raise_encode_error(&err);
-        goto error;
-    }
-    result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    result = ck_py_frame_bytes(view.buf, (size_t)view.len, (uint8_t)params[0].value,
+                               (size_t)params[1].value);
 error:
     PyBuffer_Release(&view);
-    ck_buf_free(&out);
     return result;
 }
 
@@ -225,7 +255,8 @@ static PyObject *unframe_impl(PyObject *module, PyObject *const *args, Py_ssize_
     ck_buf out;
     ck_error err;
 
-    ck_buf_init(&out);
+    /* Decompression goes into the spare block (py_scratch.h). */
+    ck_scratch_take(st, &out, 0);
     if (parse_int_params(decode ? "decode_entry" : "unframe", args, nargs, kwnames, params, 2) <
         0) {
         goto error;
@@ -256,7 +287,7 @@ static PyObject *unframe_impl(PyObject *module, PyObject *const *args, Py_ssize_
     result = ck_py_unpack(st, plaintext, plaintext_len);
 error:
     PyBuffer_Release(&view);
-    ck_buf_free(&out);
+    ck_scratch_give(st, &out);
     return result;
 }
 
@@ -324,11 +355,10 @@ static PyObject *py_encode_entry(PyObject *module, PyObject *const *args, Py_ssi
     };
     PyObject *result = NULL;
     ck_buf packed;
-    ck_buf out;
-    ck_error err;
 
-    ck_buf_init(&packed);
-    ck_buf_init(&out);
+    /* The value is packed into the spare block (py_scratch.h) and framed
+       from there into the result: one copy, no per-call 1 MiB malloc. */
+    ck_scratch_take(st, &packed, 0);
     if (parse_int_params("encode_entry", args, nargs, kwnames, params, 1) < 0) {
         goto error;
     }
@@ -339,15 +369,9 @@ static PyObject *py_encode_entry(PyObject *module, PyObject *const *args, Py_ssi
     if (ck_py_pack(st, args[0], &packed, 0) < 0) {
         goto error;
     }
-    if (encode_nogil_if_large(packed.data, packed.len, CK_SER_MSGPACK, (size_t)params[0].value,
-                              &out, &err) < 0) {
-        raise_encode_error(&err);
-        goto error;
-    }
-    result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    result = ck_py_frame_bytes(packed.data, packed.len, CK_SER_MSGPACK, (size_t)params[0].value);
 error:
-    ck_buf_free(&packed);
-    ck_buf_free(&out);
+    ck_scratch_give(st, &packed);
     return result;
 }
 

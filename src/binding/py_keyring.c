@@ -10,6 +10,7 @@
  * the type cannot be pickled. Dropping the object wipes every key.
  */
 #include "py_keyring.h"
+#include "py_scratch.h"
 
 #include <string.h>
 
@@ -233,7 +234,9 @@ static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     ck_buf packed, out;
     ck_error err;
 
-    ck_buf_init_secret(&packed); /* the encoded value, in clear */
+    /* The encoded value, in clear: packed into the module's spare block
+       (py_scratch.h), which is wiped when it is given back. */
+    ck_scratch_take(st, &packed, 1);
     ck_buf_init(&out);
     if (ck_py_keyring_parse_args(encode ? "seal_value" : "seal", args, nargs, kwnames,
                                  encode ? NULL : "serializer", &serializer, &a) < 0) {
@@ -258,14 +261,28 @@ static PyObject *seal_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
         /* The GIL is released around the cipher only when the input cannot change. */
         hooks = in.readonly ? &ck_gil_hooks : &ck_gil_hooks_wait_only;
     }
+    /* The entry is sealed straight into the result: its header is at most
+       255 bytes (header_len is one byte), the ciphertext as long as pt. */
+    if (n > (size_t)PY_SSIZE_T_MAX - 255) {
+        PyErr_SetString(PyExc_ValueError, "value too large to seal");
+        goto error;
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n + 255));
+    if (result == NULL) {
+        goto error;
+    }
+    ck_buf_init_fixed(&out, (unsigned char *)PyBytes_AS_STRING(result), n + 255);
     if (ck_keyring_seal(self->kr, a.tenant, a.cache_key, (uint8_t)serializer, pt, n, hooks, &out,
                         &err) < 0) {
+        Py_CLEAR(result);
         ck_raise_crypto_error(st, &err, 0);
         goto error;
     }
-    result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    if (_PyBytes_Resize(&result, (Py_ssize_t)out.len) < 0) {
+        goto error; /* result was released */
+    }
 error:
-    ck_buf_free(&packed); /* wipes */
+    ck_scratch_give(st, &packed); /* wipes */
     ck_buf_free(&out);
     PyBuffer_Release(&in);
     PyBuffer_Release(&a.key);
@@ -293,7 +310,7 @@ PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned 
     ck_error err;
     ck_buf pt;
 
-    ck_buf_init_secret(&pt);
+    ck_scratch_take(st, &pt, 1); /* the plaintext; wiped when given back */
     if (ck_keyring_open(kr, entry, n, max_size, tenant, cache_key, hooks, &pt, &serializer,
                         &err) < 0) {
         ck_raise_crypto_error(st, &err, 1);
@@ -305,7 +322,7 @@ PyObject *ck_keyring_open_to_value(ck_state *st, ck_keyring *kr, const unsigned 
     }
     value = ck_py_unpack_types(st, pt.data, pt.len, types);
 done:
-    ck_buf_free(&pt); /* wipes */
+    ck_scratch_give(st, &pt); /* wipes */
     return value;
 }
 
@@ -331,7 +348,7 @@ static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     ck_buf pt;
     ck_error err;
 
-    ck_buf_init_secret(&pt);
+    ck_scratch_take(st, &pt, 1); /* the plaintext; wiped when given back */
     if (ck_py_keyring_parse_args(decode ? "open_value" : "open", args, nargs, kwnames,
                                  "max_size", &max_size, &a) < 0) {
         goto error;
@@ -357,7 +374,7 @@ static PyObject *open_impl(ck_keyring_object *self, PyObject *const *args, Py_ss
     }
     result = Py_BuildValue("(iy#)", serializer, (const char *)pt.data, (Py_ssize_t)pt.len);
 error:
-    ck_buf_free(&pt); /* wipes */
+    ck_scratch_give(st, &pt); /* wipes */
     PyBuffer_Release(&entry);
     PyBuffer_Release(&a.key);
     return result;

@@ -18,6 +18,46 @@ void ck_buf_init_secret(ck_buf *b)
 {
     reset(b);
     b->secret = 1;
+    b->fixed = 0;
+}
+
+void ck_buf_init_fixed(ck_buf *b, unsigned char *p, size_t cap)
+{
+    b->data = p;
+    b->len = 0;
+    b->cap = cap;
+    b->secret = 0;
+    b->fixed = 1;
+}
+
+void ck_buf_adopt(ck_buf *b, unsigned char *p, size_t cap, int secret)
+{
+    reset(b);
+    b->secret = secret;
+    b->fixed = 0;
+    if (p != NULL && cap > sizeof(b->inline_)) {
+        b->data = p;
+        b->cap = cap;
+    } else {
+        free(p);
+    }
+}
+
+unsigned char *ck_buf_detach(ck_buf *b, size_t *cap)
+{
+    unsigned char *p = NULL;
+
+    *cap = 0;
+    if (b->secret) {
+        ck_wipe(b->data, b->len);
+    }
+    if (b->data != b->inline_ && !b->fixed) {
+        p = b->data;
+        *cap = b->cap;
+    }
+    b->fixed = 0;
+    reset(b);
+    return p;
 }
 
 void ck_buf_free_slow(ck_buf *b)
@@ -27,10 +67,15 @@ void ck_buf_free_slow(ck_buf *b)
            was wiped when data moved to the heap. */
         ck_wipe(b->data, b->len);
     }
-    if (b->data != b->inline_) {
+    if (b->data != b->inline_ && !b->fixed) {
         free(b->data);
     }
-    reset(b);
+    /* A fixed buffer stays on the caller's memory, emptied. */
+    if (!b->fixed) {
+        reset(b);
+    } else {
+        b->len = 0;
+    }
 }
 
 void ck_buf_clear(ck_buf *b)
@@ -46,7 +91,7 @@ int ck_buf_grow(ck_buf *b, size_t extra)
     size_t need, cap;
     unsigned char *p;
 
-    if (extra > SIZE_MAX - b->len) {
+    if (b->fixed || extra > SIZE_MAX - b->len) {
         return -1;
     }
     need = b->len + extra;

@@ -28,6 +28,7 @@ typedef struct {
     size_t len;
     size_t cap;
     int secret; /* wipe on growth and on free; kept by ck_buf_free */
+    int fixed;  /* data is the caller's memory: never grown, never freed */
     unsigned char inline_[CK_BUF_INLINE];
 } ck_buf;
 
@@ -38,9 +39,30 @@ static inline void ck_buf_init(ck_buf *b)
     b->len = 0;
     b->cap = sizeof(b->inline_);
     b->secret = 0;
+    b->fixed = 0;
 }
 
 void ck_buf_init_secret(ck_buf *b);
+
+/*
+ * Buffer ownership, for large values (a 1 MiB value must not cost a fresh
+ * 1 MiB block, and its page faults, on every call):
+ *
+ * ck_buf_init_fixed: write into the caller's memory p[0..cap) (the storage
+ * of a bytes object being built, say). Growth past cap fails (-1) and
+ * ck_buf_free never frees p; the caller sizes cap for the worst case.
+ *
+ * ck_buf_adopt: make a malloc'd block p[0..cap) (or NULL: none) the
+ * storage of an empty buffer, which then owns it as if it had grown into
+ * it. secret selects the mode (ck_buf_init_secret).
+ *
+ * ck_buf_detach: hand the buffer's heap block back (NULL when it is inline
+ * or fixed) with its capacity in *cap, wiping [0, len) first in secret
+ * mode, and reset the buffer to empty inline storage.
+ */
+void ck_buf_init_fixed(ck_buf *b, unsigned char *p, size_t cap);
+void ck_buf_adopt(ck_buf *b, unsigned char *p, size_t cap, int secret);
+unsigned char *ck_buf_detach(ck_buf *b, size_t *cap);
 /* The out-of-line part of ck_buf_free: wiping, heap storage. */
 void ck_buf_free_slow(ck_buf *b);
 
@@ -49,7 +71,7 @@ void ck_buf_free_slow(ck_buf *b);
    stayed inline only resets its length. */
 static inline void ck_buf_free(ck_buf *b)
 {
-    if (b->data == b->inline_ && !b->secret) {
+    if ((b->data == b->inline_ || b->fixed) && !b->secret) {
         b->len = 0;
         return;
     }
