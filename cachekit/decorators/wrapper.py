@@ -109,6 +109,15 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
             "refresh_ttl_on_get renews an entry's TTL, so it needs one: pass ttl= "
             "(or set CACHEKIT_DEFAULT_TTL)"
         )
+    if config.interop is not None:
+        if reference:
+            raise ConfigurationError(
+                "@cache.local keeps entries in this process; interop entries are shared through "
+                "a backend: use @cache(interop=..., namespace=..., backend=...)"
+            )
+        from cachekit.decorators.interop_wrapper import wrap_interop
+
+        return wrap_interop(func, config, resolve_backend(config.backend, settings), ttl)
     secure = _secure_options(config, settings)
     # @cache.local is in-process reference caching: never a backend.
     backend = None if reference else resolve_backend(config.backend, settings)
