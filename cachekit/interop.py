@@ -162,11 +162,15 @@ def _revive(obj: Any) -> Any:
 def decode_interop_value(data: bytes | bytearray | memoryview) -> Any:
     """Decode exactly one plain MessagePack document; temporal sentinel maps
     become datetime/date/time. InteropDecodeError for anything else."""
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)
     try:
         value = _core.interop_decode_value(data)
     except (ValueError, TypeError) as exc:
         raise InteropDecodeError(f"stored value is not an interop value: {exc}") from None
-    if isinstance(value, (dict, list)):
+    # A sentinel key ("__datetime__", ...) has "__" in its bytes: without
+    # one, there is nothing to revive and the walk is skipped.
+    if isinstance(value, (dict, list)) and b"__" in data:
         return _revive(value)
     return value
 

@@ -177,6 +177,8 @@ def test_value_profile_rules():
     for bad in ({1}, uuid.uuid4(), float("nan"), float("inf"), {1: 2}, object(), 2**64):
         with pytest.raises(I.InteropError):
             I.encode_interop_value(bad)
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    assert I.decode_interop_value(memoryview(I.encode_interop_value([at]))) == [at]
     # A map that only looks like a sentinel stays a map.
     odd = {"__date__": True, "value": "not a date"}
     assert I.decode_interop_value(I.encode_interop_value(odd)) == odd

@@ -334,11 +334,16 @@ int ck_interop_aad(ck_buf *out, const char *tenant, size_t tenant_len, const cha
 }
 
 #define DOMAIN "encryption"
+/* Byte strings of the spec, not C strings (no terminator is copied). */
+static const unsigned char salt_prefix[12] = {'c', 'a', 'c', 'h', 'e', 'k',
+                                              'i', 't', '_', 'v', '1', '_'};
+static const unsigned char fp_prefix[18] = {'k', 'e', 'y', '_', 'f', 'i', 'n', 'g', 'e',
+                                            'r', 'p', 'r', 'i', 'n', 't', '_', 'v', '1'};
 
 int ck_interop_derive_key(const unsigned char *master, size_t master_len, const char *tenant,
                           size_t tenant_len, unsigned char out[32], ck_error *err)
 {
-    unsigned char salt[12 + 1 + sizeof(DOMAIN) - 1 + 2 + CK_INTEROP_TENANT_MAX];
+    unsigned char salt[sizeof(salt_prefix) + 1 + sizeof(DOMAIN) - 1 + 2 + CK_INTEROP_TENANT_MAX];
     size_t at = 0;
 
     if (tenant_len == 0 || tenant_len > CK_INTEROP_TENANT_MAX) {
@@ -348,8 +353,8 @@ int ck_interop_derive_key(const unsigned char *master, size_t master_len, const 
     if (master_len < 16) {
         return ck_error_set(err, CK_EINVAL, "interop master key must be at least 16 bytes");
     }
-    memcpy(salt, "cachekit_v1_", 12);
-    at = 12;
+    memcpy(salt, salt_prefix, sizeof(salt_prefix));
+    at = sizeof(salt_prefix);
     salt[at++] = (unsigned char)(sizeof(DOMAIN) - 1);
     memcpy(salt + at, DOMAIN, sizeof(DOMAIN) - 1);
     at += sizeof(DOMAIN) - 1;
@@ -363,11 +368,11 @@ int ck_interop_derive_key(const unsigned char *master, size_t master_len, const 
 
 int ck_interop_fingerprint(const unsigned char key[32], unsigned char out[16], ck_error *err)
 {
-    unsigned char msg[18 + 32], digest[32];
+    unsigned char msg[sizeof(fp_prefix) + 32], digest[32];
     int rc;
 
-    memcpy(msg, "key_fingerprint_v1", 18);
-    memcpy(msg + 18, key, 32);
+    memcpy(msg, fp_prefix, sizeof(fp_prefix));
+    memcpy(msg + sizeof(fp_prefix), key, 32);
     rc = ck_sha256(msg, sizeof(msg), digest, err);
     if (rc == 0) {
         memcpy(out, digest, 16);
