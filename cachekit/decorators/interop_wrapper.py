@@ -109,8 +109,15 @@ def wrap_interop(func: Callable[..., Any], config: DecoratorConfig, backend: Any
     ttl_arg = None if ttl is None else max(1, int(ttl))
     stats = _Stats()
 
+    # Only plain positional-or-keyword parameters: a call passing all of
+    # them positionally is already the flat array (no binding, no defaults).
+    arity = len(sig.parameters)
+    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in sig.parameters.values())
+
     def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         try:
+            if simple and not kwargs and len(args) == arity:
+                return _core.interop_key(namespace, operation, args)
             return _core.interop_key(namespace, operation, bind_flat_args(sig, args, kwargs))
         except (ValueError, TypeError, OverflowError) as exc:
             if isinstance(exc, InteropError):
