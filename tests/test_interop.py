@@ -479,3 +479,17 @@ def test_cross_sdk_with_reference(reference_python, redis_server, mode, request)
     assert get_user(7) == {"id": 7, "by": "ours", "score": 2.5} and calls == [7]
     read = _reference(redis_server.url, mode, ns, "7")
     assert read == {"result": {"id": 7, "by": "ours", "score": 2.5}, "calls": 0}
+
+
+def test_no_reference_leaks_on_success_and_error_paths():
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    key_obj, inner, elem = "k", [1, 2.5], "s"
+    args = [42, {key_obj: inner, "set": {elem, 1}}, at]
+    bad = [{key_obj: [inner, object()]}]
+    before = [sys.getrefcount(o) for o in (key_obj, inner, elem, at)]
+    for _ in range(1000):
+        I.generate_interop_key("t", "op", args)
+        I.decode_interop_value(I.encode_interop_value({key_obj: inner, "at": at}))
+        with pytest.raises(I.InteropError):
+            I.canonical_args_bytes(bad)
+    assert [sys.getrefcount(o) for o in (key_obj, inner, elem, at)] == before
