@@ -418,7 +418,7 @@ def test_out_of_model_argument_and_result_raise(backend, request):
 # Cross-check with the reference library (cachekit 0.24.1, its own venv)
 # --------------------------------------------------------------------------
 
-REF_PYTHON = os.environ.get("CACHEKIT_REFERENCE_PYTHON", "/tmp/ref024/bin/python")
+REF_PYTHON = os.environ.get("REFERENCE_PYTHON", "/tmp/ref024/bin/python")
 
 REF_SCRIPT = textwrap.dedent(
     """
