@@ -21,6 +21,12 @@ from cachekit.exceptions import (
     UnsupportedTypeError,
 )
 from cachekit.info import CacheInfo
+from cachekit.interop import (
+    InteropError,
+    decode_interop_value,
+    encode_interop_value,
+    generate_interop_key,
+)
 
 __version__ = "0.1.0"
 
@@ -35,10 +41,14 @@ __all__ = [
     "EncryptionConfig",
     "EncryptionError",
     "IntegrityError",
+    "InteropError",
     "L1CacheConfig",
     "SerializationError",
     "UnsupportedTypeError",
     "__version__",
     "cache",
+    "decode_interop_value",
+    "encode_interop_value",
+    "generate_interop_key",
     "register_type",
 ]

@@ -130,6 +130,22 @@ def hashcount_corpus() -> None:
     seed("hashcount", b"\x1f" + b"\xff" * 8 + bytes(range(0x80, 0x100)))
 
 
+def interop_corpus() -> None:
+    # The published interop/v1 vectors (tests/vectors/protocol/) and a few
+    # shapes a reader must refuse: a CK frame prefix, 0xc1, an extension.
+    import json
+
+    path = HERE.parent / "tests" / "vectors" / "protocol" / "interop-mode.json"
+    vectors = json.loads(path.read_text("utf-8"))
+    for v in vectors["key_vectors"][:12]:
+        seed("interop", bytes.fromhex(v["canonical_args_hex"]))
+    for v in vectors["value_vectors"]:
+        seed("interop", bytes.fromhex(v["canonical_msgpack_hex"]))
+    seed("interop", bytes.fromhex(vectors["encryption_vectors"][0]["ciphertext_hex"]))
+    for h in (b"CK\x01\x00", b"\xc1", b"\xc7\x01\x01\xff"):
+        seed("interop", h)
+
+
 # ------------------------------------------------------------- regressions
 
 
@@ -200,6 +216,7 @@ def main() -> int:
     py_decode_corpus()
     redis_corpus()
     hashcount_corpus()
+    interop_corpus()
     hostile()
     for kind in ("corpus", "regressions"):
         for d in sorted((HERE / kind).iterdir()):

@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-ALL="entry seal redis_reply hashcount py_decode"
+ALL="entry seal redis_reply hashcount interop py_decode"
 
 [ $# -eq 2 ] || { echo "usage: fuzz/run.sh TARGET|all SECONDS" >&2; exit 2; }
 target=$1 secs=$2

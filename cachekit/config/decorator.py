@@ -87,7 +87,6 @@ _ENCRYPTION_FIELDS = frozenset({"master_key", "tenant_extractor", "key_provider"
 NOT_YET_AVAILABLE: dict[str, Any] = {
     "stale_ttl": None,
     "swr_by_default": False,
-    "interop": None,
 }
 
 
@@ -197,6 +196,11 @@ class DecoratorConfig:
         check_key_function(self.key)
         if not isinstance(self.copy, bool):
             raise ConfigurationError(f"copy must be True or False, not {self.copy!r}")
+        if self.interop is not None and not isinstance(self.interop, str):
+            raise ConfigurationError(
+                f"interop names the cross-SDK operation: pass interop=\"get_user\" (a lowercase "
+                f"segment) together with namespace=, not {self.interop!r}"
+            )
         for name, default in NOT_YET_AVAILABLE.items():
             if getattr(self, name) != default:
                 raise ConfigurationError(

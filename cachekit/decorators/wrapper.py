@@ -110,6 +110,15 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
             "refresh_ttl_on_get renews an entry's TTL, so it needs one: pass ttl= "
             "(or set CACHEKIT_DEFAULT_TTL)"
         )
+    if config.interop is not None:
+        if reference:
+            raise ConfigurationError(
+                "@cache.local keeps entries in this process; interop entries are shared through "
+                "a backend: use @cache(interop=..., namespace=..., backend=...)"
+            )
+        from cachekit.decorators.interop_wrapper import wrap_interop
+
+        return wrap_interop(func, config, resolve_backend(config.backend, settings), ttl)
     secure = _secure_options(config, settings)
     target, prefix_name = func, identity
     if config.key is not None:
