@@ -148,3 +148,31 @@ def test_parse_slots_synthetic() -> None:
 def test_parse_slots_refuses(bad: bytes) -> None:
     with pytest.raises(ValueError):
         parse_slots(bad)
+
+
+def _dbsize(node) -> int:
+    return _resp_int(node.command(b"DBSIZE"))
+
+
+def test_single_node_client_on_a_cluster_never_fails_the_caller(redis_cluster) -> None:  # noqa: F811
+    # docs/cluster.md: until the cluster client exists, a redis:// URL to
+    # one cluster node stores only the keys whose slots that node owns;
+    # the others fail with MOVED (a counted miss). No exception, no wrong value.
+    from cachekit import cache
+    from cachekit.backends import RedisBackend
+
+    node = redis_cluster.nodes[0]
+    for n in redis_cluster.nodes:
+        n.command(b"FLUSHALL")
+    calls = []
+    with RedisBackend(f"redis://127.0.0.1:{node.port}") as backend:
+        @cache(backend=backend, ttl=60, namespace="clustertest")
+        def f(x: int) -> tuple[str, int]:
+            calls.append(x)
+            return ("v", x)
+
+        for _ in range(2):
+            for x in range(60):
+                assert f(x) == ("v", x)
+    assert _dbsize(node) > 0
+    assert all(_dbsize(n) == 0 for n in redis_cluster.nodes[1:])
