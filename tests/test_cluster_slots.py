@@ -7,6 +7,7 @@ and hostile inputs), the CLUSTER SLOTS parser (a real reply and refused ones).
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,25 @@ def test_single_node_client_on_a_cluster_never_fails_the_caller(redis_cluster) -
                 assert f(x) == ("v", x)
     assert _dbsize(node) > 0
     assert all(_dbsize(n) == 0 for n in redis_cluster.nodes[1:])
+
+
+REGRESSIONS = sorted((Path(__file__).resolve().parent.parent / "fuzz" / "regressions"
+                      / "redis_slots").glob("*"))
+
+
+def test_slot_regressions_exist() -> None:
+    assert len(REGRESSIONS) >= 5
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.name)
+def test_fuzz_regressions_refused_or_parsed(path: Path) -> None:
+    data = path.read_bytes()
+    assert 0 <= slot(data) < 16384
+    for parse in (redirect, parse_slots):
+        try:
+            parse(data)
+        except ValueError:
+            pass
+    if path.name.startswith("hostile-"):  # each is built to be refused by one parser
+        with pytest.raises(ValueError):
+            (parse_slots if data.startswith(b"*") else redirect)(data)
