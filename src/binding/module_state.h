@@ -114,6 +114,7 @@ int ck_cached_instances_exec(PyObject *module);
 int ck_cached_bound_exec(PyObject *module);
 int ck_cached_async_exec(PyObject *module);
 int ck_l2_exec(PyObject *module);
+int ck_redis_slots_exec(PyObject *module);
 int ck_crypto_exec(PyObject *module);
 int ck_seal_exec(PyObject *module);
 int ck_keyring_exec(PyObject *module);
