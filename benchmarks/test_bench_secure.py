@@ -39,3 +39,46 @@ def test_round_trip(benchmark, recorder, value_name, mode):
     assert fn(value) == value
     benchmark(fn, value)
     recorder(benchmark, f"serialize+protect+open+deserialize, {value_name}", mode, baseline=is_baseline)
+
+
+# An @cache.secure L1 hit (MAC of the key bytes, L1 probe, AES-256-GCM open,
+# decode) against functools.lru_cache and against msgpack + cryptography's
+# AESGCM opening the same kind of value, measured in the same run.
+import functools  # noqa: E402
+
+from cachekit import cache  # noqa: E402
+
+_SMALL = {"id": 42, "name": "Ada Lovelace", "ssn": "078-05-1120"}
+
+
+@cache.secure(master_key="ab" * 32, ttl=300, backend=None)
+def _secure(x):
+    return dict(_SMALL, id=x)
+
+
+@functools.lru_cache(maxsize=None)
+def _lru(x):
+    return dict(_SMALL, id=x)
+
+
+def _msgpack_aesgcm():
+    msgpack = pytest.importorskip("msgpack")
+    aead = pytest.importorskip("cryptography.hazmat.primitives.ciphers.aead")
+    aes = aead.AESGCM(bytes(32))
+    nonce, aad = bytes(12), CACHE_KEY
+    blob = aes.encrypt(nonce, msgpack.packb(_SMALL), aad)
+    return lambda: msgpack.unpackb(aes.decrypt(nonce, blob, aad))
+
+
+HITS = {"functools.lru_cache": (lambda: _lru(1), True), "cachekit @cache.secure": (lambda: _secure(1), False)}
+
+
+@pytest.mark.parametrize("name", [*HITS, "msgpack + cryptography AESGCM open"])
+def test_secure_l1_hit(benchmark, recorder, name):
+    if name in HITS:
+        fn, is_baseline = HITS[name]
+    else:
+        fn, is_baseline = _msgpack_aesgcm(), False
+    assert fn()["ssn"] == "078-05-1120"
+    benchmark(fn)
+    recorder(benchmark, "secure L1 hit, small dict", name, baseline=is_baseline)

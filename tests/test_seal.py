@@ -175,3 +175,17 @@ def test_error_messages_hold_no_key_material():
         open_(seal(), dek=bytes(range(1, 33)))
     text = str(info.value)
     assert DEK.hex() not in text and "authentication failed" in text
+
+
+@pytest.mark.parametrize("key_len", [300, 377, 378, 379, 2000])
+def test_aad_on_the_stack_and_on_the_heap(key_len):
+    # Opening builds an AAD of up to 512 bytes on the stack, a larger one on
+    # the heap (ck_sealed_open); around the boundary (header 106 + tenant 4 +
+    # 12 fixed bytes + cache key) both must authenticate exactly the same bytes.
+    cache_key = bytes(range(256)) * (key_len // 256) + b"k" * (key_len % 256)
+    entry = seal(cache_key=cache_key)
+    assert open_(entry, cache_key=cache_key) == VALUE
+    with pytest.raises(DecryptionError):
+        open_(entry, cache_key=cache_key[:-1] + b"x")
+    with pytest.raises(DecryptionError):
+        open_(entry, cache_key=cache_key, tenant="acmf")

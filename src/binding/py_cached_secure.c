@@ -248,6 +248,22 @@ static int secure_lookup(void *arg, PyObject **result)
                             result, c->detached);
 }
 
+/* The call's L2 name into name, once (name->len != 0 afterwards), when
+   *with_l2. No name, no L2 for this call (*with_l2 cleared, reported); L1
+   still serves it. 0, or -1 to propagate. */
+static int secure_name(ck_cached *self, ck_span tenant, const ck_buf *key, ck_buf *name,
+                       int *with_l2)
+{
+    if (!*with_l2 || name->len != 0) {
+        return 0;
+    }
+    if (ck_cached_secure_l2_name(self, tenant, key, name) < 0) {
+        *with_l2 = 0;
+        return ck_cached_l2_report(self) < 0 ? -1 : 0;
+    }
+    return 0;
+}
+
 PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t nargsf,
                                 PyObject *kwnames, ck_call_mode *mode)
 {
@@ -318,13 +334,6 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     }
     h = ck_cached_hash(self, l1_key, sizeof(l1_key));
     with_l2 = ck_cached_l2_configured(self, identity);
-    if (with_l2 && ck_cached_secure_l2_name(self, tenant, &key, &name) < 0) {
-        /* No name, no L2 for this call; L1 still serves it. */
-        with_l2 = 0;
-        if (ck_cached_l2_report(self) < 0) {
-            goto done;
-        }
-    }
     if (!CK_MODE_STORING(mode)) {
     lookup:
         if (ck_l1_get(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit,
@@ -349,6 +358,10 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
                 goto done;
             }
             /* The bad entry is replaced below once the function has run. */
+        }
+        /* The L2 name (an HMAC-SHA256) is computed only once L1 missed. */
+        if (secure_name(self, tenant, &key, &name, &with_l2) < 0) {
+            goto done;
         }
         if (with_l2 && CK_MODE_DEFERS_L2(mode)) {
             /* The async path asks L2 off the event loop (ck_call_mode). */
@@ -385,6 +398,9 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
             }
         }
         self->misses++;
+    }
+    if (secure_name(self, tenant, &key, &name, &with_l2) < 0) {
+        goto done;
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
     if (result == NULL) {

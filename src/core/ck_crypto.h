@@ -1,5 +1,5 @@
 /*
- * ck_crypto.h - AES-256-GCM (ck_aead.c), HMAC-SHA256 under a random key
+ * ck_crypto.h - AES-256-GCM (ck_aead.c), a keyed PRF under a random key
  * (ck_mac.c), HKDF-SHA256, randomness and key memory (ck_crypto.c), all on
  * OpenSSL 3 (pure C, no Python).
  *
@@ -60,18 +60,21 @@ int ck_aead_open(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
                  const unsigned char tag[CK_AEAD_TAG_LEN], unsigned char *pt, ck_error *err);
 
 /*
- * HMAC-SHA256 under a random 32-byte key of its own (ck_mac.c), for keying
- * lookups by a MAC of secret bytes. Thread-safe; a mutex is held for one
- * MAC. An owner with pthread_atfork handlers holds it across fork() with
- * ck_mac_lock_for_fork / ck_mac_unlock_after_fork (parent and child alike).
+ * A keyed PRF under a random key of its own (ck_mac.c), for keying lookups
+ * by a MAC of secret bytes: SipHash-2-4 with 128-bit output, or under FIPS
+ * properties HMAC-SHA256 truncated to 128 bits. Thread-safe; a mutex is
+ * held for one MAC. An owner with pthread_atfork handlers holds it across
+ * fork() with ck_mac_lock_for_fork / ck_mac_unlock_after_fork (parent and
+ * child alike).
  */
-#define CK_MAC_KEY_LEN 32
-#define CK_MAC_LEN 32
+#define CK_MAC_LEN 16
 
 typedef struct ck_mac ck_mac;
 
 ck_mac *ck_mac_new_random(ck_error *err);
 void ck_mac_free(ck_mac *m); /* NULL is fine */
+/* "SipHash-2-4-128" or "HMAC-SHA256-128": which function m computes. */
+const char *ck_mac_name(const ck_mac *m);
 int ck_mac_compute(ck_mac *m, const unsigned char *msg, size_t n, unsigned char out[CK_MAC_LEN],
                    ck_error *err);
 void ck_mac_lock_for_fork(ck_mac *m);

@@ -165,8 +165,9 @@ int ck_keyring_l2_name(ck_keyring *kr, ck_span tenant, const unsigned char *key,
                        unsigned char out[CK_KEYRING_L2_NAME_LEN], ck_error *err);
 
 /*
- * The L1 key of @cache.secure entries: HMAC-SHA256 of the call's key bytes
- * under a random key this keyring made at creation (and keeps until it is
+ * The L1 key of @cache.secure entries: a 128-bit keyed PRF (ck_mac.c:
+ * SipHash-2-4, or HMAC-SHA256 under FIPS) of the call's key bytes under a
+ * random key this keyring made at creation (and keeps until it is
  * freed; reset() leaves it, so cached entries stay reachable). The store
  * then holds no argument or tenant bytes, and no hash of them an attacker
  * could test guesses against. 0, or -1 with err.
