@@ -11,13 +11,6 @@
 
 #include <stdlib.h>
 
-#include "ck_file.h"
-
-typedef struct {
-    PyObject_HEAD
-    ck_file_store fs;
-    int open;
-} ck_filestore_object;
 
 static PyObject *raise_err(const ck_error *err)
 {
@@ -240,6 +233,11 @@ static void filestore_dealloc(PyObject *self_)
     }
     tp->tp_free(self_);
     Py_DECREF(tp);
+}
+
+int ck_filestore_check(PyObject *o)
+{
+    return PyType_GetSlot(Py_TYPE(o), Py_tp_dealloc) == (void *)filestore_dealloc;
 }
 
 static PyMethodDef filestore_methods[] = {

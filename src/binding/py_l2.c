@@ -23,6 +23,7 @@
 
 #include "ck_l1.h"
 #include "ck_crypto.h"
+#include "py_file.h"
 #include "py_store.h"
 
 static uint64_t fork_generation;
@@ -436,7 +437,9 @@ int ck_l2_get(ck_l2_object *l2, const char *name, size_t n, PyObject **entry, in
     if (!l2_allow(l2)) {
         return 0;
     }
-    rc = l2->redis != NULL ? redis_get(l2, name, n, entry, pttl_ms) : py_get(l2, name, n, entry);
+    rc = l2->redis != NULL ? redis_get(l2, name, n, entry, pttl_ms)
+         : l2->file != NULL ? ck_l2_file_get(l2->file, name, n, entry, pttl_ms)
+                            : py_get(l2, name, n, entry);
     l2_done(l2, rc >= 0);
     if (rc == 1) {
         l2->hits++;
@@ -455,6 +458,7 @@ int ck_l2_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char 
         return 0;
     }
     rc = l2->redis != NULL ? redis_set(l2, name, n, data, len, ttl_ms)
+         : l2->file != NULL ? ck_l2_file_set(l2->file, name, n, data, len, ttl_ms)
                            : py_set(l2, name, n, data, len, ttl_ms);
     l2_done(l2, rc == 0);
     return rc;
@@ -469,7 +473,9 @@ int ck_l2_delete(ck_l2_object *l2, const char *name, size_t n, int *removed)
        even while reads and writes are being skipped, and a failure is
        reported, since the entry it was meant to remove is still there. */
     l2_check_fork(l2);
-    rc = l2->redis != NULL ? redis_delete(l2, name, n, removed) : py_delete(l2, name, n, removed);
+    rc = l2->redis != NULL ? redis_delete(l2, name, n, removed)
+         : l2->file != NULL ? ck_l2_file_delete(l2->file, name, n, removed)
+                            : py_delete(l2, name, n, removed);
     if (rc < 0) {
         l2->errors++;
     }
@@ -483,7 +489,9 @@ int ck_l2_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms)
     if (!l2_allow(l2)) {
         return 0;
     }
-    rc = l2->redis != NULL ? redis_expire(l2, name, n, ttl_ms) : py_expire(l2, name, n, ttl_ms);
+    rc = l2->redis != NULL ? redis_expire(l2, name, n, ttl_ms)
+         : l2->file != NULL ? ck_l2_file_expire(l2->file, name, n, ttl_ms)
+                            : py_expire(l2, name, n, ttl_ms);
     l2_done(l2, rc == 0);
     return rc;
 }
@@ -493,7 +501,9 @@ int ck_l2_clear_prefix(ck_l2_object *l2, const char *prefix, size_t n)
     int rc;
 
     l2_check_fork(l2);
-    rc = l2->redis != NULL ? redis_clear(l2, prefix, n) : py_clear(l2, prefix, n);
+    rc = l2->redis != NULL ? redis_clear(l2, prefix, n)
+         : l2->file != NULL ? ck_l2_file_clear(l2->file, prefix, n)
+                            : py_clear(l2, prefix, n);
     if (rc < 0) {
         l2->errors++;
     }
@@ -520,8 +530,10 @@ static PyObject *l2_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                      &half_open, &max_concurrent)) {
         return NULL;
     }
-    if (client != Py_None && !PyObject_TypeCheck(client, st->RedisClientType)) {
-        PyErr_SetString(PyExc_TypeError, "client must be a cachekit._core.RedisClient or None");
+    if (client != Py_None && !PyObject_TypeCheck(client, st->RedisClientType) &&
+        !ck_filestore_check(client)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "client must be a cachekit._core.RedisClient, FileStore or None");
         return NULL;
     }
     if (ck_seconds_to_ns(recovery, "recovery_timeout", &recovery_ns) < 0) {
@@ -539,7 +551,11 @@ static PyObject *l2_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->breaker_ready = 1;
     self->fork_gen = fork_generation;
     self->backend = Py_NewRef(backend);
-    self->redis = client == Py_None ? NULL : (ck_redis_object *)Py_NewRef(client);
+    if (client != Py_None && ck_filestore_check(client)) {
+        self->file = Py_NewRef(client);
+    } else {
+        self->redis = client == Py_None ? NULL : (ck_redis_object *)Py_NewRef(client);
+    }
     return (PyObject *)self;
 }
 
@@ -548,6 +564,7 @@ static int l2_traverse(ck_l2_object *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->backend);
     Py_VISIT(self->redis);
+    Py_VISIT(self->file);
     return 0;
 }
 
@@ -555,6 +572,7 @@ static int l2_clear(ck_l2_object *self)
 {
     Py_CLEAR(self->backend);
     Py_CLEAR(self->redis);
+    Py_CLEAR(self->file);
     return 0;
 }
 

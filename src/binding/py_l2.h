@@ -15,6 +15,8 @@ typedef struct {
     PyObject *backend;      /* the user's backend object (strong) */
     ck_redis_object *redis; /* its C client: the GIL-free fast path, or NULL to
                                call backend.get/set/delete (strong) */
+    PyObject *file;         /* a FileBackend's C FileStore (py_file.h): the
+                               file fast path, or NULL (strong) */
     ck_breaker breaker;
     int breaker_ready;
     uint64_t fork_gen;      /* process generation the breaker belongs to */
