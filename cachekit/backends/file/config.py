@@ -11,7 +11,7 @@ import dataclasses
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from cachekit.backends._envconf import parse_float, parse_int, read_prefixed
 from cachekit.exceptions import ConfigurationError
 
 ENV_PREFIX = "CACHEKIT_FILE_"
-_ENV_FIELDS = {
+_ENV_FIELDS: dict[str, Callable[[str], Any]] = {
     "cache_dir": Path, "max_size_mb": parse_int, "max_value_mb": parse_int,
     "max_entry_count": parse_int, "lock_timeout_seconds": parse_float,
     "permissions": parse_int, "dir_permissions": parse_int,
