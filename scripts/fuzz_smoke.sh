@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short run of every libFuzzer harness (fuzz/, docs/fuzzing.md): builds
 # them with clang, replays the seed corpora and the kept regressions, then
-# fuzzes each for FUZZ_SMOKE_SECONDS (default 6; five targets, well under a
+# fuzzes each for FUZZ_SMOKE_SECONDS (default 6; six targets, well under a
 # minute in all). Any crash or sanitizer report fails CI; the input is left
 # in fuzz/out/crashes/<target>/ to be kept in fuzz/regressions/<target>/.
 set -euo pipefail
@@ -18,7 +18,7 @@ fi
 bash fuzz/build.sh
 secs=${FUZZ_SMOKE_SECONDS:-6}
 failed=()
-for t in entry seal redis_reply hashcount py_decode; do
+for t in entry seal redis_reply hashcount file_record py_decode; do
     # The committed corpus is never written to: run.sh grows a scratch one.
     if ! bash fuzz/run.sh "$t" "$secs" >"fuzz/out/smoke-$t.log" 2>&1; then
         tail -n 60 "fuzz/out/smoke-$t.log"

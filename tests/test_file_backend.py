@@ -318,3 +318,17 @@ def test_unwritable_directory_fails_open(tmp_path):
     finally:
         if d.exists():
             os.chmod(d, 0o700)
+
+
+REGRESSIONS = sorted((__import__("pathlib").Path(__file__).resolve().parent.parent / "fuzz" /
+                      "regressions" / "file_record").iterdir())
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.name)
+def test_fuzz_regressions_are_counted_misses(fb, path):
+    fb.set("target", b"good")
+    [name] = entry_files(fb.config.cache_dir)
+    (fb.config.cache_dir / name).write_bytes(path.read_bytes())
+    assert fb.get("target") is None
+    assert fb.stats()["corrupt"] == 1
+    assert entry_files(fb.config.cache_dir) == []
