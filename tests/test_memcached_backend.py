@@ -19,11 +19,9 @@ from tests.redis_server import free_port
 pytestmark = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed")
 
 
-@pytest.fixture(scope="module")
-def mc():
-    server = MemcachedServer().start()
-    yield server
-    server.stop()
+@pytest.fixture
+def mc(memcached_server):
+    return memcached_server
 
 
 @pytest.fixture
