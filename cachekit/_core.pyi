@@ -224,7 +224,7 @@ class L2Backend:
         self,
         backend: object,
         *,
-        client: RedisClient | FileStore | None = None,
+        client: RedisClient | FileStore | MemcachedClient | None = None,
         breaker_enabled: bool = True,
         failure_threshold: int = 5,
         success_threshold: int = 3,

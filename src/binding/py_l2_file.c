@@ -6,6 +6,7 @@
  * because the caller holds the objects they point into.
  */
 #include "py_file.h"
+#include "py_l2.h"
 
 #include <stdlib.h>
 
@@ -30,7 +31,7 @@ static int raise_io(const ck_error *err)
     return -1;
 }
 
-int ck_l2_file_get(PyObject *store, const char *name, size_t n, PyObject **entry,
+static int file_get(PyObject *store, const char *name, size_t n, PyObject **entry,
                    int64_t *pttl_ms)
 {
     ck_file_store *fs = store_of(store);
@@ -58,7 +59,7 @@ int ck_l2_file_get(PyObject *store, const char *name, size_t n, PyObject **entry
     return *entry == NULL ? -1 : 1;
 }
 
-int ck_l2_file_set(PyObject *store, const char *name, size_t n, const unsigned char *data,
+static int file_set(PyObject *store, const char *name, size_t n, const unsigned char *data,
                    size_t len, int64_t ttl_ms)
 {
     ck_file_store *fs = store_of(store);
@@ -74,7 +75,7 @@ int ck_l2_file_set(PyObject *store, const char *name, size_t n, const unsigned c
     return rc < 0 ? raise_io(&err) : 0; /* a too-large value was counted, not an error */
 }
 
-int ck_l2_file_delete(PyObject *store, const char *name, size_t n, int *removed)
+static int file_delete(PyObject *store, const char *name, size_t n, int *removed)
 {
     ck_file_store *fs = store_of(store);
     ck_error err;
@@ -94,7 +95,7 @@ int ck_l2_file_delete(PyObject *store, const char *name, size_t n, int *removed)
 }
 
 /* refresh_ttl_on_get: rewrite the record with the new expiry. */
-int ck_l2_file_expire(PyObject *store, const char *name, size_t n, int64_t ttl_ms)
+static int file_expire(PyObject *store, const char *name, size_t n, int64_t ttl_ms)
 {
     ck_file_store *fs = store_of(store);
     unsigned char *buf = NULL;
@@ -115,7 +116,7 @@ int ck_l2_file_expire(PyObject *store, const char *name, size_t n, int64_t ttl_m
     return rc < 0 ? raise_io(&err) : 0;
 }
 
-int ck_l2_file_clear(PyObject *store, const char *prefix, size_t n)
+static int file_clear(PyObject *store, const char *prefix, size_t n)
 {
     ck_file_store *fs = store_of(store);
     ck_error err;
@@ -128,4 +129,11 @@ int ck_l2_file_clear(PyObject *store, const char *prefix, size_t n)
     removed = ck_file_clear_prefix(fs, prefix, n, &err);
     Py_END_ALLOW_THREADS
     return removed < 0 ? raise_io(&err) : 0;
+}
+
+static const ck_l2_ops file_ops = {file_get, file_set, file_delete, file_expire, file_clear};
+
+const ck_l2_ops *ck_l2_file_ops_for(PyObject *client)
+{
+    return ck_filestore_check(client) ? &file_ops : NULL;
 }

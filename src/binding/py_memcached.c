@@ -15,14 +15,7 @@
 
 #include "py_redis.h" /* ck_redis_raise: ck_error -> BackendError */
 
-typedef struct {
-    PyObject_HEAD
-    ck_mc_client mc;
-    int ready;
-    pid_t pid; /* the process the pool belongs to */
-} ck_mc_object;
-
-static ck_mc_client *client_of(ck_mc_object *self)
+ck_mc_client *ck_mc_client_of(ck_mc_object *self)
 {
     if (!self->ready) {
         PyErr_SetString(PyExc_ValueError, "MemcachedClient is closed");
@@ -37,7 +30,7 @@ static ck_mc_client *client_of(ck_mc_object *self)
     return &self->mc;
 }
 
-static PyObject *raise_mc(ck_mc_object *self, const ck_error *err)
+PyObject *ck_mc_raise(ck_mc_object *self, const ck_error *err)
 {
     return ck_redis_raise(ck_state_from_type(Py_TYPE(self)), err);
 }
@@ -97,7 +90,7 @@ static int mc_init(PyObject *self_, PyObject *args, PyObject *kwds)
     if (ck_mc_init(&self->mc, hosts, ports, (size_t)n, pool_size, (int64_t)(connect_timeout * 1000 + 0.999),
                    (int64_t)(timeout * 1000 + 0.999), retries, (size_t)max_value, prefix,
                    (size_t)prefix_len, &err) < 0) {
-        raise_mc(self, &err);
+        ck_mc_raise(self, &err);
         goto done;
     }
     self->ready = 1;
@@ -123,7 +116,7 @@ static int name_of(PyObject *arg, const char **name, Py_ssize_t *n)
 static PyObject *mc_get_entry(PyObject *self_, PyObject *arg)
 {
     ck_mc_object *self = (ck_mc_object *)self_;
-    ck_mc_client *mc = client_of(self);
+    ck_mc_client *mc = ck_mc_client_of(self);
     unsigned char *value = NULL;
     size_t len = 0;
     int64_t ttl_s = -1;
@@ -140,7 +133,7 @@ static PyObject *mc_get_entry(PyObject *self_, PyObject *arg)
     rc = ck_mc_get(mc, name, (size_t)n, &value, &len, &ttl_s, &err);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        return raise_mc(self, &err);
+        return ck_mc_raise(self, &err);
     }
     if (rc == 0) {
         Py_RETURN_NONE;
@@ -165,7 +158,7 @@ static PyObject *mc_get(PyObject *self_, PyObject *arg)
 static PyObject *mc_set(PyObject *self_, PyObject *args)
 {
     ck_mc_object *self = (ck_mc_object *)self_;
-    ck_mc_client *mc = client_of(self);
+    ck_mc_client *mc = ck_mc_client_of(self);
     const char *name;
     Py_ssize_t n;
     Py_buffer value;
@@ -181,7 +174,7 @@ static PyObject *mc_set(PyObject *self_, PyObject *args)
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&value);
     if (rc < 0) {
-        return raise_mc(self, &err);
+        return ck_mc_raise(self, &err);
     }
     return PyBool_FromLong(rc);
 }
@@ -189,7 +182,7 @@ static PyObject *mc_set(PyObject *self_, PyObject *args)
 static PyObject *mc_delete(PyObject *self_, PyObject *arg)
 {
     ck_mc_object *self = (ck_mc_object *)self_;
-    ck_mc_client *mc = client_of(self);
+    ck_mc_client *mc = ck_mc_client_of(self);
     const char *name;
     Py_ssize_t n;
     ck_error err;
@@ -201,13 +194,13 @@ static PyObject *mc_delete(PyObject *self_, PyObject *arg)
     Py_BEGIN_ALLOW_THREADS
     rc = ck_mc_delete(mc, name, (size_t)n, &err);
     Py_END_ALLOW_THREADS
-    return rc < 0 ? raise_mc(self, &err) : PyBool_FromLong(rc);
+    return rc < 0 ? ck_mc_raise(self, &err) : PyBool_FromLong(rc);
 }
 
 static PyObject *mc_touch(PyObject *self_, PyObject *args)
 {
     ck_mc_object *self = (ck_mc_object *)self_;
-    ck_mc_client *mc = client_of(self);
+    ck_mc_client *mc = ck_mc_client_of(self);
     const char *name;
     Py_ssize_t n;
     long long ttl_ms;
@@ -220,13 +213,13 @@ static PyObject *mc_touch(PyObject *self_, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = ck_mc_touch(mc, name, (size_t)n, ttl_ms, &err);
     Py_END_ALLOW_THREADS
-    return rc < 0 ? raise_mc(self, &err) : PyBool_FromLong(rc);
+    return rc < 0 ? ck_mc_raise(self, &err) : PyBool_FromLong(rc);
 }
 
 static PyObject *mc_ping(PyObject *self_, PyObject *Py_UNUSED(ignored))
 {
     ck_mc_object *self = (ck_mc_object *)self_;
-    ck_mc_client *mc = client_of(self);
+    ck_mc_client *mc = ck_mc_client_of(self);
     ck_error err;
     int rc;
 
@@ -237,7 +230,7 @@ static PyObject *mc_ping(PyObject *self_, PyObject *Py_UNUSED(ignored))
     rc = ck_mc_ping(mc, &err);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        return raise_mc(self, &err);
+        return ck_mc_raise(self, &err);
     }
     Py_RETURN_TRUE;
 }
@@ -268,6 +261,11 @@ static void mc_dealloc(PyObject *self_)
     Py_XDECREF(mc_close(self_, NULL));
     tp->tp_free(self_);
     Py_DECREF(tp);
+}
+
+int ck_mc_check(PyObject *o)
+{
+    return PyType_GetSlot(Py_TYPE(o), Py_tp_dealloc) == (void *)mc_dealloc;
 }
 
 static PyMethodDef mc_methods[] = {
