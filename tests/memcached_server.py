@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from urllib.parse import unquote_to_bytes
 
 from tests.redis_server import free_port
 
@@ -56,30 +57,26 @@ class MemcachedServer:
                 self.proc.wait()
             self.proc = None
 
-    def raw(self, command: bytes) -> bytes:
-        """Send one command; the reply (up to what arrives in 0.2 s)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            s.sendall(command)
-            s.settimeout(0.2)
-            out = b""
-            try:
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    out += chunk
-            except OSError:
-                pass
-            return out
+    def _until(self, s: socket.socket, end: bytes) -> bytes:
+        out = b""
+        while not out.endswith(end):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def keys(self) -> list[bytes]:
+        """Every key the server holds (lru_crawler metadump)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"lru_crawler metadump all\r\n")
+            meta = self._until(s, b"END\r\n")
+        return [unquote_to_bytes(line.split(b" ")[0][4:])
+                for line in meta.split(b"\n") if line.startswith(b"key=")]
 
     def dump_all(self) -> bytes:
-        """Every key and value the server holds (lru_crawler metadump + mg)."""
-        meta = self.raw(b"lru_crawler metadump all\r\n")
-        out = b""
-        for line in meta.split(b"\n"):
-            if line.startswith(b"key="):
-                key = line.split(b" ")[0][4:]
-                from urllib.parse import unquote_to_bytes
-                k = unquote_to_bytes(key)
-                out += k + b"\n" + self.raw(b"mg " + k + b" v\r\n")
-        return out
+        """Every key and value the server holds, one connection, mn-terminated."""
+        keys = self.keys()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"".join(b"mg " + k + b" k v\r\n" for k in keys) + b"mn\r\n")
+            return self._until(s, b"MN\r\n")

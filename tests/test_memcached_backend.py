@@ -75,8 +75,8 @@ def test_unholdable_names_are_hashed_and_checked(backend, mc):
     # Stored under "#<hex>" keys, never the raw name.
     for name in names:
         assert backend.get(name + "-other") is None
-    keys = mc.raw(b"lru_crawler metadump all\r\n")
-    assert b"with%20space" not in keys and b"xxxxxxxxxx" not in keys
+    keys = mc.keys()
+    assert keys and not any(b"with" in k or b"xxxxxxxxxx" in k for k in keys)
 
 
 def test_ttl_over_thirty_days_is_relative(backend):

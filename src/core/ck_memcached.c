@@ -68,6 +68,9 @@ void ck_mc_drop_idle(ck_mc_client *c)
     size_t i, j;
 
     for (i = 0; i < c->n_servers; i++) {
+        if (c->servers[i].idle == NULL) {
+            continue; /* ck_mc_init failed part way */
+        }
         for (j = 0; j < c->servers[i].n_idle; j++) {
             ck_sock_close(c->servers[i].idle[j]);
         }
@@ -239,7 +242,7 @@ static int read_reply(ck_mc_client *c, ck_sock *s, mc_reply *r, int64_t deadline
         if (read_more(s, r, r->len + 1, deadline, err) < 0) {
             return -1;
         }
-        eol = r->len >= 2 ? memmem(r->p, r->len, "\r\n", 2) : NULL;
+        eol = r->p != NULL && r->len >= 2 ? memmem(r->p, r->len, "\r\n", 2) : NULL;
     }
     r->line = (size_t)(eol - r->p);
     total = r->line + 2;
