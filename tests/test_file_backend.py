@@ -332,3 +332,19 @@ def test_fuzz_regressions_are_counted_misses(fb, path):
     assert fb.get("target") is None
     assert fb.stats()["corrupt"] == 1
     assert entry_files(fb.config.cache_dir) == []
+
+
+def _fill(fb, n):
+    for i in range(n):
+        fb.set(f"child{i}", b"c" * 10)
+    os._exit(0 if fb.stats()["entries"] <= 100 else 3)
+
+
+def test_backend_inherited_through_fork_still_evicts(tmp_path):
+    fb = FileBackend(FileBackendConfig(cache_dir=tmp_path / "fork", max_entry_count=100))
+    fb.set("parent", b"p")
+    p = mp.get_context("fork").Process(target=_fill, args=(fb, 400))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert fb.stats()["entries"] <= 100

@@ -93,6 +93,7 @@ int ck_file_open(ck_file_store *fs, const char *dir, uint64_t max_bytes, uint64_
         return ck_error_set(err, CK_ENOMEM, "cannot create a mutex");
     }
     fs->mutex_ready = 1;
+    fs->pid = (long)getpid();
     fs->max_bytes = max_bytes;
     fs->max_entries = max_entries;
     fs->max_value = max_value;

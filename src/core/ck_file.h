@@ -62,6 +62,7 @@ typedef struct {
     int lock_fd;         /* dir/.lock: flock'd while evicting */
     pthread_mutex_t evict_lock; /* one evicting thread per process */
     int mutex_ready;
+    long pid;            /* the process lock_fd and evict_lock belong to */
     uint64_t max_bytes, max_entries, max_value;
     unsigned file_mode;
     int do_fsync;

@@ -101,6 +101,26 @@ static int by_mtime(const void *a, const void *b)
     return x->mtime_ns < y->mtime_ns ? -1 : x->mtime_ns > y->mtime_ns;
 }
 
+/* After fork: the parent's evict_lock may be held by a thread that does not
+   exist here, and flock is per open file description, so a lock fd shared
+   with the parent would not exclude it. Take a fresh mutex and lock fd. */
+static void after_fork(ck_file_store *fs)
+{
+    int fd;
+
+    if (fs->pid == (long)getpid()) {
+        return;
+    }
+    (void)pthread_mutex_init(&fs->evict_lock, NULL);
+    fd = openat(fs->dir_fd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                (mode_t)fs->file_mode);
+    if (fd >= 0) {
+        (void)close(fs->lock_fd);
+        fs->lock_fd = fd;
+    }
+    fs->pid = (long)getpid();
+}
+
 int ck_file_evict(ck_file_store *fs, ck_error *err)
 {
     scan_list list;
@@ -108,6 +128,7 @@ int ck_file_evict(ck_file_store *fs, ck_error *err)
     uint64_t entries, goal_bytes, goal_entries;
     int rc = -1;
 
+    after_fork(fs);
     if (pthread_mutex_trylock(&fs->evict_lock) != 0) {
         return 0; /* another thread of this process is evicting */
     }
