@@ -182,3 +182,62 @@ def test_decorator_survives_down_server_and_recovers():
         assert b.health_check()[0]
     finally:
         server.stop()
+
+
+class _Hostile:
+    """A fake memcached on loopback that answers every request with `reply`
+    (None: reads and never answers)."""
+
+    def __init__(self, reply):
+        import socket
+        import threading
+
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            try:
+                conn.recv(65536)
+                if self.reply is not None:
+                    conn.sendall(self.reply)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("reply", [
+    b"GARBAGE\r\n", b"VA 99999999999999999999\r\n", b"VA 5 t10\r\nab", b"VA 3\r\nabcXY",
+    b"x" * 4000, b"VA 2\r\nab\r\nEXTRA\r\n", b"SERVER_ERROR out of memory\r\n", None,
+])
+def test_hostile_server_is_an_error_never_a_hang_or_value(reply):
+    server = _Hostile(reply)
+    try:
+        b = MemcachedBackend(MemcachedBackendConfig(servers=[f"127.0.0.1:{server.port}"],
+                                                    timeout=0.3, retry_attempts=0))
+        start = time.monotonic()
+        with pytest.raises(BackendError):
+            b.get("k")
+        assert time.monotonic() - start < 2.5
+
+        @cache(backend=b, ttl=60, namespace=f"hostile{abs(hash(reply))}")
+        def f(x):
+            return x + 1
+
+        assert f(1) == 2  # the function still runs and returns
+    finally:
+        server.close()
