@@ -36,12 +36,13 @@ PKG_LIBS=$(pkg-config --libs $PKGS)
 declare -A SOURCES=(
     [entry]="ck_format.c ck_buf.c ck_crypto.c"
     [hashcount]="ck_hashcount.c"
+    [file_record]="ck_file_record.c"
     [seal]="ck_seal.c ck_format.c ck_buf.c ck_keyring.c ck_keyring_dek.c ck_keyring_fork.c ck_aead.c ck_crypto.c ck_mac.c ck_l1.c"
     [interop]="ck_interop.c ck_blake2b.c ck_buf.c ck_aead.c ck_crypto.c"
     [redis_reply]="ck_redis_conn.c ck_redis_url.c ck_sock.c ck_buf.c ck_crypto.c"
     [redis_slots]="ck_redis_slots.c"
 )
-ALL="entry seal redis_reply redis_slots hashcount interop py_decode"
+ALL="entry seal redis_reply redis_slots hashcount interop file_record py_decode"
 targets=${*:-$ALL}
 mkdir -p "$out"
 
@@ -79,7 +80,7 @@ for t in $targets; do
     echo "fuzz/build.sh: fuzz_$t"
     case $t in
     py_decode) build_py ;;
-    entry|seal|redis_reply|redis_slots|hashcount|interop) build_c "$t" ;;
+    entry|seal|redis_reply|redis_slots|hashcount|interop|file_record) build_c "$t" ;;
     *) die "unknown target $t (targets: $ALL)" ;;
     esac
 done

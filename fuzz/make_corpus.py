@@ -149,6 +149,36 @@ def interop_corpus() -> None:
 # ------------------------------------------------------------- regressions
 
 
+def file_record_corpus() -> None:
+    """Records as the file store writes them (read back from a scratch
+    directory), and damaged ones kept as regressions."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        store = _core.FileStore(tmp + "/c", 1 << 30, 1 << 20, 1 << 20)
+        samples = [("k", b""), ("cachekit:mod.f:" + "ab" * 16, b"\x00\x01value"),
+                   ("", b"empty name"), ("n" * 300, bytes(range(256)) * 4)]
+        for i, (name, value) in enumerate(samples):
+            store.set(name, value, 60_000 if i % 2 else 0)
+        records = [p.read_bytes() for p in sorted(Path(tmp, "c").iterdir()) if len(p.name) == 32]
+    for rec in records:
+        seed("file_record", rec)
+    rec = bytearray(records[0])
+    def reg(name: str, data: bytes) -> None:
+        write("file_record", name, data, kind="regressions")
+    reg("truncated-header", bytes(rec[:40]))
+    reg("truncated-body", bytes(rec[:-1]))
+    huge = bytearray(rec)
+    set_le32(huge, 24, 0xFFFFFFFF)  # name_len past the end
+    reg("huge-name-len", bytes(huge))
+    wrap = bytearray(rec)
+    wrap[32:40] = b"\xff" * 8  # value_len that wraps a size_t sum
+    reg("wrapping-value-len", bytes(wrap))
+    flip = bytearray(rec)
+    flip[-1] ^= 0xFF
+    reg("bad-checksum", bytes(flip))
+    reg("foreign-magic", b"CKF2" + bytes(rec[4:]))
+
+
 def set_le32(b: bytearray, off: int, v: int) -> None:
     b[off:off + 4] = struct.pack("<I", v)
 
@@ -217,6 +247,7 @@ def main() -> int:
     redis_corpus()
     hashcount_corpus()
     interop_corpus()
+    file_record_corpus()
     hostile()
     for kind in ("corpus", "regressions"):
         for d in sorted((HERE / kind).iterdir()):

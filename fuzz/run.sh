@@ -2,7 +2,7 @@
 # Run a libFuzzer harness built by fuzz/build.sh (docs/fuzzing.md).
 #
 #   fuzz/run.sh TARGET SECONDS   one target (entry, seal, redis_reply, redis_slots,
-#                                hashcount, py_decode)
+#                                hashcount, interop, file_record, py_decode)
 #   fuzz/run.sh all SECONDS      every target in turn, SECONDS each
 #                                (the long run: fuzz/run.sh all 600)
 #
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-ALL="entry seal redis_reply redis_slots hashcount interop py_decode"
+ALL="entry seal redis_reply redis_slots hashcount interop file_record py_decode"
 
 [ $# -eq 2 ] || { echo "usage: fuzz/run.sh TARGET|all SECONDS" >&2; exit 2; }
 target=$1 secs=$2

@@ -18,7 +18,7 @@ fi
 bash fuzz/build.sh
 secs=${FUZZ_SMOKE_SECONDS:-6}
 failed=()
-for t in entry seal redis_reply redis_slots hashcount interop py_decode; do
+for t in entry seal redis_reply redis_slots hashcount interop file_record py_decode; do
     # The committed corpus is never written to: run.sh grows a scratch one.
     if ! bash fuzz/run.sh "$t" "$secs" >"fuzz/out/smoke-$t.log" 2>&1; then
         tail -n 60 "fuzz/out/smoke-$t.log"

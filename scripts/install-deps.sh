@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what building and testing cachekit needs, only when missing:
-# the native libraries (found through pkg-config), redis-server, and the
+# the native libraries (found through pkg-config), redis-server, memcached, and the
 # Python packages given as arguments (e.g. -e '.[test]').
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,7 @@ for pair in libcrypto:libssl-dev msgpack:libmsgpack-dev liblz4:liblz4-dev \
     fi
 done
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)  # MemcachedBackend tests
 if [ "${CACHEKIT_SANITIZE:-0}" = 1 ] && ! command -v clang >/dev/null 2>&1; then
     need_apt+=(clang libclang-rt-14-dev)
 fi

@@ -88,3 +88,15 @@ def redis_tls_server(request, tls_certs) -> RedisServer:
     """TLS only (--port 0), on 127.0.0.1 and 127.0.0.2 (the certificate
     names only the first, for host-name checks)."""
     return _server(request, tls=tls_certs, bind=("127.0.0.1", "127.0.0.2"))
+
+
+@pytest.fixture(scope="session")
+def memcached_server():
+    """One memcached for the session (tests/memcached_server.py)."""
+    from tests.memcached_server import MEMCACHED, MemcachedServer
+
+    if MEMCACHED is None:
+        pytest.skip("memcached is not installed")
+    server = MemcachedServer().start()
+    yield server
+    server.stop()

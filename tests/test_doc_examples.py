@@ -76,6 +76,10 @@ def test_doc_example_runs(code, monkeypatch, request):
     if "redis_url" in code:  # docs/usage.md's Redis examples: a real server
         server = request.getfixturevalue("redis_server")
         ns["redis_url"] = server.url
+    if "cache_dir" in code:  # docs/backends.md: a FileBackend directory
+        ns["cache_dir"] = request.getfixturevalue("tmp_path") / "filecache"
+    if "memcached_servers" in code:  # docs/backends.md: a real memcached
+        ns["memcached_servers"] = [request.getfixturevalue("memcached_server").address]
     if _is_decorator_list(code):
         preamble = [ln for ln in code.splitlines() if ln.startswith(("import ", "from "))]
         exec("\n".join(preamble), ns)

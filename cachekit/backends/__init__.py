@@ -14,6 +14,7 @@ from cachekit.backends.base import (
 )
 from cachekit.backends.default import get_default_backend, resolve_backend, set_default_backend
 from cachekit.backends.errors import BackendError, BackendErrorType, CapabilityNotAvailableError
+from cachekit.backends.memcached import MemcachedBackend, MemcachedBackendConfig
 from cachekit.backends.redis import RedisBackend, RedisBackendConfig
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "CapabilityNotAvailableError",
     "KeyTrackableBackend",
     "LockableBackend",
+    "MemcachedBackend",
+    "MemcachedBackendConfig",
     "RedisBackend",
     "RedisBackendConfig",
     "TTLInspectableBackend",

@@ -4,7 +4,7 @@ One ``_core.L2Backend`` per (backend object, breaker and backpressure
 settings), shared by every function using that backend with those
 settings, so the circuit breaker sees the backend's health across
 functions. A RedisBackend is driven through its C client (no Python on the
-L2 path); any other backend through its own get/set/delete methods.
+L2 path), a FileBackend or MemcachedBackend through its C file store or client (likewise); any other backend through its own get/set/delete methods.
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ def l2_for(backend: Any, config: DecoratorConfig) -> L2Backend:
         found = _tiers.get(ident)
         if found is not None:
             return found[1]
+        # A RedisBackend's or MemcachedBackend's C client, a FileBackend's
+        # C file store: driven from C, with no Python on the L2 path.
         client = getattr(backend, "_client", None)
-        from cachekit._core import RedisClient
+        if client is None:
+            client = getattr(backend, "_store", None)
+        from cachekit._core import FileStore, MemcachedClient, RedisClient
 
         tier = L2Backend(
             backend,
-            client=client if isinstance(client, RedisClient) else None,
+            client=client if isinstance(client, (RedisClient, FileStore, MemcachedClient)) else None,
             breaker_enabled=cb.enabled,
             failure_threshold=cb.failure_threshold,
             success_threshold=cb.success_threshold,

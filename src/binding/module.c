@@ -5,6 +5,8 @@
  * the codec recognises, interned strings. Each binding file adds its own
  * functions and types through its ck_*_exec hook, called from ck_exec below.
  */
+#include "py_file.h"
+#include "py_memcached.h"
 #include "module_state.h"
 
 #include <datetime.h>
@@ -141,7 +143,8 @@ static int ck_exec(PyObject *module)
         ck_cached_bound_exec(module) < 0 || ck_cached_async_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
         ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0 || ck_redis_exec(module) < 0 ||
         ck_l2_exec(module) < 0 || ck_interop_exec(module) < 0 ||
-        ck_redis_slots_exec(module) < 0) {
+        ck_redis_slots_exec(module) < 0 ||
+        ck_file_exec(module) < 0 || ck_memcached_exec(module) < 0) {
         return -1;
     }
     return 0;

@@ -436,7 +436,9 @@ int ck_l2_get(ck_l2_object *l2, const char *name, size_t n, PyObject **entry, in
     if (!l2_allow(l2)) {
         return 0;
     }
-    rc = l2->redis != NULL ? redis_get(l2, name, n, entry, pttl_ms) : py_get(l2, name, n, entry);
+    rc = l2->redis != NULL ? redis_get(l2, name, n, entry, pttl_ms)
+         : l2->ops != NULL ? l2->ops->get(l2->native, name, n, entry, pttl_ms)
+                            : py_get(l2, name, n, entry);
     l2_done(l2, rc >= 0);
     if (rc == 1) {
         l2->hits++;
@@ -455,6 +457,7 @@ int ck_l2_set(ck_l2_object *l2, const char *name, size_t n, const unsigned char 
         return 0;
     }
     rc = l2->redis != NULL ? redis_set(l2, name, n, data, len, ttl_ms)
+         : l2->ops != NULL ? l2->ops->set(l2->native, name, n, data, len, ttl_ms)
                            : py_set(l2, name, n, data, len, ttl_ms);
     l2_done(l2, rc == 0);
     return rc;
@@ -469,7 +472,9 @@ int ck_l2_delete(ck_l2_object *l2, const char *name, size_t n, int *removed)
        even while reads and writes are being skipped, and a failure is
        reported, since the entry it was meant to remove is still there. */
     l2_check_fork(l2);
-    rc = l2->redis != NULL ? redis_delete(l2, name, n, removed) : py_delete(l2, name, n, removed);
+    rc = l2->redis != NULL ? redis_delete(l2, name, n, removed)
+         : l2->ops != NULL ? l2->ops->del(l2->native, name, n, removed)
+                            : py_delete(l2, name, n, removed);
     if (rc < 0) {
         l2->errors++;
     }
@@ -483,7 +488,9 @@ int ck_l2_expire(ck_l2_object *l2, const char *name, size_t n, int64_t ttl_ms)
     if (!l2_allow(l2)) {
         return 0;
     }
-    rc = l2->redis != NULL ? redis_expire(l2, name, n, ttl_ms) : py_expire(l2, name, n, ttl_ms);
+    rc = l2->redis != NULL ? redis_expire(l2, name, n, ttl_ms)
+         : l2->ops != NULL ? l2->ops->expire(l2->native, name, n, ttl_ms)
+                            : py_expire(l2, name, n, ttl_ms);
     l2_done(l2, rc == 0);
     return rc;
 }
@@ -493,7 +500,9 @@ int ck_l2_clear_prefix(ck_l2_object *l2, const char *prefix, size_t n)
     int rc;
 
     l2_check_fork(l2);
-    rc = l2->redis != NULL ? redis_clear(l2, prefix, n) : py_clear(l2, prefix, n);
+    rc = l2->redis != NULL ? redis_clear(l2, prefix, n)
+         : l2->ops != NULL ? l2->ops->clear(l2->native, prefix, n)
+                            : py_clear(l2, prefix, n);
     if (rc < 0) {
         l2->errors++;
     }
@@ -513,6 +522,7 @@ static PyObject *l2_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     unsigned int failures = 5, successes = 3, half_open = 3, max_concurrent = 100;
     double recovery = 30.0;
     uint64_t recovery_ns;
+    const ck_l2_ops *ops;
     ck_l2_object *self;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OpIIdII:L2Backend", kwlist, &backend,
@@ -520,8 +530,11 @@ static PyObject *l2_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                      &half_open, &max_concurrent)) {
         return NULL;
     }
-    if (client != Py_None && !PyObject_TypeCheck(client, st->RedisClientType)) {
-        PyErr_SetString(PyExc_TypeError, "client must be a cachekit._core.RedisClient or None");
+    ops = client == Py_None ? NULL : ck_l2_file_ops_for(client);
+    ops = ops != NULL || client == Py_None ? ops : ck_l2_memcached_ops_for(client);
+    if (client != Py_None && ops == NULL && !PyObject_TypeCheck(client, st->RedisClientType)) {
+        PyErr_SetString(PyExc_TypeError, "client must be a cachekit._core.RedisClient, "
+                                         "FileStore, MemcachedClient or None");
         return NULL;
     }
     if (ck_seconds_to_ns(recovery, "recovery_timeout", &recovery_ns) < 0) {
@@ -539,7 +552,12 @@ static PyObject *l2_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->breaker_ready = 1;
     self->fork_gen = fork_generation;
     self->backend = Py_NewRef(backend);
-    self->redis = client == Py_None ? NULL : (ck_redis_object *)Py_NewRef(client);
+    if (ops != NULL) {
+        self->native = Py_NewRef(client);
+        self->ops = ops;
+    } else {
+        self->redis = client == Py_None ? NULL : (ck_redis_object *)Py_NewRef(client);
+    }
     return (PyObject *)self;
 }
 
@@ -548,6 +566,7 @@ static int l2_traverse(ck_l2_object *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->backend);
     Py_VISIT(self->redis);
+    Py_VISIT(self->native);
     return 0;
 }
 
@@ -555,6 +574,7 @@ static int l2_clear(ck_l2_object *self)
 {
     Py_CLEAR(self->backend);
     Py_CLEAR(self->redis);
+    Py_CLEAR(self->native);
     return 0;
 }
 

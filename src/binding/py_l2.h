@@ -10,11 +10,33 @@
 #include "module_state.h"
 #include "py_redis.h"
 
+/*
+ * A C client other than Redis (py_l2_file.c, py_l2_memcached.c): each
+ * operation is called with the GIL held, releases it around its I/O, and
+ * returns as the ck_l2_* operation of the same name does, with an
+ * exception set on -1. clear may refuse (-1 with a message saying why).
+ */
+typedef struct ck_l2_ops {
+    int (*get)(PyObject *c, const char *name, size_t n, PyObject **entry, int64_t *pttl_ms);
+    int (*set)(PyObject *c, const char *name, size_t n, const unsigned char *data, size_t len,
+               int64_t ttl_ms);
+    int (*del)(PyObject *c, const char *name, size_t n, int *removed);
+    int (*expire)(PyObject *c, const char *name, size_t n, int64_t ttl_ms);
+    int (*clear)(PyObject *c, const char *prefix, size_t n);
+} ck_l2_ops;
+
+/* The ops of client, or NULL when it is not one of these native clients. */
+const ck_l2_ops *ck_l2_file_ops_for(PyObject *client);
+const ck_l2_ops *ck_l2_memcached_ops_for(PyObject *client);
+
 typedef struct {
     PyObject_HEAD
     PyObject *backend;      /* the user's backend object (strong) */
     ck_redis_object *redis; /* its C client: the GIL-free fast path, or NULL to
                                call backend.get/set/delete (strong) */
+    PyObject *native;       /* a FileStore or MemcachedClient driven through
+                               `ops` (no Python on the L2 path), or NULL (strong) */
+    const struct ck_l2_ops *ops;
     ck_breaker breaker;
     int breaker_ready;
     uint64_t fork_gen;      /* process generation the breaker belongs to */
