@@ -184,6 +184,14 @@ class BoundCachedMethod:
 
 # Redis client (py_redis.c over ck_redis_*.c and ck_sock.c)
 @final
+class RedisTracker:
+    """Invalidation listener of one Redis server (CLIENT TRACKING BCAST, RESP2 redirect)."""
+    def __init__(self, url: str, prefixes: Sequence[str] = ..., *,
+                 socket_timeout: float = ...) -> None: ...
+    def drain(self) -> list[bytes | None]: ...
+    def status(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
 class RedisClient:
     def __init__(
         self,

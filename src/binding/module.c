@@ -142,6 +142,7 @@ static int ck_exec(PyObject *module)
         ck_cached_exec(module) < 0 || ck_cached_instances_exec(module) < 0 ||
         ck_cached_bound_exec(module) < 0 || ck_cached_async_exec(module) < 0 || ck_crypto_exec(module) < 0 ||
         ck_seal_exec(module) < 0 || ck_keyring_exec(module) < 0 || ck_redis_exec(module) < 0 ||
+        ck_redis_track_exec(module) < 0 ||
         ck_l2_exec(module) < 0 || ck_interop_exec(module) < 0 ||
         ck_redis_slots_exec(module) < 0 ||
         ck_file_exec(module) < 0 || ck_memcached_exec(module) < 0) {

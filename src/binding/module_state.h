@@ -120,5 +120,6 @@ int ck_seal_exec(PyObject *module);
 int ck_keyring_exec(PyObject *module);
 int ck_redis_exec(PyObject *module);
 int ck_interop_exec(PyObject *module);
+int ck_redis_track_exec(PyObject *module);
 
 #endif /* CK_MODULE_STATE_H */

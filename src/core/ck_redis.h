@@ -119,6 +119,13 @@ ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck
 int ck_redis_conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
                       ck_error *err);
 
+/* For a subscribed connection (ck_redis_track): send without reading, read
+   one reply (pushed messages included), and wait for bytes without
+   failing on timeout (1 readable or buffered, 0 timed out, -1 broken). */
+int ck_redis_conn_send(ck_redis_conn *c, const ck_redis_req *req, ck_error *err);
+int ck_redis_conn_read(ck_redis_conn *c, redisReply **out, ck_error *err);
+int ck_redis_conn_wait(ck_redis_conn *c, int timeout_ms);
+
 int ck_redis_conn_broken(const ck_redis_conn *c);
 /* Broken, or idle but closed/reset by the server. Never blocks. */
 int ck_redis_conn_stale(ck_redis_conn *c);

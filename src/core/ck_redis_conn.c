@@ -571,3 +571,46 @@ void ck_redis_conn_free(ck_redis_conn *c)
     free(c->chunk);
     free(c);
 }
+
+/* ------------------------------------------------------ subscribed use */
+
+int ck_redis_conn_send(ck_redis_conn *c, const ck_redis_req *req, ck_error *err)
+{
+    if (c->broken) {
+        return ck_error_set(err, CK_ECONN, "connection is broken");
+    }
+    if (req->n == 0) {
+        return 0;
+    }
+    if (ck_sock_write_all(c->sock, req->out.data, req->ends[req->n - 1],
+                          ck_deadline_ms(c->cfg->socket_timeout_ms), err) < 0) {
+        return fail_broken(c);
+    }
+    return 0;
+}
+
+int ck_redis_conn_read(ck_redis_conn *c, redisReply **out, ck_error *err)
+{
+    *out = NULL;
+    if (c->broken) {
+        return ck_error_set(err, CK_ECONN, "connection is broken");
+    }
+    return read_reply(c, out, err);
+}
+
+int ck_redis_conn_wait(ck_redis_conn *c, int timeout_ms)
+{
+    int rc;
+
+    if (c->broken) {
+        return -1;
+    }
+    if (c->reader->pos < c->reader->len) {
+        return 1;
+    }
+    rc = ck_sock_wait_readable(c->sock, timeout_ms);
+    if (rc < 0) {
+        fail_broken(c);
+    }
+    return rc;
+}

@@ -506,3 +506,26 @@ void ck_sock_close(ck_sock *s)
     }
     free(s);
 }
+
+/* Wait up to timeout_ms for the socket to become readable (or for TLS
+   bytes already decrypted). 1 readable, 0 timed out, -1 poll failed.
+   Never reads, never marks anything broken. */
+int ck_sock_wait_readable(ck_sock *s, int timeout_ms)
+{
+    struct pollfd pfd;
+    int rc;
+
+    if (s->ssl != NULL && SSL_pending(s->ssl) > 0) {
+        return 1;
+    }
+    pfd.fd = s->fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    do {
+        rc = poll(&pfd, 1, timeout_ms);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        return -1;
+    }
+    return rc > 0;
+}

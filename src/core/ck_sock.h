@@ -72,4 +72,7 @@ int ck_sock_is_stale(ck_sock *s);
    the peer's close_notify. */
 void ck_sock_close(ck_sock *s);
 
+/* 1 when readable within timeout_ms, 0 on timeout, -1 when poll failed. */
+int ck_sock_wait_readable(ck_sock *s, int timeout_ms);
+
 #endif /* CK_SOCK_H */
