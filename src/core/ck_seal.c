@@ -175,19 +175,26 @@ int ck_sealed_open(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cac
     if (need <= sizeof(stack) && tenant.n <= UINT16_MAX) {
         unsigned char *q = stack;
 
+        /* memcpy only non-empty spans: an empty tenant or key may be NULL. */
         memcpy(q, CK_SEAL_AAD_DOMAIN, d);
         q += d;
-        memcpy(q, s->header.p, s->header.n);
+        if (s->header.n > 0) {
+            memcpy(q, s->header.p, s->header.n);
+        }
         q += s->header.n;
         put_be16(q, (uint16_t)tenant.n);
-        memcpy(q + 2, tenant.p, tenant.n);
+        if (tenant.n > 0) {
+            memcpy(q + 2, tenant.p, tenant.n);
+        }
         q += 2 + tenant.n;
         put_be32(q, (uint32_t)cache_key.n);
-        memcpy(q + 4, cache_key.p, cache_key.n);
+        if (cache_key.n > 0) {
+            memcpy(q + 4, cache_key.p, cache_key.n);
+        }
         rc = ck_aead_open(dek, s->nonce, stack, need, s->ciphertext.p, s->ciphertext.n, s->tag,
                           pt, err);
         ck_wipe(stack, need); /* the tenant and cache key: call arguments */
-        return rc;
+        goto error;
     }
     if (build_aad(s->header, tenant, cache_key, &aad, err) < 0) {
         goto error;
