@@ -53,6 +53,14 @@ fi
 if grep -v -E "^(libc|libm|libpthread|libdl)\.so\.[0-9]+ |^[^ ]+ $libs/" "$work/resolved.txt"; then
     echo "wheel_check: the libraries above are neither bundled nor the C runtime"; status=1
 fi
+# Every module of the checkout's package is in the wheel (a subpackage left
+# out of the build breaks `import cachekit` only once installed).
+(cd "$root" && find cachekit -name '*.py' | sort) >"$work/src-modules.txt"
+(cd "$(dirname "$so")/.." && find cachekit -name '*.py' | sort) >"$work/wheel-modules.txt"
+if ! diff "$work/src-modules.txt" "$work/wheel-modules.txt"; then
+    echo "wheel_check: the wheel's modules differ from the checkout's (above)"; status=1
+fi
+"$work/venv/bin/python" -c 'import cachekit, cachekit.backends, cachekit.interop' || status=1
 [ "$status" = 0 ] || exit 1
 mkdir "$work/t" && cp "$root"/tests/conftest.py "$root"/tests/redis_server.py \
     "$root"/tests/test_decorator.py "$root"/tests/test_secure.py "$root"/tests/test_codec.py "$work/t/"
