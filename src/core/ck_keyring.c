@@ -88,6 +88,12 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_keyring_free(kr);
         return NULL;
     }
+    kr->memo = ck_keyring_memo_new();
+    if (kr->memo == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory for key caches");
+        ck_keyring_free(kr);
+        return NULL;
+    }
     kr->l1_mac = ck_mac_new_random(err);
     if (kr->l1_mac == NULL || ck_keyring_registry_add(kr, err) < 0) {
         ck_keyring_free(kr);
@@ -167,6 +173,7 @@ void ck_keyring_free(ck_keyring *kr)
     ck_keyring_registry_remove(kr);
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
+    ck_keyring_memo_free(kr->memo);
     ck_mac_free(kr->l1_mac);
     (void)pthread_cond_destroy(&kr->flight_cond);
     (void)pthread_mutex_destroy(&kr->flight_lock);
