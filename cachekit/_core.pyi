@@ -89,6 +89,7 @@ class Keyring:
         *, provider: Any = None, dek_max_age: float = 3600.0, dek_max_messages: int = 2**32,
         dek_max_bytes: int = 2**36,
         read_max_age: float = 3600.0, read_capacity: int = 1024, tenant_capacity: int = 1024,
+        compress_min: int = 0,
     ) -> None: ...
     def seal(self, plaintext: _Buffer, /, tenant: str = "default", cache_key: _Buffer = b"",
              serializer: int = 1) -> bytes: ...
