@@ -57,6 +57,7 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
             dek_max_age=enc.dek_max_age,
             dek_max_messages=enc.dek_max_messages,
             dek_max_bytes=enc.dek_max_bytes,
+            compress_min=enc.compress_min,
         )
     finally:
         wipe(raw_master)
@@ -66,8 +67,8 @@ def keyring_for(enc: EncryptionConfig, settings: CachekitConfig) -> Keyring:
                    lambda: keyring)
 
 
-def _limits(enc: EncryptionConfig) -> tuple[float, int, int]:
-    return enc.dek_max_age, enc.dek_max_messages, enc.dek_max_bytes
+def _limits(enc: EncryptionConfig) -> tuple[float, int, int, int]:
+    return enc.dek_max_age, enc.dek_max_messages, enc.dek_max_bytes, enc.compress_min
 
 
 def _shared(identity: tuple[object, ...], build: Callable[[], Keyring]) -> Keyring:
@@ -90,7 +91,8 @@ def _provider_keyring(enc: EncryptionConfig) -> Keyring:
     def build() -> Keyring:
         try:
             return Keyring(provider=enc.key_provider, dek_max_age=enc.dek_max_age,
-                           dek_max_messages=enc.dek_max_messages, dek_max_bytes=enc.dek_max_bytes)
+                           dek_max_messages=enc.dek_max_messages, dek_max_bytes=enc.dek_max_bytes,
+                           compress_min=enc.compress_min)
         except ValueError as exc:
             raise ConfigurationError(f"key_provider: {exc}") from None
 

@@ -80,6 +80,11 @@ def seal_corpus() -> None:
         seed("seal", kr.seal_value(v))
     for pt in (b"", b"p", b"q" * 100):
         seed("seal", kr.seal(pt))
+    # Compressed before encryption (opt-in; the harness seals with
+    # compress_min=64 too).
+    krz = _core.Keyring(bytes(32), compress_min=64)
+    for v in COMPRESSIBLE[:2]:
+        seed("seal", krz.seal_value(v))
 
 
 def py_decode_corpus() -> None:
@@ -232,6 +237,10 @@ def hostile() -> None:
     set_le32(x, 8, 0xFFFFFFF0)
     set_le32(x, 12, 0xFFFFFFF0)
     reg("seal", "huge-lengths", bytes(x))
+    # Compressed sealed entry whose original_len claims more than max_ratio.
+    z = bytearray(_core.Keyring(bytes(32), compress_min=64).seal_value("a" * 5000))
+    set_le32(z, 8, int.from_bytes(z[12:16], "little") * 256)
+    reg("seal", "compressed-over-ratio", bytes(z))
     # RESP: huge bulk and array headers, deep arrays (RedisClient cannot take
     # raw bytes; the Python test feeds these to the other decoders only).
     reg("redis_reply", "huge-bulk", b"$9223372036854775807\r\n")

@@ -72,6 +72,11 @@ class EncryptionConfig:
     default False) decides what a result that cannot be encrypted does: False
     logs and counts it and returns the result uncached; True raises
     EncryptionError to the caller. Nothing is ever stored unencrypted.
+    ``compress_min`` (0, the default: never) compresses results whose
+    encoding is at least that many bytes with LZ4 before encrypting them,
+    when that makes them smaller; the stored length then tells how
+    compressible the value is (docs/security.md, "Compression before
+    encryption").
     """
 
     enabled: bool | None = None
@@ -84,6 +89,7 @@ class EncryptionConfig:
     dek_max_bytes: int = 2**36
     key_provider: Any = None
     fail_closed: bool | None = None
+    compress_min: int = 0
 
     def __post_init__(self) -> None:
         # Refuse keys of the wrong type, and wrap plain strings, at once, so
@@ -124,6 +130,11 @@ class EncryptionConfig:
         if not (_is_int(self.dek_max_bytes) and 0 < self.dek_max_bytes <= MAX_LIMIT):
             raise ConfigurationError(
                 f"dek_max_bytes must be an int from 1 to 2**63-1, not {self.dek_max_bytes!r}"
+            )
+        if not (_is_int(self.compress_min) and 0 <= self.compress_min <= MAX_LIMIT):
+            raise ConfigurationError(
+                "compress_min must be an int >= 0 (0: never compress before encrypting), "
+                f"not {self.compress_min!r}"
             )
         if self.key_provider is not None:
             missing = [a for a in ("provider_id", "key_id", "generate_data_key", "decrypt_data_key")

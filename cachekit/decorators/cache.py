@@ -32,6 +32,7 @@ _L1_ALIASES = {"l1_enabled": "enabled", "l1_max_size_mb": "max_size_mb", "l1_max
 _ENCRYPTION_ALIASES = {
     "master_key", "previous_master_keys", "key_rotation_enabled", "tenant_extractor",
     "dek_max_age", "dek_max_messages", "dek_max_bytes", "key_provider", "fail_closed",
+    "compress_min",
 }
 _INTENTS = ("local", "minimal", "production", "secure", "dev", "test")
 # Nested option objects: name, type, what to pass instead.

@@ -57,22 +57,27 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
 {
     static char *kwlist[] = {"master_key",       "previous_keys",   "provider",
                              "dek_max_age",      "dek_max_messages", "dek_max_bytes",
-                             "read_max_age",     "read_capacity",   "tenant_capacity", NULL};
+                             "read_max_age",     "read_capacity",   "tenant_capacity",
+                             "compress_min",     NULL};
     ck_state *st = ck_state_from_type(type);
     Py_buffer master = {0}, prev = {0};
     PyObject *master_obj = Py_None, *previous = NULL, *seq = NULL, *provider = Py_None;
     double dek_max_age = 3600.0, read_max_age = 3600.0;
     unsigned long long max_messages = CK_KEYRING_MAX_MESSAGES, max_bytes = (1ULL << 36);
     PyObject *max_messages_obj = NULL, *max_bytes_obj = NULL;
-    Py_ssize_t read_capacity = 1024, tenant_capacity = 1024, i;
+    Py_ssize_t read_capacity = 1024, tenant_capacity = 1024, compress_min = 0, i;
     ck_keyring_object *self = NULL;
     ck_keyring_limits lim;
     ck_error err;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO$OdOOdnn:Keyring", kwlist, &master_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO$OdOOdnnn:Keyring", kwlist, &master_obj,
                                      &previous, &provider, &dek_max_age, &max_messages_obj,
                                      &max_bytes_obj, &read_max_age, &read_capacity,
-                                     &tenant_capacity)) {
+                                     &tenant_capacity, &compress_min)) {
+        return NULL;
+    }
+    if (compress_min < 0) {
+        PyErr_SetString(PyExc_ValueError, "compress_min must be >= 0 (0: never compress)");
         return NULL;
     }
     if ((master_obj == Py_None) == (provider == Py_None)) {
@@ -105,6 +110,7 @@ static PyObject *keyring_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     lim.dek_max_bytes = max_bytes;
     lim.read_capacity = (size_t)read_capacity;
     lim.tenant_capacity = (size_t)tenant_capacity;
+    lim.compress_min = (size_t)compress_min;
 
     self = (ck_keyring_object *)type->tp_alloc(type, 0);
     if (self == NULL) {
@@ -515,9 +521,11 @@ static PyGetSetDef keyring_getset[] = {
 PyDoc_STRVAR(keyring_doc,
              "Keyring(master_key=None, previous_keys=(), *, provider=None, dek_max_age=3600.0,\n"
              "        dek_max_messages=2**32, dek_max_bytes=2**36, read_max_age=3600.0,\n"
-             "        read_capacity=1024, tenant_capacity=1024)\n--\n\n"
+             "        read_capacity=1024, tenant_capacity=1024, compress_min=0)\n--\n\n"
              "Master keys (raw bytes, >= 32) or an external key provider, and the\n"
-             "data-key caches of @cache.secure.");
+             "data-key caches of @cache.secure. compress_min > 0 compresses (LZ4)\n"
+             "plaintexts of at least that many bytes before encrypting them, when that\n"
+             "makes them smaller: off by default, see docs/security.md.");
 
 static PyType_Slot keyring_slots[] = {
     {Py_tp_new, keyring_new},

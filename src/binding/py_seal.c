@@ -143,7 +143,7 @@ static PyObject *open_entry(PyObject *module, PyObject *args, PyObject *kwargs)
         ck_raise_crypto_error(st, &err, 1);
         goto error;
     }
-    pt = PyMem_Malloc(s.ciphertext.n ? s.ciphertext.n : 1);
+    pt = PyMem_Malloc(s.plaintext_len ? s.plaintext_len : 1);
     if (pt == NULL) {
         PyErr_NoMemory();
         goto error;
@@ -165,11 +165,11 @@ static PyObject *open_entry(PyObject *module, PyObject *args, PyObject *kwargs)
         PyErr_Format(st->IntegrityError, "entry uses serializer %u, not msgpack", s.h.serializer);
         goto error;
     }
-    result = ck_py_unpack(st, pt, s.ciphertext.n);
+    result = ck_py_unpack(st, pt, s.plaintext_len);
 error:
     ck_aead_free(aead);
     if (pt != NULL) {
-        ck_wipe(pt, s.ciphertext.n);
+        ck_wipe(pt, s.plaintext_len);
         PyMem_Free(pt);
     }
     PyBuffer_Release(&entry);

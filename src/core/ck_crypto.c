@@ -16,6 +16,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <string.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -209,9 +210,17 @@ error:
     return -1;
 }
 
+/*
+ * memset, then a compiler barrier that claims to read the memory, so the
+ * store cannot be dropped as dead (the technique of glibc's explicit_bzero).
+ * OPENSSL_cleanse does the same job a byte at a time: it was ~60
+ * instructions of a 100-byte wipe under callgrind, five times per secure
+ * L1 hit.
+ */
 void ck_wipe(void *p, size_t n)
 {
     if (p != NULL && n > 0) {
-        OPENSSL_cleanse(p, n);
+        memset(p, 0, n);
+        __asm__ __volatile__("" : : "r"(p) : "memory");
     }
 }

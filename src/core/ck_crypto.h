@@ -61,13 +61,20 @@ int ck_aead_open(ck_aead *a, const unsigned char nonce[CK_AEAD_NONCE_LEN],
 
 /*
  * A keyed PRF under a random key of its own (ck_mac.c), for keying lookups
- * by a MAC of secret bytes: SipHash-2-4 with 128-bit output, or under FIPS
- * properties HMAC-SHA256 truncated to 128 bits. Thread-safe; a mutex is
- * held for one MAC. An owner with pthread_atfork handlers holds it across
+ * by a MAC of secret bytes: SipHash-2-4 with 128-bit output (ck_siphash.c,
+ * checked against OpenSSL's at key setup), or under FIPS properties
+ * HMAC-SHA256 truncated to 128 bits (OpenSSL's EVP_MAC). Thread-safe:
+ * SipHash reads an immutable key and takes no lock; HMAC holds a mutex for
+ * one MAC. An owner with pthread_atfork handlers holds that mutex across
  * fork() with ck_mac_lock_for_fork / ck_mac_unlock_after_fork (parent and
  * child alike).
  */
 #define CK_MAC_LEN 16
+
+/* SipHash-2-4-128 of msg[0..n) under the key words (k0, k1) = the 16-byte
+   key read as two little-endian 64-bit words. */
+void ck_siphash128(const uint64_t key[2], const unsigned char *msg, size_t n,
+                   unsigned char out[16]);
 
 typedef struct ck_mac ck_mac;
 
@@ -97,7 +104,7 @@ int ck_random_bytes(unsigned char *out, size_t n, ck_error *err);
  */
 int ck_crypto_error(ck_error *err, const char *what);
 
-/* Wipe memory in a way the compiler cannot elide (OPENSSL_cleanse). */
+/* Wipe memory in a way the compiler cannot elide (memset + a barrier). */
 void ck_wipe(void *p, size_t n);
 
 /*

@@ -88,6 +88,12 @@ static ck_keyring *keyring_alloc(const ck_keyring_limits *lim, ck_error *err)
         ck_keyring_free(kr);
         return NULL;
     }
+    kr->memo = ck_keyring_memo_new();
+    if (kr->memo == NULL) {
+        ck_error_set(err, CK_ENOMEM, "out of memory for key caches");
+        ck_keyring_free(kr);
+        return NULL;
+    }
     kr->l1_mac = ck_mac_new_random(err);
     if (kr->l1_mac == NULL || ck_keyring_registry_add(kr, err) < 0) {
         ck_keyring_free(kr);
@@ -167,6 +173,7 @@ void ck_keyring_free(ck_keyring *kr)
     ck_keyring_registry_remove(kr);
     ck_l1_free(kr->tenants);
     ck_l1_free(kr->reads);
+    ck_keyring_memo_free(kr->memo);
     ck_mac_free(kr->l1_mac);
     (void)pthread_cond_destroy(&kr->flight_cond);
     (void)pthread_mutex_destroy(&kr->flight_lock);
@@ -319,6 +326,7 @@ int ck_keyring_seal_until(ck_keyring *kr, ck_span tenant, ck_span cache_key, uin
     p.provider = is_external(kr) ? kr->ext.id : CK_PROVIDER_LOCAL;
     p.wrapped.p = wrapped;
     p.expires_at_ms = expires_at_ms;
+    p.compress_min = kr->lim.compress_min;
     WITH_HOOKS(hooks, n, ck_seal(dek->aead, &p, serializer, pt, n, tenant, cache_key, out, err));
     if (rc == 0) {
         count(&kr->stats.messages);
@@ -353,20 +361,20 @@ int ck_keyring_open(ck_keyring *kr, const unsigned char *entry, size_t n, size_t
     if (rk == NULL) {
         return -1;
     }
-    if (ck_buf_reserve(pt, s.ciphertext.n) < 0) {
-        ck_error_set(err, CK_ENOMEM, "out of memory for %zu bytes", s.ciphertext.n);
+    if (ck_buf_reserve(pt, s.plaintext_len) < 0) {
+        ck_error_set(err, CK_ENOMEM, "out of memory for %zu bytes", s.plaintext_len);
         goto error;
     }
-    WITH_HOOKS(hooks, s.ciphertext.n, ck_sealed_open(rk->aead, &s, tenant, cache_key, pt->data, err));
+    WITH_HOOKS(hooks, s.plaintext_len, ck_sealed_open(rk->aead, &s, tenant, cache_key, pt->data, err));
     if (rc == 0 && s.expires_at_ms != 0 && ck_keyring_now_ms() >= s.expires_at_ms) {
         /* Authentic but expired: an older entry put back, or one whose TTL
            was stripped in the store. Its plaintext never leaves here. */
-        ck_wipe(pt->data, s.ciphertext.n);
+        ck_wipe(pt->data, s.plaintext_len);
         rc = ck_error_set(err, CK_ESTALE, "entry expired %llu ms ago",
                           (unsigned long long)(ck_keyring_now_ms() - s.expires_at_ms));
     }
     if (rc == 0) {
-        pt->len = s.ciphertext.n;
+        pt->len = s.plaintext_len;
         *serializer = s.h.serializer;
     }
 error:

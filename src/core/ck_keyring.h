@@ -81,6 +81,8 @@ typedef struct {
     uint64_t read_max_age_ns;  /* unwrapped read DEKs are dropped after this long */
     size_t read_capacity;      /* most read DEKs kept (LRU) */
     size_t tenant_capacity;    /* most tenants whose KEK and write DEK are kept (LRU) */
+    size_t compress_min;       /* seal: LZ4 plaintexts of at least this many bytes first
+                                  when that shrinks them; 0: never (docs/security.md) */
 } ck_keyring_limits;
 
 typedef struct {

@@ -97,16 +97,162 @@ void ck_keyring_tenant_release(void *v)
     free(ts);
 }
 
+static void read_cache_drop(void *v);
+
 const ck_l1_ops ck_keyring_tenant_ops = {tenant_retain, ck_keyring_tenant_release};
-const ck_l1_ops ck_keyring_read_ops = {ck_keyring_key_retain, ck_keyring_key_release};
+const ck_l1_ops ck_keyring_read_ops = {ck_keyring_key_retain, read_cache_drop};
 
 /* -------------------------------------------------------------- helpers */
 
+/* ------------------------------------------------------- read-key memo */
+
+/*
+ * Read-key memo. An L1 hit of @cache.secure opens an entry whose read key
+ * is almost always the one the previous hit used. The reads cache finds it
+ * by hashing the whole id (provider, fingerprint, tenant, the 60-byte
+ * wrapped key: ~80 bytes) and probing an ck_l1 store, ~370 instructions;
+ * the memo compares the id against READ_MEMO_SLOTS recent ones under one
+ * mutex, ~100. It is only a front: every key in it is also in the reads
+ * cache or was just unwrapped, and the same rules hold (read_max_age on
+ * the keyring's clock, dropped by reset() and in a forked child). A slot
+ * is valid only for the epoch it was filled in, and fills check the epoch
+ * under the lock, so a fetch that began before a reset cannot bring back
+ * a key the reset dropped.
+ */
+read_memo *ck_keyring_memo_new(void)
+{
+    read_memo *m = calloc(1, sizeof(*m));
+
+    if (m != NULL && pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+/* Empty every slot; the references go to *drop (READ_MEMO_SLOTS long) for
+   release after the lock is dropped. m->lock held. */
+static void memo_clear_locked(read_memo *m, key_ref **drop)
+{
+    unsigned i;
+
+    for (i = 0; i < READ_MEMO_SLOTS; i++) {
+        drop[i] = m->slots[i].rk;
+        m->slots[i].rk = NULL;
+        m->slots[i].id_len = 0;
+    }
+}
+
+void ck_keyring_memo_free(read_memo *m)
+{
+    key_ref *drop[READ_MEMO_SLOTS];
+    unsigned i;
+
+    if (m == NULL) {
+        return;
+    }
+    memo_clear_locked(m, drop);
+    for (i = 0; i < READ_MEMO_SLOTS; i++) {
+        ck_keyring_key_release(drop[i]);
+    }
+    (void)pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+/* The reads cache dropped k (evicted, aged out, reset): the memo forgets
+   it too, so read_capacity bounds the unwrapped keys held and the last
+   reference (wherever it is) wipes the key. Called with no keyring lock
+   held (ck_l1 releases outside its lock). */
+static void read_cache_drop(void *v)
+{
+    key_ref *k = v, *drop[READ_MEMO_SLOTS] = {NULL};
+    read_memo *m = k->memo;
+    unsigned i;
+
+    if (m != NULL) {
+        /* Before taking the lock: a memo_put racing with us then either
+           sees the flag or has filled a slot we empty here. */
+        __atomic_store_n(&k->dropped, 1, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&m->lock);
+        for (i = 0; i < READ_MEMO_SLOTS; i++) {
+            if (m->slots[i].rk == k) {
+                drop[i] = k;
+                m->slots[i].rk = NULL;
+                m->slots[i].id_len = 0;
+            }
+        }
+        pthread_mutex_unlock(&m->lock);
+        for (i = 0; i < READ_MEMO_SLOTS; i++) {
+            ck_keyring_key_release(drop[i]);
+        }
+    }
+    ck_keyring_key_release(k);
+}
+
+/* The memo's key for id, retained, or NULL. */
+static key_ref *memo_get(ck_keyring *kr, const unsigned char *id, size_t id_len)
+{
+    read_memo *m = kr->memo;
+    uint64_t epoch = __atomic_load_n(&kr->epoch, __ATOMIC_ACQUIRE);
+    key_ref *rk = NULL;
+    unsigned i;
+
+    pthread_mutex_lock(&m->lock);
+    for (i = 0; i < READ_MEMO_SLOTS; i++) {
+        read_memo_slot *sl = &m->slots[i];
+
+        if (sl->rk != NULL && sl->id_len == id_len && sl->epoch == epoch &&
+            memcmp(sl->id, id, id_len) == 0) {
+            if (keyring_now(kr) - sl->rk->created_ns < kr->lim.read_max_age_ns) {
+                rk = sl->rk;
+                ck_keyring_key_retain(rk);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rk;
+}
+
+/* Remember rk (the caller keeps its own reference) for id, if the epoch is
+   still the one the caller looked the key up in. Only keys the reads cache
+   holds come here (read_cache_drop takes them out again). */
+static void memo_put(ck_keyring *kr, const unsigned char *id, size_t id_len, key_ref *rk,
+                     uint64_t epoch)
+{
+    read_memo *m = kr->memo;
+    key_ref *old = NULL;
+    read_memo_slot *sl;
+
+    pthread_mutex_lock(&m->lock);
+    if (epoch == __atomic_load_n(&kr->epoch, __ATOMIC_ACQUIRE) &&
+        !__atomic_load_n(&rk->dropped, __ATOMIC_ACQUIRE)) {
+        sl = &m->slots[m->next];
+        m->next = (m->next + 1) % READ_MEMO_SLOTS;
+        old = sl->rk;
+        ck_keyring_key_retain(rk);
+        sl->rk = rk;
+        sl->epoch = epoch;
+        sl->id_len = id_len;
+        memcpy(sl->id, id, id_len);
+    }
+    pthread_mutex_unlock(&m->lock);
+    ck_keyring_key_release(old); /* may wipe and free: outside the lock */
+}
+
 void ck_keyring_drop_all(ck_keyring *kr)
 {
+    key_ref *drop[READ_MEMO_SLOTS];
     ck_l1_entry *detached = NULL;
+    unsigned i;
 
     __atomic_add_fetch(&kr->epoch, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_lock(&kr->memo->lock);
+    memo_clear_locked(kr->memo, drop);
+    pthread_mutex_unlock(&kr->memo->lock);
+    for (i = 0; i < READ_MEMO_SLOTS; i++) {
+        ck_keyring_key_release(drop[i]);
+    }
     ck_l1_clear(kr->tenants, NULL, &detached);
     ck_l1_release(kr->tenants, detached);
     detached = NULL;
@@ -407,6 +553,7 @@ static key_ref *unwrap(ck_keyring *kr, const ck_sealed *s, ck_span tenant, ck_er
     rk = key_new(dek, err);
     if (rk != NULL) {
         rk->created_ns = keyring_now(kr);
+        rk->memo = kr->memo;
         count(&kr->stats.deks_unwrapped);
     }
 error:
@@ -453,6 +600,11 @@ key_ref *ck_keyring_read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span ten
     memcpy(id + id_len, s->wrapped.p, s->wrapped.n);
     id_len += s->wrapped.n;
 
+    rk = memo_get(kr, id, id_len);
+    if (rk != NULL) {
+        return rk;
+    }
+    epoch = __atomic_load_n(&kr->epoch, __ATOMIC_ACQUIRE);
     h = ck_key_hash(id, id_len, 0);
     if (ck_l1_get(kr->reads, &kr->read_owner, h, id, id_len, &found, &detached)) {
         rk = found;
@@ -460,6 +612,7 @@ key_ref *ck_keyring_read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span ten
            and unwrap afresh. */
         if (keyring_now(kr) - rk->created_ns < kr->lim.read_max_age_ns) {
             ck_l1_release(kr->reads, detached);
+            memo_put(kr, id, id_len, rk, epoch);
             return rk;
         }
         ck_keyring_key_release(rk);
@@ -536,5 +689,10 @@ key_ref *ck_keyring_read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span ten
     pthread_cond_broadcast(&kr->flight_cond);
     flight_unref(f);
     pthread_mutex_unlock(&kr->flight_lock);
+    /* The memo takes its own lock, so only after flight_lock is dropped; the
+       epoch of the unwrap decides, as for the cache. */
+    if (rk != NULL) {
+        memo_put(kr, id, id_len, rk, epoch);
+    }
     return rk; /* NOLINT(clang-analyzer-unix.Malloc): our own reference, as above */
 }

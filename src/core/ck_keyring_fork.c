@@ -57,6 +57,7 @@ static void on_fork_prepare(void)
         ck_l1_lock_for_fork(kr->tenants);
         ck_l1_lock_for_fork(kr->reads);
         ck_mac_lock_for_fork(kr->l1_mac);
+        pthread_mutex_lock(&kr->memo->lock);
     }
 }
 
@@ -65,6 +66,7 @@ static void on_fork_parent(void)
     ck_keyring *kr;
 
     for (kr = registry; kr != NULL; kr = kr->reg_next) {
+        pthread_mutex_unlock(&kr->memo->lock);
         ck_mac_unlock_after_fork(kr->l1_mac);
         ck_l1_unlock_after_fork(kr->reads);
         ck_l1_unlock_after_fork(kr->tenants);
@@ -83,6 +85,7 @@ static void on_fork_child(void)
         /* Over the parent's state, deliberately; a failure would leave the
            old one, which still works when no waiter was counted. */
         (void)pthread_cond_init(&kr->flight_cond, NULL);
+        pthread_mutex_unlock(&kr->memo->lock);
         ck_mac_unlock_after_fork(kr->l1_mac);
         ck_l1_unlock_after_fork(kr->reads);
         ck_l1_unlock_after_fork(kr->tenants);

@@ -36,10 +36,14 @@ typedef struct {
 
 /* A reference-counted AES-GCM key: a write DEK, a read DEK. The last
    release wipes it. */
+struct read_memo;
+
 typedef struct {
     int refs;            /* atomic */
     ck_aead *aead;
     uint64_t created_ns; /* keyring clock when unwrapped (read keys age out) */
+    struct read_memo *memo; /* read keys: the memo to forget it in when the cache drops it */
+    int dropped;            /* atomic; set once the reads cache let go of it */
 } key_ref;
 
 /* Write state of one tenant. */
@@ -74,6 +78,27 @@ typedef struct flight {
     unsigned char id[READ_ID_MAX];
 } flight;
 
+/*
+ * The read keys used last, in front of the reads cache (ck_keyring_dek.c,
+ * "Read-key memo"): a hit compares the entry's id with a few slots
+ * instead of hashing it and probing the cache. Each slot holds one
+ * reference; entries are valid only for the epoch they were filled in.
+ */
+#define READ_MEMO_SLOTS 4
+
+typedef struct {
+    key_ref *rk;    /* one reference, or NULL */
+    uint64_t epoch; /* kr->epoch when filled */
+    size_t id_len;
+    unsigned char id[READ_ID_MAX];
+} read_memo_slot;
+
+typedef struct read_memo {
+    pthread_mutex_t lock; /* guards everything below; held across fork() */
+    unsigned next;        /* slot the next fill replaces */
+    read_memo_slot slots[READ_MEMO_SLOTS];
+} read_memo;
+
 struct ck_keyring {
     master_key masters[1 + CK_KEYRING_MAX_PREVIOUS]; /* [0] is current */
     size_t n_masters;
@@ -92,6 +117,7 @@ struct ck_keyring {
     uint64_t clock_offset_ns; /* atomic; tests move the clock */
     ck_keyring_stats stats;   /* counters updated atomically */
     ck_mac *l1_mac;           /* keys @cache.secure's L1 entries (ck_keyring_l1_key) */
+    read_memo *memo;          /* ordinary heap: ids are not secret, and the secure heap is small */
     ck_keyring *reg_prev;     /* registry links, under registry_lock */
     ck_keyring *reg_next;
     int registered;
@@ -129,8 +155,13 @@ void ck_keyring_tenant_release(void *v);
 extern const ck_l1_ops ck_keyring_tenant_ops;
 extern const ck_l1_ops ck_keyring_read_ops;
 
-/* Bump the epoch and empty both caches (reset, and a child after fork). */
+/* Bump the epoch and empty both caches and the read-key memo (reset, and a
+   child after fork). */
 void ck_keyring_drop_all(ck_keyring *kr);
+
+/* The read-key memo's lifetime (ck_keyring_dek.c). */
+read_memo *ck_keyring_memo_new(void);
+void ck_keyring_memo_free(read_memo *m);
 
 /* The tenant's write state, retained; created on first use (deriving its
    KEK with the local provider). NULL with err. */

@@ -11,7 +11,10 @@
 
 #include <string.h>
 
+#include <lz4.h>
+
 #include "ck_bytes.h"
+#include "ck_crypto.h"
 
 /* 1 local, 2 AWS KMS, 3..255 other providers; 0 is never written. */
 static int provider_known(uint8_t provider)
@@ -43,13 +46,15 @@ static int build_aad(ck_span header, ck_span tenant, ck_span cache_key, ck_buf *
 int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const unsigned char *pt,
             size_t n, ck_span tenant, ck_span cache_key, ck_buf *out, ck_error *err)
 {
-    size_t start = out->len, hlen;
+    size_t start = out->len, hlen, body_n = n;
+    const unsigned char *body = pt;
     unsigned char *e;
-    ck_buf aad;
+    ck_buf aad, z;
     ck_span header;
-    int rc = -1;
+    int rc = -1, compressed = 0;
 
     ck_buf_init_secret(&aad); /* holds the tenant and cache key (call arguments) */
+    ck_buf_init_secret(&z);   /* the compressed plaintext: as secret as the plaintext */
     if (!provider_known(p->provider)) {
         ck_error_set(err, CK_EINVAL, "unknown key provider %u", p->provider);
         goto error;
@@ -69,7 +74,25 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
         ck_error_set(err, CK_ELIMIT, "plaintext of %zu bytes exceeds the 4 GiB entry limit", n);
         goto error;
     }
-    if (ck_buf_reserve(out, hlen + n) < 0) {
+    /* Opt-in compression (docs/security.md, "Compression before
+       encryption"): the plaintext's LZ4 block when it is strictly smaller,
+       as for plain entries (capacity n - 1 makes LZ4 give up early). */
+    if (p->compress_min != 0 && n >= p->compress_min && n >= 2 && n <= LZ4_MAX_INPUT_SIZE) {
+        int clen;
+
+        if (ck_buf_reserve(&z, n - 1) < 0) {
+            ck_error_set(err, CK_ENOMEM, "out of memory compressing %zu bytes", n);
+            goto error;
+        }
+        clen = LZ4_compress_default((const char *)pt, (char *)z.data, (int)n, (int)(n - 1));
+        if (clen > 0) {
+            z.len = (size_t)clen;
+            body = z.data;
+            body_n = (size_t)clen;
+            compressed = 1;
+        }
+    }
+    if (ck_buf_reserve(out, hlen + body_n) < 0) {
         ck_error_set(err, CK_ENOMEM, "out of memory sealing %zu bytes", n);
         goto error;
     }
@@ -77,12 +100,13 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
     e[0] = CK_ENTRY_MAGIC0;
     e[1] = CK_ENTRY_MAGIC1;
     e[2] = CK_ENTRY_VERSION;
-    e[3] = CK_ENTRY_FLAG_ENCRYPTED | (p->expires_at_ms != 0 ? CK_ENTRY_FLAG_EXPIRES : 0);
+    e[3] = CK_ENTRY_FLAG_ENCRYPTED | (p->expires_at_ms != 0 ? CK_ENTRY_FLAG_EXPIRES : 0) |
+           (compressed ? CK_ENTRY_FLAG_COMPRESSED : 0);
     e[4] = serializer;
     e[5] = (unsigned char)hlen;
     put_le16(e + 6, 0);
     put_le32(e + 8, (uint32_t)n);
-    put_le32(e + 12, (uint32_t)n);
+    put_le32(e + 12, (uint32_t)body_n);
     put_le64(e + 16, 0);
     memcpy(e + 24, p->key_fp, CK_SEAL_FP_LEN);
     e[32] = p->provider;
@@ -99,14 +123,15 @@ int ck_seal(ck_aead *dek, const ck_seal_params *p, uint8_t serializer, const uns
         goto error;
     }
     /* The tag goes to its slot at the end of the header. */
-    if (ck_aead_seal(dek, p->nonce, aad.data, aad.len, pt, n, e + hlen, e + hlen - CK_AEAD_TAG_LEN,
-                     err) < 0) {
+    if (ck_aead_seal(dek, p->nonce, aad.data, aad.len, body, body_n, e + hlen,
+                     e + hlen - CK_AEAD_TAG_LEN, err) < 0) {
         goto error;
     }
-    out->len = start + hlen + n;
+    out->len = start + hlen + body_n;
     rc = 0;
 error:
     ck_buf_free(&aad);
+    ck_buf_free(&z); /* wipes */
     return rc;
 }
 
@@ -119,8 +144,8 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
     if (ck_entry_parse_header(buf, n, &lim, &s->h, err) < 0) {
         return -1;
     }
-    if (s->h.flags != CK_ENTRY_FLAG_ENCRYPTED &&
-        s->h.flags != (CK_ENTRY_FLAG_ENCRYPTED | CK_ENTRY_FLAG_EXPIRES)) {
+    if ((s->h.flags & ~(CK_ENTRY_FLAG_COMPRESSED | CK_ENTRY_FLAG_EXPIRES)) !=
+        CK_ENTRY_FLAG_ENCRYPTED) {
         return ck_error_set(err, CK_EFORMAT, "not an encrypted entry (flags 0x%02x)", s->h.flags);
     }
     extra = (s->h.flags & CK_ENTRY_FLAG_EXPIRES) ? CK_SEAL_EXPIRES_LEN : 0;
@@ -134,7 +159,10 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
         return ck_error_set(err, CK_EFORMAT, "wrapped key length %zu does not match header_len %u",
                             w, s->h.header_len);
     }
-    if (s->h.original_len != s->h.stored_len) {
+    /* With COMPRESSED, ck_entry_parse_header bounded original_len (below
+       max_size, max_ratio x stored_len, LZ4's limit) and required
+       stored_len < original_len. */
+    if (!(s->h.flags & CK_ENTRY_FLAG_COMPRESSED) && s->h.original_len != s->h.stored_len) {
         return ck_error_set(err, CK_EFORMAT, "encrypted entry lengths differ");
     }
     s->provider = buf[32];
@@ -154,6 +182,7 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
     s->header.n = s->h.header_len - CK_AEAD_TAG_LEN;
     s->ciphertext.p = buf + s->h.header_len;
     s->ciphertext.n = s->h.stored_len;
+    s->plaintext_len = s->h.original_len;
     return 0;
 }
 
@@ -162,8 +191,9 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
    to a secret ck_buf. Either way the bytes are wiped afterwards. */
 #define CK_SEAL_STACK_AAD 512
 
-int ck_sealed_open(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cache_key,
-                   unsigned char *pt, ck_error *err)
+/* Decrypt and authenticate the ciphertext into pt[0..s->ciphertext.n). */
+static int open_raw(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cache_key,
+                    unsigned char *pt, ck_error *err)
 {
     unsigned char stack[CK_SEAL_STACK_AAD];
     size_t d = sizeof(CK_SEAL_AAD_DOMAIN) - 1, need;
@@ -203,5 +233,39 @@ int ck_sealed_open(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cac
                       pt, err);
 error:
     ck_buf_free(&aad);
+    return rc;
+}
+
+int ck_sealed_open(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cache_key,
+                   unsigned char *pt, ck_error *err)
+{
+    ck_buf z;
+    int got, rc = -1;
+
+    if (!(s->h.flags & CK_ENTRY_FLAG_COMPRESSED)) {
+        return open_raw(dek, s, tenant, cache_key, pt, err);
+    }
+    /* Authenticate first, into a scratch buffer; only an authentic LZ4
+       block is decoded (the _safe decoder, bounded by plaintext_len, which
+       the header checks bounded by max_size and max_ratio). */
+    ck_buf_init_secret(&z);
+    if (ck_buf_reserve(&z, s->ciphertext.n) < 0) {
+        ck_error_set(err, CK_ENOMEM, "out of memory for %zu bytes", s->ciphertext.n);
+        goto done;
+    }
+    if (open_raw(dek, s, tenant, cache_key, z.data, err) < 0) {
+        goto done;
+    }
+    z.len = s->ciphertext.n;
+    got = LZ4_decompress_safe((const char *)z.data, (char *)pt, (int)s->ciphertext.n,
+                              (int)s->plaintext_len);
+    if (got < 0 || (size_t)got != s->plaintext_len) {
+        ck_wipe(pt, s->plaintext_len);
+        ck_error_set(err, CK_EFORMAT, "authentic entry with a corrupt LZ4 payload");
+        goto done;
+    }
+    rc = 0;
+done:
+    ck_buf_free(&z); /* wipes */
     return rc;
 }

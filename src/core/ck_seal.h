@@ -55,6 +55,8 @@ typedef struct {
     ck_span wrapped;
     unsigned char nonce[CK_AEAD_NONCE_LEN];
     uint64_t expires_at_ms; /* unix ms after which readers refuse it; 0: never */
+    size_t compress_min;    /* LZ4 before encrypting plaintexts of at least this many
+                               bytes when that makes them smaller; 0: never (the default) */
 } ck_seal_params;
 
 /* A parsed encrypted entry; pointers into the caller's buffer. */
@@ -68,6 +70,7 @@ typedef struct {
     uint64_t expires_at_ms; /* 0 without the EXPIRES flag */
     ck_span header;     /* bytes 0 .. H-16: the header part of the AAD */
     ck_span ciphertext;
+    size_t plaintext_len; /* original_len: ciphertext.n, or more when COMPRESSED */
 } ck_sealed;
 
 /*
@@ -84,8 +87,11 @@ int ck_sealed_parse(const unsigned char *buf, size_t n, size_t max_size, ck_seal
                     ck_error *err);
 
 /*
- * Decrypt a parsed entry into pt[0..s->ciphertext.n) and verify the tag
- * against tenant and cache_key. CK_EAUTH on any mismatch; pt is wiped then.
+ * Decrypt a parsed entry into pt[0..s->plaintext_len) and verify the tag
+ * against tenant and cache_key; a COMPRESSED entry is decompressed (only
+ * once authenticated) to exactly plaintext_len bytes. CK_EAUTH on any
+ * mismatch, CK_EFORMAT for an authentic but undecodable LZ4 block; pt is
+ * wiped then.
  */
 int ck_sealed_open(ck_aead *dek, const ck_sealed *s, ck_span tenant, ck_span cache_key,
                    unsigned char *pt, ck_error *err);
