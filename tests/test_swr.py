@@ -68,6 +68,8 @@ def body(src):
         ({"ttl": 10, "l1": L1CacheConfig(swr_enabled="yes")}, "swr_enabled must be"),
         ({"ttl": 10, "stale_ttl": 5, "l1": L1CacheConfig(swr_enabled=False)}, "swr_enabled=False"),
         ({"stale_ttl": 5}, "needs one: pass ttl="),
+        ({"ttl": 10, "stale_ttl": 5, "refresh_ttl_on_get": True}, "use one of them"),
+        ({"ttl": 10, "stale_ttl": 5, "interop": "op", "namespace": "ns"}, "interop"),
     ],
 )
 def test_bad_freshness_options_fail_at_decoration(kwargs, words):
@@ -130,7 +132,9 @@ def test_stampede_on_an_expired_key_calls_the_function_once():
     for t in threads:
         t.join()
     assert set(got) == {(7, 1)} and len(got) == 800
-    assert src.calls == 2  # the first miss and one refresh
+    wait_for(lambda: src.calls == 2)  # the first miss and one refresh
+    time.sleep(0.05)
+    assert src.calls == 2 and f.cache_stats()["refreshes"] == 1
     src.gate.set()
     wait_for(lambda: f(7) == (7, 2))
     assert src.calls == 2
@@ -231,6 +235,19 @@ def test_local_and_methods_refresh_too():
     time.sleep(0.15)
     assert r.get(1) == 11
     wait_for(lambda: r.get(1) == 12)
+
+
+def test_custom_key_function_refreshes_with_the_callers_arguments():
+    src = Source()
+
+    @cache(ttl=0.1, stale_ttl=10, backend=None, l1=LATE, key=lambda x, y: f"{x}")
+    def f(x, y):
+        return src(x + y)
+
+    assert f(1, 2) == (3, 1)
+    time.sleep(0.15)
+    assert f(1, 5) == (3, 1)  # same key, stale; refreshed with (1, 5)
+    wait_for(lambda: f(1, 0) == (6, 2))
 
 
 # ------------------------------------------------------------------- async

@@ -49,6 +49,11 @@ def validate_freshness(config: Any) -> None:
             "stale_ttl / swr_by_default are not available with interop= entries (their format "
             "is shared with other SDKs): leave them unset"
         )
+    if config.refresh_ttl_on_get and (stale is not None or config.swr_by_default):
+        raise ConfigurationError(
+            "refresh_ttl_on_get renews an L2 entry's TTL, which under stale_ttl would make a "
+            "stale entry look fresh again: use one of them"
+        )
     if not config.l1.swr_enabled and (stale is not None or config.swr_by_default):
         raise ConfigurationError(
             "stale_ttl / swr_by_default ask for stale-while-revalidate, which "
