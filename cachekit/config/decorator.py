@@ -63,6 +63,11 @@ class L1CacheConfig:
     enabled: bool = True
     max_size_mb: float | None = None
     max_entries: int | None = None
+    # Freshness (docs/freshness.md): in effect once the function sets
+    # stale_ttl (or swr_by_default); swr_enabled=False turns it off.
+    swr_enabled: bool = True
+    swr_threshold_ratio: float = 0.5
+    swr_retry_interval: float = 10.0
 
     def validate(self) -> None:
         if self.max_size_mb is not None and not (
@@ -75,6 +80,9 @@ class L1CacheConfig:
             or self.max_entries <= 0
         ):
             raise ConfigurationError("l1.max_entries must be a positive int or None")
+        from cachekit.config.freshness import validate_l1_freshness
+
+        validate_l1_freshness(self)
 
     @property
     def dedicated(self) -> bool:
@@ -84,10 +92,7 @@ class L1CacheConfig:
 # Options of the reference API not built yet: name -> the default we accept.
 _ENCRYPTION_FIELDS = frozenset({"master_key", "tenant_extractor", "key_provider", "fail_closed"})
 
-NOT_YET_AVAILABLE: dict[str, Any] = {
-    "stale_ttl": None,
-    "swr_by_default": False,
-}
+NOT_YET_AVAILABLE: dict[str, Any] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +162,9 @@ class DecoratorConfig:
                 "values are stored with the built-in msgpack codec ('default', 'std' or 'auto')"
             )
         self._validate_backend()
+        from cachekit.config.freshness import validate_freshness
+
+        validate_freshness(self)
         if not isinstance(self.circuit_breaker, CircuitBreakerConfig):
             raise ConfigurationError("circuit_breaker must be a CircuitBreakerConfig")
         self.circuit_breaker.validate()

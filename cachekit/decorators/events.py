@@ -23,6 +23,7 @@ _WHAT = {
     "key_error": "arguments cannot form a cache key; the call ran uncached",
     "store_error": "the result cannot be cached; it was returned uncached",
     "key_func_error": "the key= function raised or returned no str/bytes; the call ran uncached",
+    "refresh_error": "a background refresh failed; the stale value is served until its stale_ttl ends",
 }
 
 

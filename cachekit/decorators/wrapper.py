@@ -14,7 +14,9 @@ from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators import custom_key
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.backends import resolve_backend
+from cachekit.config.freshness import stale_seconds
 from cachekit.decorators.events import event_reporter
+from cachekit.decorators.freshness import make_refresher
 from cachekit.decorators.health import attach_health
 from cachekit.decorators.l2 import l2_for, secure_stays_local
 from cachekit.decorators.signature import key_spec
@@ -139,6 +141,16 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
     signer = _signer(config, settings) if l2 is not None and not secure else None
     is_async = inspect.iscoroutinefunction(func)
     value_types, on_event = value_types_for(func, event_reporter(identity))
+    stale = stale_seconds(config, ttl, reference)
+    fresh: dict[str, Any] = {}
+    if stale is not None:
+        l1 = config.l1
+        fresh = {
+            "refresher": make_refresher(target, is_async, l2 is not None, on_event),
+            "stale_ttl": stale,
+            "swr_ratio": float(l1.swr_threshold_ratio),
+            "swr_retry": float(l1.swr_retry_interval),
+        }
     cached = CachedFunction(
         target,
         store_for(config.l1, settings),
@@ -155,6 +167,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         lease=float(config.stampede_lease or 0.0),
         refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
         value_types=value_types,
+        **fresh,
         **secure,
         **key_spec(target),
     )

@@ -59,11 +59,12 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     void *hit = NULL;
     ck_pack_stats stats = {0, 0, 0};
     uint32_t flags;
+    uint64_t gen;
     ck_hash128 h;
     ck_buf key, value, name;
     ck_flight *flight = NULL;
     char token[CK_L2_TOKEN_LEN];
-    int rc, fatal = 0, with_l2, waited = 0, leased = 0;
+    int rc, fatal = 0, with_l2, waited = 0, leased = 0, relooked = 0;
 
     ck_cached_touch(self);
     ck_buf_init(&key);
@@ -87,13 +88,20 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     }
     if (!CK_MODE_STORING(mode)) {
     lookup:
-        if (ck_l1_get_ex(self->store->store, &self->owner, h, key.data, key.len, &hit, &flags,
-                         &detached)) {
+        if (ck_l1_get_gen(self->store->store, &self->owner, h, key.data, key.len, &hit, &flags,
+                          &gen, &detached)) {
             self->hits++;
             result = (PyObject *)hit;
-            if (flags & CK_ENTRY_MUTABLE) {
-                /* A fresh copy: no caller can change what the next one gets. */
-                Py_SETREF(result, ck_py_copy(st, result));
+            if (flags != 0) {
+                if (flags & CK_ENTRY_MUTABLE) {
+                    /* A fresh copy: no caller can change what the next one gets. */
+                    Py_SETREF(result, ck_py_copy(st, result));
+                }
+                if ((flags & (CK_L1_STALE | CK_L1_REFRESH)) && result != NULL &&
+                    ck_cached_swr_hit(self, flags, gen, key.data, key.len, args, nargsf,
+                                      kwnames) < 0) {
+                    Py_CLEAR(result);
+                }
             }
             goto done;
         }
@@ -105,6 +113,13 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
         }
         if (with_l2) {
             rc = ck_cached_l2_lookup(self, st, h, &key, &name, &result, &detached);
+            if (rc > 0 && self->swr_fill_stale && !relooked && mode == NULL) {
+                /* L2 held it past its logical expiry: L1 now holds it stale,
+                   due; looking again serves it and claims the refresh. */
+                relooked = 1;
+                Py_CLEAR(result);
+                goto lookup;
+            }
             if (rc != 0) {
                 if (rc > 0) {
                     self->hits++;
@@ -152,7 +167,7 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     } else if (ck_cached_encode_result(self, st, result, &value, &stats, &fatal) == 0) {
         fatal = ck_cached_put_value(self, st, h, &key, identity, result, &stats, self->ttl_ns,
                                     &detached) < 0;
-        if (!fatal && with_l2) {
+        if (!fatal && with_l2 && !self->swr_dropped) {
             fatal = ck_cached_l2_store(self, &name, &value) < 0;
         }
     }
@@ -221,25 +236,28 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "varargs",      "varkw",     "self_is_instance", "on_event",
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
                              "fail_closed",  "async_miss", "reference", "copy", "l2",
-                             "refresh_threshold", "signer", "lease", "value_types", NULL};
+                             "refresh_threshold", "signer", "lease", "value_types",
+                             "refresher", "stale_ttl", "swr_ratio", "swr_retry", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
-        *l2 = Py_None, *signer = Py_None, *value_types = Py_None;
+        *l2 = Py_None, *signer = Py_None, *value_types = Py_None, *refresher = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
-    double refresh_threshold = 0.0, lease = 0.0;
+    double refresh_threshold = 0.0, lease = 0.0, stale_ttl = 0.0, swr_ratio = 1.0,
+           swr_retry = 10.0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOdO:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOdOOddd:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
                                      &info_type, &max_value_size, &keyring,
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
                                      &copy, &l2, &refresh_threshold, &signer, &lease,
-                                     &value_types)) {
+                                     &value_types, &refresher, &stale_ttl, &swr_ratio,
+                                     &swr_retry)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -317,7 +335,8 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     self->st = st;
-    if (ck_parse_ttl(ttl, &self->ttl_ns) < 0) {
+    if (ck_parse_ttl(ttl, &self->ttl_ns) < 0 ||
+        ck_cached_swr_init(self, refresher, stale_ttl, swr_ratio, swr_retry) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -399,6 +418,7 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->async_miss);
     Py_VISIT(self->l2);
     Py_VISIT(self->value_types);
+    Py_VISIT(self->refresher);
     return 0;
 }
 
@@ -412,6 +432,7 @@ static int cached_clear(ck_cached *self)
     Py_CLEAR(self->async_miss);
     Py_CLEAR(self->l2);
     Py_CLEAR(self->value_types);
+    Py_CLEAR(self->refresher);
     Py_CLEAR(self->func);
     Py_CLEAR(self->store);
     Py_CLEAR(self->key_prefix);

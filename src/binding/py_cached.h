@@ -56,6 +56,19 @@ typedef struct {
                                 stored values (py_codec_app.c), or NULL */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
                                 -> awaitable computing a miss, else NULL */
+    /* Freshness (py_cached_swr.c, docs/freshness.md). With a refresher,
+       ttl_ns is the whole life of an entry: fresh_ttl_ns fresh, then
+       stale_ns stale (served while one refresh runs). */
+    PyObject *refresher;     /* callable(cached, key, gen, args, kwargs) starting a
+                                background refresh, or NULL: no freshness */
+    uint64_t fresh_ttl_ns;
+    uint64_t stale_ns;
+    uint64_t retry_ns;       /* between refresh claims of one entry */
+    double swr_ratio;        /* a refresh is due after this share of the TTL */
+    uint64_t swr_gen;        /* _swr_complete: the generation the next put of */
+    ck_hash128 swr_h;        /* the key hashing to swr_h must replace, 0: none */
+    char swr_dropped;        /* out of ck_cached_put: that put was superseded */
+    char swr_fill_stale;     /* out of ck_cached_put: the entry went in stale */
     PyObject *dict;          /* __dict__ (functools.update_wrapper writes here) */
     PyObject *weakreflist;
     /* Counters. Updated with the GIL held. */
@@ -69,6 +82,10 @@ typedef struct {
     uint64_t integrity_errors; /* a stored entry was corrupt or foreign: a miss */
     uint64_t stale_entries;    /* an encrypted entry past its expiry: a miss */
     uint64_t lease_waits;      /* misses answered by another process's computation */
+    uint64_t stale_hits;       /* hits served past the logical expiry */
+    uint64_t refreshes;        /* background refreshes started */
+    uint64_t refresh_errors;   /* background refreshes whose function raised */
+    uint64_t refresh_dropped;  /* refreshes whose entry was invalidated meanwhile */
     int64_t last_op_ns;      /* wall-clock time of the last call or
                                 invalidation (coarse clock), 0: none yet */
 } ck_cached;
@@ -214,6 +231,25 @@ int ck_cached_l2_clear(ck_cached *self);
 
 /* Drop every entry of the function from its (possibly shared) store. */
 void ck_cached_drop_entries(ck_cached *self);
+
+/* py_cached_swr.c: freshness. After an L1 hit whose flags carry
+   CK_L1_STALE or CK_L1_REFRESH: count it, and start the claimed refresh of
+   the call (key: the L1 key bytes). 0, or -1 when a failure must propagate
+   (the hit's result is then dropped by the caller). */
+int ck_cached_swr_hit(ck_cached *self, uint32_t flags, uint64_t gen, const unsigned char *key,
+                      size_t key_len, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+/* The freshness of an entry put now that lives ttl_ns more in all. */
+void ck_cached_swr_params(ck_cached *self, ck_hash128 h, uint64_t ttl_ns, ck_l1_swr *out);
+/* Parse the freshness arguments of CachedFunction(). 0, or -1 (ValueError). */
+int ck_cached_swr_init(ck_cached *self, PyObject *refresher, double stale, double ratio,
+                       double retry);
+/* The methods _swr_complete and _swr_failed (see py_cached_swr.c). */
+PyObject *ck_cached_swr_complete(ck_cached *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames);
+PyObject *ck_cached_swr_failed(ck_cached *self, PyObject *unused);
+extern const char ck_cached_swr_complete_doc[], ck_cached_swr_failed_doc[];
+/* Add the freshness counters to a cache_stats() dict. 0, or -1. */
+int ck_cached_swr_stats(ck_cached *self, PyObject *d);
 
 /* The method table of CachedFunction (py_cached_methods.c). */
 extern PyMethodDef ck_cached_methods[];

@@ -133,8 +133,25 @@ int ck_cached_put(ck_cached *self, ck_hash128 h, const unsigned char *key, size_
         self->store_errors++;
         return ck_cached_report_failure(self, "store_error");
     }
-    rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key, key_len, value,
-                      charge, ttl_ns, flags, detached, &err);
+    self->swr_dropped = 0;
+    self->swr_fill_stale = 0;
+    if (self->refresher != NULL && ttl_ns != 0) {
+        ck_l1_swr swr;
+
+        ck_cached_swr_params(self, h, ttl_ns, &swr);
+        self->swr_fill_stale = swr.fresh_ns == 0;
+        rc = ck_l1_put_swr(self->store->store, &self->owner, group, h, key, key_len, value,
+                           charge, &swr, flags, detached, &err);
+        if (rc == 2) {
+            /* A refresh whose entry was invalidated or replaced meanwhile. */
+            self->refresh_dropped++;
+            self->swr_dropped = 1;
+            return 0;
+        }
+    } else {
+        rc = ck_l1_put_ex(self->store->store, &self->owner, group, h, key, key_len, value,
+                          charge, ttl_ns, flags, detached, &err);
+    }
     if (rc < 0 && err.code == CK_ENOMEM) {
         /* Keep the result; the store just could not take it. */
         self->store_errors++;

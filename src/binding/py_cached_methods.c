@@ -416,11 +416,12 @@ PyDoc_STRVAR(cache_stats_doc,
              "cache_stats($self, /)\n--\n\n"
              "Return a dict of raw counters: hits (L1 and L2), misses, l2_hits,\n"
              "l2_errors, integrity_errors, stale_entries, lease_waits, key_errors,\n"
-             "store_errors, decrypt_errors, entries, bytes (the last two: L1).");
+             "store_errors, decrypt_errors, entries, bytes (the last two: L1);\n"
+             "stale_hits, refreshes, refresh_errors, refresh_dropped (docs/freshness.md).");
 
 static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
+    PyObject *d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n}", "hits",
                          (unsigned long long)self->hits, "misses",
                          (unsigned long long)self->misses, "l2_hits",
                          (unsigned long long)self->l2_hits, "l2_errors",
@@ -432,6 +433,11 @@ static PyObject *cached_cache_stats(ck_cached *self, PyObject *Py_UNUSED(ignored
                          (unsigned long long)self->store_errors, "decrypt_errors",
                          (unsigned long long)self->decrypt_errors, "entries",
                          (Py_ssize_t)self->owner.count, "bytes", (Py_ssize_t)self->owner.bytes);
+
+    if (d != NULL && self->refresher != NULL && ck_cached_swr_stats(self, d) < 0) {
+        Py_CLEAR(d);
+    }
+    return d;
 }
 
 PyMethodDef ck_cached_methods[] = {
@@ -446,6 +452,9 @@ PyMethodDef ck_cached_methods[] = {
     {"_complete", (PyCFunction)(void (*)(void))cached_complete, METH_FASTCALL | METH_KEYWORDS,
      complete_doc},
     {"_fresh", (PyCFunction)cached_fresh, METH_O, fresh_doc},
+    {"_swr_complete", (PyCFunction)(void (*)(void))ck_cached_swr_complete,
+     METH_FASTCALL | METH_KEYWORDS, ck_cached_swr_complete_doc},
+    {"_swr_failed", (PyCFunction)ck_cached_swr_failed, METH_NOARGS, ck_cached_swr_failed_doc},
     {"_l2_fetch", (PyCFunction)(void (*)(void))cached_l2_fetch, METH_FASTCALL | METH_KEYWORDS,
      l2_fetch_doc},
     {"_l2_release", (PyCFunction)(void (*)(void))cached_l2_release,

@@ -187,6 +187,27 @@ static int open_failed(ck_cached *self, ck_state *st)
     return ck_cached_report_failure(self, "decrypt_error");
 }
 
+/* L1's TTL for an entry that opened: as for plain entries, but never past
+   the expiry sealed in it (authenticated), so under freshness its logical
+   expiry (that expiry less stale_ttl) cannot be moved later by whoever
+   controls the store's TTLs; only earlier, which costs a refresh. */
+static uint64_t sealed_fill_ttl(ck_cached *self, PyObject *entry, int64_t pttl_ms)
+{
+    uint64_t ttl = ck_cached_l2_fill_ttl(self, pttl_ms), now_ms, left;
+    ck_sealed s;
+    ck_error err;
+
+    if (ck_sealed_parse((const unsigned char *)PyBytes_AS_STRING(entry),
+                        (size_t)PyBytes_GET_SIZE(entry), (size_t)PyBytes_GET_SIZE(entry), &s,
+                        &err) < 0 ||
+        s.expires_at_ms == 0) {
+        return ttl;
+    }
+    now_ms = ck_keyring_now_ms();
+    left = s.expires_at_ms > now_ms ? (s.expires_at_ms - now_ms) * 1000000u : 1;
+    return ttl != 0 && ttl < left ? ttl : left;
+}
+
 /* After an L1 miss: ask L2. 1: *result (new reference) opened from it and
    L1 filled; 0: not there or unusable (reported); -1: propagate. */
 static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const unsigned char *l1_key,
@@ -213,7 +234,7 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
     rc = 1;
     if (!ck_cached_store_disabled(self) &&
         ck_cached_put(self, h, l1_key, CK_KEYRING_L1_KEY_LEN, NULL, entry,
-                      (size_t)PyBytes_GET_SIZE(entry), 0, ck_cached_l2_fill_ttl(self, pttl_ms),
+                      (size_t)PyBytes_GET_SIZE(entry), 0, sealed_fill_ttl(self, entry, pttl_ms),
                       detached) < 0) {
         Py_CLEAR(*result);
         rc = -1;
@@ -279,7 +300,9 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     ck_hash128 h;
     ck_flight *flight = NULL;
     char token[CK_L2_TOKEN_LEN];
-    int rc, fatal = 0, with_l2, waited = 0, leased = 0;
+    uint32_t flags = 0;
+    uint64_t gen = 0;
+    int rc, fatal = 0, with_l2, waited = 0, leased = 0, relooked = 0;
 
     ck_cached_touch(self);
     /* The key bytes encode the call's arguments (and the tenant) in clear. */
@@ -336,8 +359,8 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     with_l2 = ck_cached_l2_configured(self, identity);
     if (!CK_MODE_STORING(mode)) {
     lookup:
-        if (ck_l1_get(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit,
-                      &detached)) {
+        if (ck_l1_get_gen(self->store->store, &self->owner, h, l1_key, sizeof(l1_key), &hit,
+                          &flags, &gen, &detached)) {
             entry = (PyObject *)hit;
             result = PyBytes_Check(entry)
                          ? ck_keyring_open_to_value(
@@ -349,6 +372,11 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
             Py_CLEAR(entry);
             if (result != NULL) {
                 self->hits++;
+                if ((flags & (CK_L1_STALE | CK_L1_REFRESH)) &&
+                    ck_cached_swr_hit(self, flags, gen, l1_key, sizeof(l1_key), args, nargsf,
+                                      kwnames) < 0) {
+                    Py_CLEAR(result);
+                }
                 goto done;
             }
             if (!PyErr_Occurred()) {
@@ -372,6 +400,11 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
         if (with_l2) {
             rc = secure_l2_lookup(self, st, h, l1_key, &name, tenant, aad_key, &result,
                                   &detached);
+            if (rc > 0 && self->swr_fill_stale && !relooked && mode == NULL) {
+                relooked = 1; /* served stale from L1, claiming the refresh */
+                Py_CLEAR(result);
+                goto lookup;
+            }
             if (rc != 0) {
                 if (rc > 0) {
                     self->hits++;
@@ -416,7 +449,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     if (entry != NULL) {
         fatal = ck_cached_put(self, h, l1_key, sizeof(l1_key), identity, entry,
                               (size_t)PyBytes_GET_SIZE(entry), 0, self->ttl_ns, &detached) < 0;
-        if (!fatal && with_l2) {
+        if (!fatal && with_l2 && !self->swr_dropped) {
             fatal = ck_cached_l2_put(self, &name, (const unsigned char *)PyBytes_AS_STRING(entry),
                                      (size_t)PyBytes_GET_SIZE(entry)) < 0;
         }

@@ -20,98 +20,14 @@
  */
 #include "ck_l1.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
 
 #include "ck_bytes.h"
+#include "ck_l1_internal.h"
 
-/* LRU list links. The first member of every entry, so a link that is not
-   the sentinel converts back to its entry with a cast. */
-typedef struct ck_l1_link {
-    struct ck_l1_link *prev, *next;
-} ck_l1_link;
-
-struct ck_l1_entry {
-    ck_l1_link lru;              /* must stay first */
-    ck_l1_entry *hnext;          /* bucket chain; reused as the detached-list link */
-    ck_l1_owner *owner;
-    ck_hash128 hash;
-    uint64_t expires_ns;         /* 0: never */
-    size_t charge;               /* bytes counted against max_bytes */
-    void *value;                 /* one reference, taken with ops.retain */
-    uint32_t key_len;
-    uint32_t flags;              /* ENTRY_GROUPED | user flags */
-    unsigned char key[];         /* full key bytes, compared on lookup; a
-                                    grouped entry's ck_l1_glink follows at
-                                    glink_offset(key_len) */
-};
-
-/* Store-private flag: the entry is threaded on a group's list. */
-#define ENTRY_GROUPED 0x1u
-
-/* What a grouped entry carries after its key: its link on the group's list
-   and a pointer back to itself (a link alone cannot find its entry, whose
-   key length varies). */
-typedef struct {
-    ck_l1_glink link; /* must stay first */
-    ck_l1_entry *entry;
-} group_tail;
-
-static inline size_t group_tail_offset(size_t key_len)
-{
-    size_t a = _Alignof(group_tail);
-    size_t end = sizeof(ck_l1_entry) + key_len;
-    return (end + a - 1) / a * a;
-}
-
-static inline group_tail *group_tail_of(ck_l1_entry *e)
-{
-    return (group_tail *)((unsigned char *)e + group_tail_offset(e->key_len));
-}
-
-/*
- * The store lock: a test-and-set lock whose waiters yield the CPU. Every
- * call of a cached function takes it, nearly always uncontended (callers
- * hold the GIL and run no Python code under it), and an uncontended
- * pthread mutex lock + unlock cost ~55 instructions of a ~900-instruction
- * hit against a few here. Sections are short (a lookup, a put and its
- * evictions) except clear, copy_keys and a rehash, which a waiter sits out
- * in sched_yield rather than spinning hot.
- */
-typedef struct {
-    int held;
-} store_lock;
-
-static inline void lock_take(store_lock *l)
-{
-    while (__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE)) {
-        while (__atomic_load_n(&l->held, __ATOMIC_RELAXED)) {
-            sched_yield();
-        }
-    }
-}
-
-static inline void lock_give(store_lock *l)
-{
-    __atomic_store_n(&l->held, 0, __ATOMIC_RELEASE);
-}
-
-struct ck_l1 {
-    store_lock lock;
-    ck_l1_entry **buckets;
-    size_t mask;                 /* nbuckets - 1 */
-    ck_l1_link lru;              /* sentinel: lru.next is the most recent */
-    size_t count;
-    size_t bytes;
-    size_t max_entries;          /* SIZE_MAX when unbounded */
-    size_t max_bytes;            /* SIZE_MAX when unbounded */
-    uint64_t evictions;
-    uint64_t expirations;
-    ck_l1_ops ops;
-};
 
 /* How many LRU-tail entries a put inspects for expiry. */
 #define CK_L1_EXPIRY_SWEEP 4
@@ -149,11 +65,6 @@ static inline uint64_t expiry_now(void)
 }
 
 /* ------------------------------------------------------------ list helpers */
-
-static inline ck_l1_entry *entry_of(ck_l1_link *link)
-{
-    return (ck_l1_entry *)link;
-}
 
 static inline void lru_unlink(ck_l1_entry *e)
 {
@@ -227,6 +138,39 @@ static void detach(ck_l1 *s, ck_l1_entry *e, ck_l1_entry **detached)
 static inline int expired(const ck_l1_entry *e, uint64_t now)
 {
     return e->expires_ns != 0 && now >= e->expires_ns;
+}
+
+/* Past its deadline for good: an entry with freshness lives until the end
+   of its stale window, whatever expires_ns says. */
+static inline int dead(ck_l1_entry *e, uint64_t now)
+{
+    return expired(e, now) && ((e->flags & ENTRY_SWR) == 0 || now >= swr_tail_of(e)->hard_at);
+}
+
+/* A hit of an entry with freshness at or past expires_ns: -1 when its stale
+   window is over (drop it). Else claim its refresh for this caller (*extra,
+   *gen), mark it stale past its logical expiry, and move expires_ns on to
+   the next claim: retry_ns later, but no later than the logical expiry
+   (from there on hits must be counted stale) or the end of the window. */
+static int swr_claim(ck_l1_entry *e, uint64_t now, uint64_t *gen, uint32_t *extra)
+{
+    swr_tail *t = swr_tail_of(e);
+    uint64_t bound, next;
+
+    if (now >= t->hard_at) {
+        return -1;
+    }
+    if (now >= t->fresh_at) {
+        e->flags |= CK_L1_STALE;
+        bound = t->hard_at;
+    } else {
+        bound = t->fresh_at;
+    }
+    next = t->retry_ns > UINT64_MAX - now ? UINT64_MAX : now + t->retry_ns;
+    e->expires_ns = next < bound ? next : bound;
+    *gen = t->gen;
+    *extra = CK_L1_REFRESH;
+    return 0;
 }
 
 /* Double the bucket array. Failure is harmless (chains just get longer), so
@@ -309,7 +253,18 @@ int ck_l1_get(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
 int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
                  size_t key_len, void **value, uint32_t *flags, ck_l1_entry **detached)
 {
+    uint64_t gen;
+
+    return ck_l1_get_gen(s, owner, h, key, key_len, value, flags, &gen, detached);
+}
+
+int ck_l1_get_gen(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                  size_t key_len, void **value, uint32_t *flags, uint64_t *gen,
+                  ck_l1_entry **detached)
+{
     ck_l1_entry *e;
+    uint32_t extra = 0;
+    uint64_t now;
     int hit = 0;
 
     lock_take(&s->lock);
@@ -325,7 +280,9 @@ int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char
         __builtin_prefetch(lru_tail(s));
     }
     if (e != NULL) {
-        if (expired(e, e->expires_ns ? expiry_now() : 0)) {
+        now = e->expires_ns ? expiry_now() : 0;
+        if (expired(e, now) &&
+            ((e->flags & ENTRY_SWR) == 0 || swr_claim(e, now, gen, &extra) < 0)) {
             detach(s, e, detached);
             s->expirations++;
         } else {
@@ -335,7 +292,7 @@ int ck_l1_get_ex(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char
             }
             s->ops.retain(e->value);
             *value = e->value;
-            *flags = e->flags & CK_L1_USER_FLAGS_MASK;
+            *flags = (e->flags & (CK_L1_USER_FLAGS_MASK | CK_L1_STALE)) | extra;
             hit = 1;
         }
     }
@@ -358,9 +315,57 @@ static void remove_stale(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsig
     (void)ck_l1_remove(s, owner, h, key, key_len, detached);
 }
 
+static int put_impl(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
+                    const unsigned char *key, size_t key_len, void *value, size_t charge,
+                    uint64_t ttl_ns, const ck_l1_swr *swr, uint32_t flags,
+                    ck_l1_entry **detached, ck_error *err);
+
 int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
                  const unsigned char *key, size_t key_len, void *value, size_t charge,
                  uint64_t ttl_ns, uint32_t flags, ck_l1_entry **detached, ck_error *err)
+{
+    return put_impl(s, owner, group, h, key, key_len, value, charge, ttl_ns, NULL, flags,
+                    detached, err);
+}
+
+int ck_l1_put_swr(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
+                  const unsigned char *key, size_t key_len, void *value, size_t charge,
+                  const ck_l1_swr *swr, uint32_t flags, ck_l1_entry **detached, ck_error *err)
+{
+    return put_impl(s, owner, group, h, key, key_len, value, charge, 0, swr, flags, detached,
+                    err);
+}
+
+static inline uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+/* The deadlines of a new entry with freshness (see swr_tail). */
+static void swr_stamp(ck_l1_entry *e, const ck_l1_swr *swr, uint64_t now)
+{
+    swr_tail *t = swr_tail_of(e);
+    uint64_t early = swr->early_ns < swr->fresh_ns ? swr->early_ns : swr->fresh_ns;
+
+    t->fresh_at = add_sat(now, swr->fresh_ns);
+    t->hard_at = add_sat(t->fresh_at, swr->stale_ns);
+    t->retry_ns = swr->retry_ns;
+    e->expires_ns = add_sat(now, early);
+    if (e->expires_ns > t->hard_at) {
+        e->expires_ns = t->hard_at;
+    }
+}
+
+/* 1 when a put expecting generation gen may replace old (NULL: none). */
+static int gen_matches(ck_l1_entry *old, uint64_t gen)
+{
+    return gen == 0 || (old != NULL && (old->flags & ENTRY_SWR) && swr_tail_of(old)->gen == gen);
+}
+
+static int put_impl(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
+                    const unsigned char *key, size_t key_len, void *value, size_t charge,
+                    uint64_t ttl_ns, const ck_l1_swr *swr, uint32_t flags,
+                    ck_l1_entry **detached, ck_error *err)
 {
     ck_l1_entry *e, *old;
     size_t alloc;
@@ -373,6 +378,11 @@ int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
     }
     alloc = group != NULL ? group_tail_offset(key_len) + sizeof(group_tail)
                           : sizeof(*e) + key_len;
+    if (swr != NULL) {
+        alloc = swr_tail_offset(key_len, group != NULL) + sizeof(swr_tail);
+        charge += sizeof(swr_tail);
+        ttl_ns = 1; /* read the clock; the deadlines come from swr */
+    }
     charge += key_len + CK_L1_ENTRY_OVERHEAD + (group != NULL ? sizeof(group_tail) : 0);
     if (charge > s->max_bytes) {
         remove_stale(s, owner, h, key, key_len, detached);
@@ -392,16 +402,31 @@ int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
     e->charge = charge;
     e->value = value;
     e->key_len = (uint32_t)key_len;
-    e->flags = (flags & CK_L1_USER_FLAGS_MASK) | (group != NULL ? ENTRY_GROUPED : 0);
+    e->flags = (flags & CK_L1_USER_FLAGS_MASK) | (group != NULL ? ENTRY_GROUPED : 0) |
+               (swr != NULL ? ENTRY_SWR : 0);
     memcpy(e->key, key, key_len);
+    if (swr != NULL) {
+        swr_stamp(e, swr, now);
+    }
 
     lock_take(&s->lock);
-    s->ops.retain(value);
     for (old = *bucket_of(s, h); old != NULL; old = old->hnext) {
         if (entry_matches(old, owner, h, key, key_len)) {
-            detach(s, old, detached);
             break;
         }
+    }
+    if (swr != NULL && !gen_matches(old, swr->expect_gen)) {
+        /* Invalidated, replaced or evicted since the refresh was claimed. */
+        lock_give(&s->lock);
+        free(e);
+        return 2;
+    }
+    s->ops.retain(value);
+    if (old != NULL) {
+        detach(s, old, detached);
+    }
+    if (swr != NULL) {
+        swr_tail_of(e)->gen = ++s->next_gen;
     }
     e->hnext = *bucket_of(s, h);
     *bucket_of(s, h) = e;
@@ -430,7 +455,7 @@ int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
         if (now == 0) {
             now = expiry_now();
         }
-        if (!expired(tail, now)) {
+        if (!dead(tail, now)) {
             break;
         }
         detach(s, tail, detached);
@@ -502,7 +527,7 @@ size_t ck_l1_purge_expired(ck_l1 *s, ck_l1_entry **detached)
     for (link = s->lru.prev; link != &s->lru; link = prev) {
         ck_l1_entry *e = entry_of(link);
         prev = link->prev;
-        if (expired(e, now)) {
+        if (dead(e, now)) {
             detach(s, e, detached);
             s->expirations++;
             n++;
@@ -520,62 +545,4 @@ void ck_l1_release(ck_l1 *s, ck_l1_entry *detached)
         free(detached);
         detached = next;
     }
-}
-
-void ck_l1_get_stats(ck_l1 *s, ck_l1_stats *out)
-{
-    lock_take(&s->lock);
-    out->count = s->count;
-    out->bytes = s->bytes;
-    out->max_entries = s->max_entries == SIZE_MAX ? 0 : s->max_entries;
-    out->max_bytes = s->max_bytes == SIZE_MAX ? 0 : s->max_bytes;
-    out->evictions = s->evictions;
-    out->expirations = s->expirations;
-    lock_give(&s->lock);
-}
-
-int ck_l1_visit(ck_l1 *s, int (*visit)(void *value, void *arg), void *arg)
-{
-    ck_l1_link *link;
-    int rc = 0;
-
-    lock_take(&s->lock);
-    for (link = s->lru.next; link != &s->lru && rc == 0; link = link->next) {
-        rc = visit(entry_of(link)->value, arg);
-    }
-    lock_give(&s->lock);
-    return rc;
-}
-
-int ck_l1_copy_keys(ck_l1 *s, ck_buf *out)
-{
-    ck_l1_link *link;
-    unsigned char len32[4];
-    int rc = 0;
-
-    lock_take(&s->lock);
-    for (link = s->lru.next; link != &s->lru && rc == 0; link = link->next) {
-        ck_l1_entry *e = entry_of(link);
-
-        if (e->key_len > UINT32_MAX) {
-            rc = -1;
-            break;
-        }
-        put_le32(len32, (uint32_t)e->key_len);
-        if (ck_buf_append(out, len32, 4) < 0 || ck_buf_append(out, e->key, e->key_len) < 0) {
-            rc = -1;
-        }
-    }
-    lock_give(&s->lock);
-    return rc;
-}
-
-void ck_l1_lock_for_fork(ck_l1 *s)
-{
-    lock_take(&s->lock);
-}
-
-void ck_l1_unlock_after_fork(ck_l1 *s)
-{
-    lock_give(&s->lock);
 }

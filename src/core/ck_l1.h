@@ -60,6 +60,27 @@ typedef struct {
    store keeps them and never interprets them. */
 #define CK_L1_USER_FLAGS_MASK 0xffff0000u
 
+/* Flags the store reports about a hit of an entry put with freshness
+   (ck_l1_put_swr): STALE, the value is past its logical expiry (served in
+   its stale window); REFRESH, this caller claimed the entry's refresh (one
+   claim per retry interval; the generation comes back with it). */
+#define CK_L1_STALE 0x00000100u
+#define CK_L1_REFRESH 0x00000200u
+
+/* Freshness of an entry (stale-while-revalidate, docs/freshness.md). The
+   entry is fresh for fresh_ns, then stale for stale_ns more, then gone.
+   From early_ns on (early_ns <= fresh_ns) a hit claims a refresh; after a
+   claim the next one comes retry_ns later (or at the logical expiry). With
+   expect_gen non-zero the put replaces only the entry of that generation
+   (a refresh that must not land on an entry invalidated since). */
+typedef struct {
+    uint64_t fresh_ns;
+    uint64_t stale_ns;
+    uint64_t early_ns;
+    uint64_t retry_ns;
+    uint64_t expect_gen;
+} ck_l1_swr;
+
 typedef struct {
     size_t count;
     size_t bytes;
@@ -117,6 +138,18 @@ int ck_l1_put(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *k
 int ck_l1_put_ex(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
                  const unsigned char *key, size_t key_len, void *value, size_t charge,
                  uint64_t ttl_ns, uint32_t flags, ck_l1_entry **detached, ck_error *err);
+
+/* ck_l1_put_ex with freshness (swr not NULL; ttl comes from it). Returns as
+   ck_l1_put_ex, and 2 when swr->expect_gen did not match: nothing stored. */
+int ck_l1_put_swr(ck_l1 *s, ck_l1_owner *owner, ck_l1_group *group, ck_hash128 h,
+                  const unsigned char *key, size_t key_len, void *value, size_t charge,
+                  const ck_l1_swr *swr, uint32_t flags, ck_l1_entry **detached, ck_error *err);
+
+/* ck_l1_get_ex that also reports, with CK_L1_REFRESH, the generation of the
+   entry whose refresh this caller claimed (*gen; untouched otherwise). */
+int ck_l1_get_gen(ck_l1 *s, ck_l1_owner *owner, ck_hash128 h, const unsigned char *key,
+                  size_t key_len, void **value, uint32_t *flags, uint64_t *gen,
+                  ck_l1_entry **detached);
 
 void ck_l1_group_init(ck_l1_group *g);
 
