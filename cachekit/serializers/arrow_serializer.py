@@ -124,8 +124,13 @@ class ArrowSerializer:
 
     def deserialize(self, data: bytes | memoryview, metadata: Any = None) -> Any:
         check_metadata(metadata, SerializationFormat.ARROW)
-        pa = self._pa
         payload = unframe_payload(data, SerializationFormat.ARROW) if self.enable_integrity_checking else data
+        return self.decode_payload(payload)
+
+    def decode_payload(self, payload: bytes | memoryview) -> Any:
+        """A bare Arrow IPC stream (no entry frame) as return_format;
+        SerializationError for anything else."""
+        pa = self._pa
         try:
             table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
             table.validate(full=True)
