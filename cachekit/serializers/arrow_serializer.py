@@ -17,6 +17,7 @@ import importlib
 import sys
 from typing import Any, BinaryIO
 
+from cachekit._data import write_ipc_table
 from cachekit.exceptions import ConfigurationError, SerializationError, UnsupportedTypeError
 from cachekit.serializers.base import (
     SerializationFormat,
@@ -96,7 +97,7 @@ class ArrowSerializer:
         try:
             options = pa.ipc.IpcWriteOptions(compression=codec)
             with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-                writer.write_table(table)
+                write_ipc_table(pa, writer, table)
         except pa.ArrowException as exc:
             raise SerializationError(f"ArrowSerializer cannot encode this table: {exc}") from None
         return sink.getvalue()
