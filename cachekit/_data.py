@@ -153,11 +153,25 @@ def _pa() -> Any:
     return pyarrow
 
 
+def write_ipc_table(pa: Any, writer: Any, table: Any) -> None:
+    """Write table to an IPC stream writer. A table with no rows has no
+    record batches, and a stream without a batch carries no dictionaries:
+    an empty categorical column would come back without its categories, so
+    it is written as one empty batch."""
+    if table.num_rows == 0 and table.num_columns > 0 and all(
+        c.num_chunks > 0 for c in table.columns
+    ):
+        writer.write_batch(pa.RecordBatch.from_arrays(
+            [c.combine_chunks() for c in table.columns], schema=table.schema))
+        return
+    writer.write_table(table)
+
+
 def _ipc_bytes(table: Any) -> Any:
     pa = _pa()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+        write_ipc_table(pa, writer, table)
     return sink.getvalue()
 
 

@@ -34,21 +34,10 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-# Serializer names @cache accepts: all are the C codec (msgpack with typed
-# extensions, numpy arrays and pandas / polars frames included).
-_CODEC_NAMES = ("default", "std", "msgpack", "auto")
-# Serializers that exist (cachekit.serializers) but not on @cache's C path.
-_DIRECT_ONLY = ("orjson", "arrow")
-
-
-def _direct_only_message(name: str) -> str:
-    return (
-        f"serializer {name!r} is not available with @cache in this release: the cache path "
-        "stores values with the C codec, which already keeps numpy arrays and pandas / polars "
-        "frames (use 'default' or 'auto'). Use cachekit.serializers."
-        f"{'OrjsonSerializer' if name == 'orjson' else 'ArrowSerializer'} directly, or "
-        "inside EncryptionWrapper, to write JSON or Arrow entries"
-    )
+# Serializer names @cache accepts: the C codec (msgpack with typed
+# extensions, numpy arrays and pandas / polars frames included) under four
+# names, JSON through orjson, Arrow IPC (cachekit/serializers/cache_codec.py).
+_CODEC_NAMES = ("default", "std", "msgpack", "auto", "orjson", "arrow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,11 +144,9 @@ class DecoratorConfig:
         # Serializer objects (StandardSerializer, EncryptionWrapper) are
         # resolved by the decorator, which knows the serializers package.
         if isinstance(self.serializer, str) and self.serializer not in _CODEC_NAMES:
-            if self.serializer in _DIRECT_ONLY:
-                raise ConfigurationError(_direct_only_message(self.serializer))
             raise ConfigurationError(
                 f"serializer {self.serializer!r} is not available in this release of cachekit; "
-                "values are stored with the built-in msgpack codec ('default', 'std' or 'auto')"
+                f"pass one of {', '.join(repr(n) for n in _CODEC_NAMES)} or a serializer instance"
             )
         self._validate_backend()
         from cachekit.config.freshness import validate_freshness

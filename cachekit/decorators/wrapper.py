@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachekit._core import CachedFunction
-from cachekit.config.decorator import DecoratorConfig, _direct_only_message
+from cachekit.config.decorator import DecoratorConfig
 from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.singleton import get_secure_settings, get_settings
 from cachekit.decorators import custom_key
@@ -24,7 +24,8 @@ from cachekit.decorators.types_registry import value_types_for
 from cachekit.exceptions import ConfigurationError
 from cachekit.info import CacheInfo
 from cachekit.keyring import keyring_for
-from cachekit.serializers import EncryptionWrapper, StandardSerializer
+from cachekit.serializers import EncryptionWrapper
+from cachekit.serializers.cache_codec import codec_for
 from cachekit.store import store_for
 
 
@@ -44,22 +45,11 @@ def _constant_tenant(tenant: str) -> Callable[..., str]:
 
 
 def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
-    """Keyring and tenant extractor for an encrypted function, or {}."""
+    """Keyring and tenant extractor for an encrypted function, or {}.
+    Whatever serializer writes the plaintext (cache_codec.codec_for), the
+    entry is sealed the same way."""
     serializer = config.serializer
-    if isinstance(serializer, str) or isinstance(serializer, StandardSerializer):
-        if not config.encrypted:
-            return {}
-        fail_closed = config.encryption.fail_closed
-        # The key settings are read now, not with the others: the application
-        # may load its secrets after modules decorated their plain functions.
-        settings = get_secure_settings()
-        # Builds (and validates) the keys now, at decoration time.
-        return {
-            "keyring": keyring_for(config.encryption, settings),
-            "tenant_extractor": config.encryption.tenant_extractor,
-            "fail_closed": settings.encryption_fail_closed if fail_closed is None else fail_closed,
-        }
-    if isinstance(serializer, EncryptionWrapper) and isinstance(serializer.serializer, StandardSerializer):
+    if isinstance(serializer, EncryptionWrapper):
         if config.encrypted:
             raise ConfigurationError("use either @cache.secure or serializer=EncryptionWrapper(...), not both")
         tenant = serializer.tenant_id
@@ -68,15 +58,18 @@ def _secure_options(config: DecoratorConfig, settings: Any) -> dict[str, Any]:
             "tenant_extractor": None if tenant == "default" else _constant_tenant(tenant),
             "fail_closed": bool(serializer.fail_closed),
         }
-    inner = serializer.serializer if isinstance(serializer, EncryptionWrapper) else serializer
-    name = {"OrjsonSerializer": "orjson", "ArrowSerializer": "arrow"}.get(type(inner).__name__)
-    if name is not None:
-        raise ConfigurationError(_direct_only_message(name))
-    raise ConfigurationError(
-        f"serializer {type(serializer).__name__} is not available with @cache in this release; "
-        "use the default codec ('default' / 'auto', StandardSerializer, AutoSerializer) or "
-        "EncryptionWrapper around one of them"
-    )
+    if not config.encrypted:
+        return {}
+    fail_closed = config.encryption.fail_closed
+    # The key settings are read now, not with the others: the application
+    # may load its secrets after modules decorated their plain functions.
+    settings = get_secure_settings()
+    # Builds (and validates) the keys now, at decoration time.
+    return {
+        "keyring": keyring_for(config.encryption, settings),
+        "tenant_extractor": config.encryption.tenant_extractor,
+        "fail_closed": settings.encryption_fail_closed if fail_closed is None else fail_closed,
+    }
 
 
 def _signer(config: DecoratorConfig, settings: Any) -> Any:
@@ -121,6 +114,8 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         from cachekit.decorators.interop_wrapper import wrap_interop
 
         return wrap_interop(func, config, resolve_backend(config.backend, settings), ttl)
+    # Refuses a serializer @cache cannot drive (or a missing extra) first.
+    codec = codec_for(config.serializer)
     secure = _secure_options(config, settings)
     target, prefix_name = func, identity
     if config.key is not None:
@@ -168,6 +163,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
         refresh_threshold=float(config.ttl_refresh_threshold) if config.refresh_ttl_on_get else 0.0,
         value_types=value_types,
         **fresh,
+        serializer=codec,
         **secure,
         **key_spec(target),
     )

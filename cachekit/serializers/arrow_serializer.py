@@ -17,6 +17,7 @@ import importlib
 import sys
 from typing import Any, BinaryIO
 
+from cachekit._data import write_ipc_table
 from cachekit.exceptions import ConfigurationError, SerializationError, UnsupportedTypeError
 from cachekit.serializers.base import (
     SerializationFormat,
@@ -96,7 +97,7 @@ class ArrowSerializer:
         try:
             options = pa.ipc.IpcWriteOptions(compression=codec)
             with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-                writer.write_table(table)
+                write_ipc_table(pa, writer, table)
         except pa.ArrowException as exc:
             raise SerializationError(f"ArrowSerializer cannot encode this table: {exc}") from None
         return sink.getvalue()
@@ -124,8 +125,13 @@ class ArrowSerializer:
 
     def deserialize(self, data: bytes | memoryview, metadata: Any = None) -> Any:
         check_metadata(metadata, SerializationFormat.ARROW)
-        pa = self._pa
         payload = unframe_payload(data, SerializationFormat.ARROW) if self.enable_integrity_checking else data
+        return self.decode_payload(payload)
+
+    def decode_payload(self, payload: bytes | memoryview) -> Any:
+        """A bare Arrow IPC stream (no entry frame) as return_format;
+        SerializationError for anything else."""
+        pa = self._pa
         try:
             table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
             table.validate(full=True)

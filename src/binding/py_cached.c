@@ -164,6 +164,9 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
                                   self->ttl_ns, &detached) < 0;
         }
         fatal = fatal || rc < 0;
+    } else if (self->ser_encode != NULL) {
+        fatal = ck_cached_ser_store(self, st, h, &key, identity, result, with_l2 ? &name : NULL,
+                                    &detached) < 0;
     } else if (ck_cached_encode_result(self, st, result, &value, &stats, &fatal) == 0) {
         fatal = ck_cached_put_value(self, st, h, &key, identity, result, &stats, self->ttl_ns,
                                     &detached) < 0;
@@ -237,11 +240,12 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                              "info_type",    "max_value_size", "keyring", "tenant_extractor",
                              "fail_closed",  "async_miss", "reference", "copy", "l2",
                              "refresh_threshold", "signer", "lease", "value_types",
-                             "refresher", "stale_ttl", "swr_ratio", "swr_retry", NULL};
+                             "refresher", "stale_ttl", "swr_ratio", "swr_retry", "serializer", NULL};
     ck_state *st = ck_state_from_type(type);
     PyObject *func, *store, *key_prefix, *ttl, *pos_names, *kwonly_names, *defaults, *on_event,
         *info_type, *keyring = Py_None, *tenant_extractor = Py_None, *async_miss = Py_None,
-        *l2 = Py_None, *signer = Py_None, *value_types = Py_None, *refresher = Py_None;
+        *l2 = Py_None, *signer = Py_None, *value_types = Py_None, *refresher = Py_None,
+        *serializer = Py_None;
     const char *prefix_utf8;
     Py_ssize_t n_posonly, prefix_len, max_value_size = PY_SSIZE_T_MAX;
     int varargs, varkw, self_is_instance, fail_closed = 0, reference = 0, copy = 1;
@@ -249,7 +253,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
            swr_retry = 10.0;
     ck_cached *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOdOOddd:CachedFunction", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOUOOnOO!pppOO|nOOpOppOdOdOOdddO:CachedFunction", kwlist,
                                      &func, &store, &key_prefix, &ttl, &pos_names,
                                      &n_posonly, &kwonly_names, &PyDict_Type, &defaults,
                                      &varargs, &varkw, &self_is_instance, &on_event,
@@ -257,7 +261,7 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                                      &tenant_extractor, &fail_closed, &async_miss, &reference,
                                      &copy, &l2, &refresh_threshold, &signer, &lease,
                                      &value_types, &refresher, &stale_ttl, &swr_ratio,
-                                     &swr_retry)) {
+                                     &swr_retry, &serializer)) {
         return NULL;
     }
     if (!PyCallable_Check(func)) {
@@ -360,6 +364,10 @@ static PyObject *cached_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     self->value_types = value_types == Py_None ? NULL : Py_NewRef(value_types);
+    if (ck_cached_ser_parse(self, serializer) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->copy = (char)(copy != 0 && !reference);
     self->func = Py_NewRef(func);
     self->store = (ck_store_object *)Py_NewRef(store);
@@ -419,6 +427,8 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->l2);
     Py_VISIT(self->value_types);
     Py_VISIT(self->refresher);
+    Py_VISIT(self->ser_encode);
+    Py_VISIT(self->ser_decode);
     return 0;
 }
 
@@ -433,6 +443,8 @@ static int cached_clear(ck_cached *self)
     Py_CLEAR(self->l2);
     Py_CLEAR(self->value_types);
     Py_CLEAR(self->refresher);
+    Py_CLEAR(self->ser_encode);
+    Py_CLEAR(self->ser_decode);
     Py_CLEAR(self->func);
     Py_CLEAR(self->store);
     Py_CLEAR(self->key_prefix);

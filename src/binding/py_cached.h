@@ -54,6 +54,11 @@ typedef struct {
     PyObject *value_types;   /* dict "module:qualname" -> class: application
                                 types trusted when decoding this function's
                                 stored values (py_codec_app.c), or NULL */
+    PyObject *ser_encode;    /* results stored by a Python serializer
+                                (py_cached_serializer.c): encode, decode, */
+    PyObject *ser_decode;    /* or both NULL: the C codec */
+    unsigned char ser_id;    /* its serializer id (CK_SER_JSON / CK_SER_ARROW) */
+    char ser_mutable;        /* 1 hits copy, 0 share, -1 sized by the codec walk */
     PyObject *async_miss;    /* async functions: callable(self, key, args, kwargs)
                                 -> awaitable computing a miss, else NULL */
     /* Freshness (py_cached_swr.c, docs/freshness.md). With a refresher,
@@ -228,6 +233,35 @@ int ck_cached_l2_report(ck_cached *self);
 /* Drop the L2 entry of a name / every L2 entry of the function. 0, or -1. */
 int ck_cached_l2_invalidate(ck_cached *self, const ck_buf *name, int *removed);
 int ck_cached_l2_clear(ck_cached *self);
+
+/* py_cached_serializer.c: results stored by a Python serializer. */
+/* Take the serializer tuple (id, encode, decode, mutable) or None. 0 or -1. */
+int ck_cached_ser_parse(ck_cached *self, PyObject *spec);
+/* The serializer id this function's entries carry (CK_SER_MSGPACK by default). */
+unsigned char ck_cached_ser_id(const ck_cached *self);
+/* encode(result) appended to buf, bounded like ck_cached_encode_result;
+   0, or -1 with the failure reported as a store_error (*fatal as there). */
+int ck_cached_ser_encode(ck_cached *self, ck_state *st, PyObject *result, ck_buf *buf,
+                         int *fatal);
+/* decode(payload): a new reference, or NULL with an exception. */
+PyObject *ck_cached_ser_decode(ck_cached *self, const unsigned char *payload, size_t n);
+/* Store the decoded value in L1, sized and flagged as the serializer says. */
+int ck_cached_ser_put(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
+                      PyObject *identity, PyObject *value, size_t payload_len, uint64_t ttl_ns,
+                      ck_l1_entry **detached);
+/* A miss's result: encode, fill L1 with its decoding, write L2 under name
+   (NULL: no L2). 0, or -1 when a failure must propagate. */
+int ck_cached_ser_store(ck_cached *self, ck_state *st, ck_hash128 h, const ck_buf *key,
+                        PyObject *identity, PyObject *result, const ck_buf *name,
+                        ck_l1_entry **detached);
+/* Under @cache.secure: authenticate, decrypt and decode a sealed entry
+   with the function's serializer (a foreign serializer id is an
+   IntegrityError). New reference, or NULL with an exception. */
+PyObject *ck_cached_secure_open(ck_cached *self, ck_state *st, const unsigned char *entry,
+                                size_t n, ck_span tenant, ck_span aad_key);
+/* Frame payload with serializer id ser and write it to L2 (as ck_cached_l2_store). */
+int ck_cached_l2_store_as(ck_cached *self, const ck_buf *name, const ck_buf *packed,
+                          unsigned char ser);
 
 /* Drop every entry of the function from its (possibly shared) store. */
 void ck_cached_drop_entries(ck_cached *self);

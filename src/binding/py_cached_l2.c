@@ -105,7 +105,8 @@ int ck_cached_l2_report(ck_cached *self)
 
 /* Decode stored bytes into the value they hold, or NULL with
    IntegrityError/SerializationError set. */
-static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry, const ck_buf *name)
+static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry, const ck_buf *name,
+                              size_t *payload_len)
 {
     const ck_entry_limits lim = {.max_size = self->max_value_size,
                                  .max_ratio = CK_ENTRY_MAX_LZ4_RATIO};
@@ -141,12 +142,15 @@ static PyObject *decode_entry(ck_cached *self, ck_state *st, PyObject *entry, co
         PyErr_Format(st->IntegrityError, "L2 entry refused: %s", err.msg);
         goto done;
     }
-    if (h.serializer != CK_SER_MSGPACK) {
-        PyErr_Format(st->IntegrityError, "L2 entry serializer %d is not msgpack (1)",
-                     (int)h.serializer);
+    if (h.serializer != ck_cached_ser_id(self)) {
+        PyErr_Format(st->IntegrityError, "L2 entry serializer %d is not this function's (%d)",
+                     (int)h.serializer, (int)ck_cached_ser_id(self));
         goto done;
     }
-    value = ck_py_unpack_types(st, plaintext, plaintext_len, self->value_types);
+    *payload_len = plaintext_len;
+    value = self->ser_encode != NULL
+                ? ck_cached_ser_decode(self, plaintext, plaintext_len)
+                : ck_py_unpack_types(st, plaintext, plaintext_len, self->value_types);
 done:
     ck_buf_free(&out);
     return value;
@@ -183,6 +187,7 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     PyObject *entry = NULL, *value = NULL;
     ck_pack_stats stats = {0, 0, 0};
     int64_t pttl_ms;
+    size_t payload_len = 0;
     ck_buf scratch;
     int rc;
 
@@ -194,11 +199,20 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     if (rc == 0) {
         return 0;
     }
-    value = decode_entry(self, st, entry, name);
+    value = decode_entry(self, st, entry, name, &payload_len);
     Py_DECREF(entry);
     if (value == NULL) {
         self->integrity_errors++;
         return ck_cached_report_failure(self, "integrity_error") < 0 ? -1 : 0;
+    }
+    if (self->ser_encode != NULL) {
+        if (!ck_cached_store_disabled(self) &&
+            ck_cached_ser_put(self, st, h, key, NULL, value, payload_len,
+                              ck_cached_l2_fill_ttl(self, pttl_ms), detached) < 0) {
+            Py_DECREF(value);
+            return -1;
+        }
+        goto hit;
     }
     /* Size it as a miss would (the charge, and whether hits must copy). */
     ck_buf_init(&scratch);
@@ -213,6 +227,7 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
         Py_DECREF(value);
         return -1;
     }
+hit:
     self->l2_hits++;
     *result = value;
     if (ck_cached_l2_refresh(self, name, pttl_ms) < 0) {
@@ -236,6 +251,12 @@ int ck_cached_l2_put(ck_cached *self, const ck_buf *name, const unsigned char *d
 
 int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed)
 {
+    return ck_cached_l2_store_as(self, name, packed, CK_SER_MSGPACK);
+}
+
+int ck_cached_l2_store_as(ck_cached *self, const ck_buf *name, const ck_buf *packed,
+                          unsigned char ser)
+{
     ck_span nm = {name->data, name->len};
     int sign = self->sign_key != NULL, rc;
     ck_buf framed;
@@ -244,11 +265,11 @@ int ck_cached_l2_store(ck_cached *self, const ck_buf *name, const ck_buf *packed
     ck_buf_init(&framed);
     if (packed->len >= L2_NOGIL_MIN) {
         Py_BEGIN_ALLOW_THREADS
-        rc = ck_entry_encode_ex(packed->data, packed->len, CK_SER_MSGPACK,
+        rc = ck_entry_encode_ex(packed->data, packed->len, ser,
                                 CK_ENTRY_DEFAULT_COMPRESS_MIN, sign, &framed, &err);
         Py_END_ALLOW_THREADS
     } else {
-        rc = ck_entry_encode_ex(packed->data, packed->len, CK_SER_MSGPACK,
+        rc = ck_entry_encode_ex(packed->data, packed->len, ser,
                                 CK_ENTRY_DEFAULT_COMPRESS_MIN, sign, &framed, &err);
     }
     if (rc == 0 && sign) {

@@ -95,14 +95,15 @@ static PyObject *seal_result(ck_cached *self, ck_state *st, PyObject *result, ck
 
     ck_buf_init_secret(&pt); /* the encoded result, in clear */
     ck_buf_init(&out);       /* ciphertext only */
-    if (ck_cached_encode_result(self, st, result, &pt, &stats, fatal) < 0) {
+    if (self->ser_encode != NULL ? ck_cached_ser_encode(self, st, result, &pt, fatal) < 0
+                                 : ck_cached_encode_result(self, st, result, &pt, &stats, fatal) < 0) {
         goto done;
     }
     /* The entry carries its expiry, bound by the AAD: a copy replayed into
        the store later, or one whose TTL was stripped there, is refused. */
     expires_at_ms = self->ttl_ns == 0 ? 0
                                       : ck_keyring_now_ms() + (self->ttl_ns + 999999u) / 1000000u;
-    if (ck_keyring_seal_until(ko->kr, tenant, aad_key, CK_SER_MSGPACK, pt.data, pt.len,
+    if (ck_keyring_seal_until(ko->kr, tenant, aad_key, ck_cached_ser_id(self), pt.data, pt.len,
                               expires_at_ms, &ck_gil_hooks, &out, &err) < 0) {
         ck_raise_crypto_error(st, &err, 0);
         self->store_errors++;
@@ -223,10 +224,8 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
     if (rc <= 0) {
         return rc < 0 ? (ck_cached_l2_report(self) < 0 ? -1 : 0) : 0;
     }
-    *result = ck_keyring_open_to_value(st, ((ck_keyring_object *)self->keyring)->kr,
-                                       (const unsigned char *)PyBytes_AS_STRING(entry),
-                                       (size_t)PyBytes_GET_SIZE(entry), self->max_value_size,
-                                       tenant, aad_key, &ck_gil_hooks, self->value_types);
+    *result = ck_cached_secure_open(self, st, (const unsigned char *)PyBytes_AS_STRING(entry),
+                                    (size_t)PyBytes_GET_SIZE(entry), tenant, aad_key);
     if (*result == NULL) {
         Py_DECREF(entry);
         return open_failed(self, st);
@@ -363,11 +362,9 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
                           &flags, &gen, &detached)) {
             entry = (PyObject *)hit;
             result = PyBytes_Check(entry)
-                         ? ck_keyring_open_to_value(
-                               st, ((ck_keyring_object *)self->keyring)->kr,
-                               (const unsigned char *)PyBytes_AS_STRING(entry),
-                               (size_t)PyBytes_GET_SIZE(entry), self->max_value_size, tenant,
-                               aad_key, &ck_gil_hooks, self->value_types)
+                         ? ck_cached_secure_open(self, st,
+                                                 (const unsigned char *)PyBytes_AS_STRING(entry),
+                                                 (size_t)PyBytes_GET_SIZE(entry), tenant, aad_key)
                          : NULL;
             Py_CLEAR(entry);
             if (result != NULL) {
