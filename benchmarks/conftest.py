@@ -21,6 +21,7 @@ import pytest
 
 _results: dict[str, dict[str, float]] = {}
 _baselines: dict[str, str] = {}
+_notes: dict[str, list[str]] = {}
 
 
 def record(benchmark, group: str, name: str, *, baseline: bool = False) -> None:
@@ -35,16 +36,49 @@ def record(benchmark, group: str, name: str, *, baseline: bool = False) -> None:
         _baselines[group] = name
 
 
+def record_value(group: str, name: str, seconds: float, *, baseline: bool = False) -> None:
+    """A median measured outside pytest-benchmark's timer (an external tool
+    such as redis-benchmark, a subprocess in another venv, or a loop that
+    alternates several clients round by round), in seconds."""
+    _results.setdefault(group, {})[name] = seconds
+    if baseline:
+        _baselines[group] = name
+
+
+def record_note(group: str, text: str) -> None:
+    """A line the report prints under the group (a peer that was skipped,
+    the placement a figure was taken in)."""
+    _notes.setdefault(group, []).append(text)
+
+
 @pytest.fixture
 def recorder():
     return record
+
+
+@pytest.fixture
+def value_recorder(request, benchmark):
+    """record_value, or None under --benchmark-disable (the smoke run: the
+    test runs its code once, small, and records nothing). It asks for the
+    benchmark fixture so that --benchmark-only keeps the test; the test
+    times itself (several clients alternating round by round, or an
+    external tool), so the fixture itself stays unused."""
+    if request.config.getoption("benchmark_disable", default=False):
+        return None
+    benchmark.extra_info["cachekit_self_timed"] = True
+    return record_value
+
+
+@pytest.fixture
+def note_recorder():
+    return record_note
 
 
 def pytest_sessionfinish(session):
     path = os.environ.get("BENCH_GROUPS_JSON")
     if path and _results:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({"results": _results, "baselines": _baselines}, f, indent=1)
+            json.dump({"results": _results, "baselines": _baselines, "notes": _notes}, f, indent=1)
 
 
 def pytest_terminal_summary(terminalreporter):
