@@ -384,13 +384,14 @@ def _parse(buf: bytes) -> tuple[list[bytes] | None, bytes]:
     return parts, rest
 
 
-@pytest.mark.parametrize("kind", ["moved_self", "ask_self", "tryagain"])
+@pytest.mark.parametrize("kind", ["moved_self", "ask_self", "tryagain", "clusterdown"])
 def test_a_hostile_redirect_loop_ends_as_a_miss_within_the_timeout(kind):
     replies = {
         "moved_self": lambda port, cmd: b"-MOVED 1 127.0.0.1:%d\r\n" % port,
         "ask_self": lambda port, cmd: (b"+OK\r\n" if cmd[0] == b"ASKING"
                                        else b"-ASK 1 127.0.0.1:%d\r\n" % port),
         "tryagain": lambda port, cmd: b"-TRYAGAIN Multiple keys request during rehashing\r\n",
+        "clusterdown": lambda port, cmd: b"-CLUSTERDOWN The cluster is down\r\n",
     }
     node = FakeNode(replies[kind])
     try:

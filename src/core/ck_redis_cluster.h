@@ -11,10 +11,12 @@
  *
  * Every command of a request carries the slot it must run on; commands for
  * one node go out as one pipeline. A redirect (MOVED: the map is updated;
- * ASK: ASKING then the command once on the target) or a TRYAGAIN/
- * CLUSTERDOWN (a short backoff) retries only the commands it concerns, for
+ * ASK: ASKING then the command once on the target) or a TRYAGAIN (a short
+ * backoff) retries only the commands it concerns, for
  * at most max_redirects rounds, so a hostile cluster that redirects in a
- * loop costs a bounded number of round trips and then an error.
+ * loop costs a bounded number of round trips and then an error. A
+ * CLUSTERDOWN fails the command at once (a failover takes seconds; waiting
+ * would only slow the caller) and makes the next run refresh the map.
  *
  * A seed that answers CLUSTER SLOTS with an error (cluster support
  * disabled) is taken as a single server owning every slot.

@@ -2,7 +2,8 @@
  * ck_redis_cluster_route.c - routing one request over the cluster's nodes
  * (ck_redis_cluster.h): one pipeline per node per round; MOVED updates the
  * map and retries on the new owner, ASK retries once on the target with
- * ASKING first, TRYAGAIN/CLUSTERDOWN back off, a connection error
+ * ASKING first, TRYAGAIN backs off, CLUSTERDOWN fails at once (and marks
+ * the map stale), a connection error
  * refreshes the map and retries where the slot went. At most
  * max_redirects + 1 rounds, then what is still pending fails.
  */
@@ -12,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#define BACKOFF_BASE_MS 5 /* TRYAGAIN / CLUSTERDOWN: 5, 10, 20... ms */
-#define BACKOFF_MAX_MS 100
+#define BACKOFF_BASE_MS 5 /* TRYAGAIN: 5, 10, 20, 40, 50... ms */
+#define BACKOFF_MAX_MS 50
 
 
 enum { CMD_PENDING, CMD_DONE, CMD_FAILED };
@@ -79,12 +80,21 @@ static void on_error_reply(ck_redis_cluster *c, cmd_state *st, const redisReply 
         return;
     }
     if (kind == 0) {
-        if (ck_cl_is_code(r, "TRYAGAIN") || ck_cl_is_code(r, "CLUSTERDOWN")) {
+        if (ck_cl_is_code(r, "CLUSTERDOWN")) {
+            /* The cluster is failing over (seconds, not milliseconds):
+               waiting here would only slow the caller. Fail, and let the
+               next run look at a fresh map. */
+            pthread_mutex_lock(&c->lock);
+            c->stale = 1;
+            pthread_mutex_unlock(&c->lock);
+            ck_redis_error_code(r, &e);
+            fail_cmd(st, &e, 0);
+            return;
+        }
+        if (ck_cl_is_code(r, "TRYAGAIN")) {
+            /* A multi-key command during a slot migration: milliseconds. */
             pthread_mutex_lock(&c->lock);
             c->stats.tryagain++;
-            if (ck_cl_is_code(r, "CLUSTERDOWN")) {
-                c->stale = 1;
-            }
             pthread_mutex_unlock(&c->lock);
             ck_redis_error_code(r, &st->err);
             st->ask = 0;
@@ -125,11 +135,12 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
                         ck_error *err)
 {
     ck_redis_req sub;
+    const ck_redis_req *send = &sub;
     redisReply **got = NULL;
     size_t *which = NULL, i, k = 0, nsub = 0;
     cl_node *n = ck_cl_node_at(c, node);
     ck_error e;
-    int rc = -1;
+    int rc = -1, whole = 1;
 
     if (req->out.secret) {
         ck_redis_req_init_secret(&sub);
@@ -141,7 +152,16 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
         ck_error_set(err, CK_ENOMEM, "out of memory");
         goto done;
     }
-    for (i = 0; i < req->n; i++) {
+    /* The common case, every command for this one node with no ASKING:
+       send req itself rather than a copy. */
+    for (i = 0; i < req->n && whole; i++) {
+        whole = st[i].state == CMD_PENDING && st[i].node == node && !st[i].ask;
+    }
+    for (i = 0; i < req->n && whole; i++) {
+        which[nsub++] = i;
+        send = req;
+    }
+    for (i = 0; i < req->n && !whole; i++) {
         if (st[i].state != CMD_PENDING || st[i].node != node) {
             continue;
         }
@@ -163,7 +183,7 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
         ck_error_set(err, CK_ENOMEM, "out of memory");
         goto done;
     }
-    if (ck_redis_pool_run_keep(n->pool, &sub, got, &e) < 0) {
+    if (ck_redis_pool_run_keep(n->pool, send, got, &e) < 0) {
         int conn = e.code == CK_ECONN;
         for (k = 0; k < nsub; k++) {
             if (which[k] != (size_t)-1) {
@@ -236,6 +256,7 @@ static void route(ck_redis_cluster *c, const unsigned *slots, cmd_state *st, siz
                 st[i].state = CMD_FAILED; /* nowhere else to go */
             } else {
                 st[i].node = owner;
+                st[i].ask = 0;
             }
             st[i].conn = 0;
         }
