@@ -81,7 +81,7 @@ def _parse_redis_url(raw: str) -> SecretStr | None:
     if not value:
         return None
     if not value.startswith(REDIS_URL_SCHEMES):
-        raise ValueError("must be a redis://, rediss://, unix:// or redis+cluster:// URL")
+        raise ValueError("must be a redis://, rediss:// or unix:// URL, or redis+cluster://")
     return SecretStr(value)
 
 

@@ -104,7 +104,7 @@ class RedisBackendConfig:
         """Raise ConfigurationError naming the field and what to pass."""
         if not self.redis_url.get_secret_value().startswith(REDIS_URL_SCHEMES):
             raise ConfigurationError(
-                "redis_url must be a redis://, rediss://, unix:// or redis+cluster:// URL "
+                "redis_url must be a redis://, rediss:// or unix:// URL, or redis+cluster:// "
                 "(e.g. 'redis://localhost:6379/0')"
             )
         self._validate_cluster()
