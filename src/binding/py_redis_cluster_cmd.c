@@ -66,8 +66,12 @@ static int add(ck_cluster_object *self, creq *r, const char *name, PyObject *key
     if (value != NULL && PyObject_GetBuffer(value, &vv, PyBUF_SIMPLE) < 0) {
         goto done;
     }
-    if (r->req.n == r->cap) {
+    if (r->req.n >= r->cap || r->slots == NULL) {
         size_t cap = r->cap == 0 ? 8 : r->cap * 2;
+
+        if (cap <= r->req.n) {
+            cap = r->req.n + 8;
+        }
         unsigned *slots = PyMem_Realloc(r->slots, cap * sizeof(*slots));
         if (slots == NULL) {
             PyErr_NoMemory();

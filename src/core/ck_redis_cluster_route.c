@@ -105,7 +105,6 @@ static void on_error_reply(ck_redis_cluster *c, cmd_state *st, const redisReply 
         fail_cmd(st, &e, 0);
         return;
     }
-    target = node;
     if (rd.host[0] != '\0') {
         target = ck_cl_node_index(c, rd.host, rd.port, &e);
     } else {
@@ -177,6 +176,10 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
             goto done;
         }
         which[nsub++] = i;
+    }
+    if (nsub == 0) {
+        rc = 0; /* nothing for this node (callers do not ask for that) */
+        goto done;
     }
     got = calloc(nsub, sizeof(*got));
     if (got == NULL) {
