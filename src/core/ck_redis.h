@@ -160,6 +160,12 @@ void ck_redis_pool_free(ck_redis_pool *p);
 int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
                       ck_error *err);
 
+/* A connection for the caller's own exchange (the cluster client writes
+   to several nodes before reading): acquire as ck_redis_pool_run does,
+   and give it back with release (a broken one is closed). */
+ck_redis_conn *ck_redis_pool_acquire(ck_redis_pool *p, ck_error *err);
+void ck_redis_pool_release(ck_redis_pool *p, ck_redis_conn *c);
+
 /* ck_redis_conn_run_keep on a pooled connection. */
 int ck_redis_pool_run_keep(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
                            ck_error *err);

@@ -128,28 +128,56 @@ static void on_error_reply(ck_redis_cluster *c, cmd_state *st, const redisReply 
     st->ask = rd.kind == CK_REDIRECT_ASK;
 }
 
-/* One round for the pending commands bound for node: one pipeline. */
-static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state *st,
-                        redisReply **replies, int node, int *backoff, int *refresh_wanted,
-                        ck_error *err)
-{
-    ck_redis_req sub;
-    const ck_redis_req *send = &sub;
-    redisReply **got = NULL;
-    size_t *which = NULL, i, k = 0, nsub = 0;
-    cl_node *n = ck_cl_node_at(c, node);
+/* The pipeline of one node in one round. */
+typedef struct {
+    int node;
+    ck_redis_req sub;          /* the commands (a copy, with ASKING where asked) */
+    const ck_redis_req *send;  /* &sub, or the caller's req when it is all for node */
+    size_t *which, nsub;       /* which[k]: command of reply k, (size_t)-1 for ASKING */
+    redisReply **got;
+    ck_redis_pool *pool;
+    ck_redis_conn *conn;       /* parallel exchange: the connection in use */
+    int failed;                /* the exchange failed with e */
     ck_error e;
-    int rc = -1, whole = 1;
+} group;
 
-    if (req->out.secret) {
-        ck_redis_req_init_secret(&sub);
-    } else {
-        ck_redis_req_init(&sub);
+static void group_free(group *g)
+{
+    size_t k;
+
+    if (g->got != NULL) {
+        for (k = 0; k < g->nsub; k++) {
+            ck_redis_reply_free(g->got[k]);
+        }
     }
-    which = malloc(2 * req->n * sizeof(*which));
-    if (which == NULL) {
-        ck_error_set(err, CK_ENOMEM, "out of memory");
-        goto done;
+    free(g->got);
+    free(g->which);
+    ck_redis_req_free(&g->sub);
+    if (g->conn != NULL) {
+        ck_redis_pool_release(g->pool, g->conn);
+    }
+    memset(g, 0, sizeof(*g));
+}
+
+/* Collect the pending commands bound for node into g. */
+static int group_build(ck_redis_cluster *c, const ck_redis_req *req, const cmd_state *st,
+                       int node, group *g, ck_error *err)
+{
+    size_t i;
+    int whole = 1;
+
+    memset(g, 0, sizeof(*g));
+    g->node = node;
+    g->pool = ck_cl_node_at(c, node)->pool;
+    g->send = &g->sub;
+    if (req->out.secret) {
+        ck_redis_req_init_secret(&g->sub);
+    } else {
+        ck_redis_req_init(&g->sub);
+    }
+    g->which = malloc(2 * req->n * sizeof(*g->which));
+    if (g->which == NULL) {
+        return ck_error_set(err, CK_ENOMEM, "out of memory");
     }
     /* The common case, every command for this one node with no ASKING:
        send req itself rather than a copy. */
@@ -157,8 +185,8 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
         whole = st[i].state == CMD_PENDING && st[i].node == node && !st[i].ask;
     }
     for (i = 0; i < req->n && whole; i++) {
-        which[nsub++] = i;
-        send = req;
+        g->which[g->nsub++] = i;
+        g->send = req;
     }
     for (i = 0; i < req->n && !whole; i++) {
         if (st[i].state != CMD_PENDING || st[i].node != node) {
@@ -167,30 +195,67 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
         if (st[i].ask) {
             const char *argv[1] = {"ASKING"};
             size_t lens[1] = {6};
-            if (ck_redis_req_add(&sub, 1, argv, lens, err) < 0) {
-                goto done;
+            if (ck_redis_req_add(&g->sub, 1, argv, lens, err) < 0) {
+                return -1;
             }
-            which[nsub++] = (size_t)-1;
+            g->which[g->nsub++] = (size_t)-1;
         }
-        if (req_copy(&sub, req, i, err) < 0) {
-            goto done;
+        if (req_copy(&g->sub, req, i, err) < 0) {
+            return -1;
         }
-        which[nsub++] = i;
+        g->which[g->nsub++] = i;
     }
-    if (nsub == 0) {
-        rc = 0; /* nothing for this node (callers do not ask for that) */
-        goto done;
+    if (g->nsub == 0) {
+        return ck_error_set(err, CK_EINVAL, "cluster: an empty pipeline");
     }
-    got = calloc(nsub, sizeof(*got));
-    if (got == NULL) {
-        ck_error_set(err, CK_ENOMEM, "out of memory");
-        goto done;
+    g->got = calloc(g->nsub, sizeof(*g->got));
+    if (g->got == NULL) {
+        return ck_error_set(err, CK_ENOMEM, "out of memory");
     }
-    if (ck_redis_pool_run_keep(n->pool, send, got, &e) < 0) {
-        int conn = e.code == CK_ECONN;
-        for (k = 0; k < nsub; k++) {
-            if (which[k] != (size_t)-1) {
-                fail_cmd(&st[which[k]], &e, conn);
+    return 0;
+}
+
+/* Several nodes at once: write every node's pipeline, then read them, so a
+   round costs about one round trip rather than one per node. */
+static void exchange_parallel(group *groups, size_t ng)
+{
+    size_t gi, k;
+
+    for (gi = 0; gi < ng; gi++) {
+        group *g = &groups[gi];
+
+        g->conn = ck_redis_pool_acquire(g->pool, &g->e);
+        if (g->conn == NULL || ck_redis_conn_send(g->conn, g->send, &g->e) < 0) {
+            g->failed = 1;
+        }
+    }
+    for (gi = 0; gi < ng; gi++) {
+        group *g = &groups[gi];
+
+        for (k = 0; k < g->nsub && !g->failed; k++) {
+            if (ck_redis_conn_read(g->conn, &g->got[k], &g->e) < 0) {
+                g->failed = 1; /* the connection is broken: release closes it */
+            }
+        }
+        if (g->conn != NULL) {
+            ck_redis_pool_release(g->pool, g->conn);
+            g->conn = NULL;
+        }
+    }
+}
+
+/* Apply g's replies (or its failure) to the commands' states. */
+static void group_finish(ck_redis_cluster *c, group *g, cmd_state *st, redisReply **replies,
+                         int *backoff, int *refresh_wanted)
+{
+    size_t k;
+    ck_error e;
+
+    if (g->failed) {
+        int conn = g->e.code == CK_ECONN;
+        for (k = 0; k < g->nsub; k++) {
+            if (g->which[k] != (size_t)-1) {
+                fail_cmd(&st[g->which[k]], &g->e, conn);
             }
         }
         pthread_mutex_lock(&c->lock);
@@ -198,19 +263,18 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
         c->stale = 1; /* a timeout: the next run refreshes */
         pthread_mutex_unlock(&c->lock);
         *refresh_wanted |= conn;
-        rc = 0;
-        goto done;
+        return;
     }
-    for (k = 0; k < nsub; k++) {
-        size_t j = which[k];
-        redisReply *r = got[k];
+    for (k = 0; k < g->nsub; k++) {
+        size_t j = g->which[k];
+        redisReply *r = g->got[k];
 
         if (j == (size_t)-1) {
             /* ASKING's own reply: an error fails the command after it. */
             if (r->type == REDIS_REPLY_ERROR) {
                 ck_redis_error_code(r, &e);
-                fail_cmd(&st[which[k + 1]], &e, 0);
-                st[which[k + 1]].ask = 0;
+                fail_cmd(&st[g->which[k + 1]], &e, 0);
+                st[g->which[k + 1]].ask = 0;
             }
             continue;
         }
@@ -218,23 +282,70 @@ static int send_to_node(ck_redis_cluster *c, const ck_redis_req *req, cmd_state 
             continue; /* its ASKING failed */
         }
         if (r->type == REDIS_REPLY_ERROR) {
-            on_error_reply(c, &st[j], r, node, backoff);
+            on_error_reply(c, &st[j], r, g->node, backoff);
             continue;
         }
         replies[j] = r;
-        got[k] = NULL;
+        g->got[k] = NULL;
         st[j].state = CMD_DONE;
+    }
+}
+
+/* One round: a pipeline per node that has pending commands (a command
+   redirected to a node already sent to waits for the next round). */
+static int send_round(ck_redis_cluster *c, const ck_redis_req *req, cmd_state *st,
+                      redisReply **replies, int *backoff, int *refresh_wanted, ck_error *err)
+{
+    unsigned char seen[CK_CLUSTER_MAX_NODES];
+    group one, *groups = &one;
+    size_t i, ng = 0, built = 0;
+    int rc = -1;
+
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < req->n; i++) {
+        int node = st[i].node;
+        if (st[i].state == CMD_PENDING && node >= 0 && !st[i].conn && !seen[node]) {
+            seen[node] = 1;
+            ng++;
+        }
+    }
+    if (ng == 0) {
+        return 0;
+    }
+    if (ng > 1) {
+        groups = calloc(ng, sizeof(*groups));
+        if (groups == NULL) {
+            return ck_error_set(err, CK_ENOMEM, "out of memory");
+        }
+    }
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < req->n && built < ng; i++) {
+        int node = st[i].node;
+        if (st[i].state != CMD_PENDING || node < 0 || st[i].conn || seen[node]) {
+            continue;
+        }
+        seen[node] = 1;
+        if (group_build(c, req, st, node, &groups[built++], err) < 0) {
+            goto done;
+        }
+    }
+    if (ng == 1) {
+        groups[0].failed =
+            ck_redis_pool_run_keep(groups[0].pool, groups[0].send, groups[0].got, &groups[0].e) < 0;
+    } else {
+        exchange_parallel(groups, ng);
+    }
+    for (i = 0; i < ng; i++) {
+        group_finish(c, &groups[i], st, replies, backoff, refresh_wanted);
     }
     rc = 0;
 done:
-    if (got != NULL) {
-        for (k = 0; k < nsub; k++) {
-            ck_redis_reply_free(got[k]);
-        }
+    for (i = 0; i < built; i++) {
+        group_free(&groups[i]);
     }
-    free(got);
-    free(which);
-    ck_redis_req_free(&sub);
+    if (groups != &one) {
+        free(groups);
+    }
     return rc;
 }
 
@@ -270,7 +381,6 @@ static void route(ck_redis_cluster *c, const unsigned *slots, cmd_state *st, siz
 int ck_redis_cluster_run(ck_redis_cluster *c, const ck_redis_req *req, const unsigned *slots,
                          redisReply **replies, ck_error *err)
 {
-    unsigned char sent[CK_CLUSTER_MAX_NODES];
     cmd_state *st = NULL;
     size_t i, pending;
     int round, rc = -1;
@@ -311,19 +421,8 @@ int ck_redis_cluster_run(ck_redis_cluster *c, const ck_redis_req *req, const uns
             }
             break;
         }
-        /* One pipeline per node per round; a command redirected to a node
-           already sent to this round waits for the next round. */
-        memset(sent, 0, sizeof(sent));
-        for (i = 0; i < req->n; i++) {
-            int node = st[i].node;
-
-            if (st[i].state != CMD_PENDING || node < 0 || st[i].conn || sent[node]) {
-                continue;
-            }
-            sent[node] = 1;
-            if (send_to_node(c, req, st, replies, node, &backoff, &refresh_wanted, err) < 0) {
-                goto done;
-            }
+        if (send_round(c, req, st, replies, &backoff, &refresh_wanted, err) < 0) {
+            goto done;
         }
         if (refresh_wanted) {
             ck_error ignored;

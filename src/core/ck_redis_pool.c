@@ -413,6 +413,16 @@ static void release(ck_redis_pool *p, ck_redis_conn *c)
     ck_redis_conn_free(c);
 }
 
+ck_redis_conn *ck_redis_pool_acquire(ck_redis_pool *p, ck_error *err)
+{
+    return acquire(p, err);
+}
+
+void ck_redis_pool_release(ck_redis_pool *p, ck_redis_conn *c)
+{
+    release(p, c);
+}
+
 /* -------------------------------------------------------------- operations */
 
 static int pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies, int keep,
