@@ -18,6 +18,7 @@ import pytest
 import cachekit
 from cachekit import DecoratorConfig, EncryptionConfig, L1CacheConfig, cache
 from cachekit._core import encode_entry
+from redis_topology import redis_cluster  # noqa: F401 (session fixture, docs/cluster.md)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -78,6 +79,9 @@ def test_doc_example_runs(code, monkeypatch, request):
         ns["redis_url"] = server.url
     if "cache_dir" in code:  # docs/backends.md: a FileBackend directory
         ns["cache_dir"] = request.getfixturevalue("tmp_path") / "filecache"
+    if "cluster_url" in code:  # docs/cluster.md: the session's real cluster
+        nodes = request.getfixturevalue("redis_cluster").live()
+        ns["cluster_url"] = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes[:2])
     if "memcached_servers" in code:  # docs/backends.md: a real memcached
         ns["memcached_servers"] = [request.getfixturevalue("memcached_server").address]
     if _is_decorator_list(code):

@@ -41,11 +41,13 @@ def l2_for(backend: Any, config: DecoratorConfig) -> L2Backend:
         client = getattr(backend, "_client", None)
         if client is None:
             client = getattr(backend, "_store", None)
-        from cachekit._core import FileStore, MemcachedClient, RedisClient
+        from cachekit._core import FileStore, MemcachedClient, RedisClient, RedisClusterClient
 
         tier = L2Backend(
             backend,
-            client=client if isinstance(client, (RedisClient, FileStore, MemcachedClient)) else None,
+            client=client if isinstance(
+                client, (RedisClient, RedisClusterClient, FileStore, MemcachedClient)
+            ) else None,
             breaker_enabled=cb.enabled,
             failure_threshold=cb.failure_threshold,
             success_threshold=cb.success_threshold,

@@ -7,6 +7,7 @@
  */
 #include "py_file.h"
 #include "py_memcached.h"
+#include "py_redis_cluster.h"
 #include "module_state.h"
 
 #include <datetime.h>
@@ -145,7 +146,8 @@ static int ck_exec(PyObject *module)
         ck_redis_track_exec(module) < 0 ||
         ck_l2_exec(module) < 0 || ck_interop_exec(module) < 0 ||
         ck_redis_slots_exec(module) < 0 ||
-        ck_file_exec(module) < 0 || ck_memcached_exec(module) < 0) {
+        ck_file_exec(module) < 0 || ck_memcached_exec(module) < 0 ||
+        ck_redis_cluster_exec(module) < 0) {
         return -1;
     }
     return 0;

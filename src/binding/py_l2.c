@@ -532,9 +532,10 @@ static PyObject *l2_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     ops = client == Py_None ? NULL : ck_l2_file_ops_for(client);
     ops = ops != NULL || client == Py_None ? ops : ck_l2_memcached_ops_for(client);
+    ops = ops != NULL || client == Py_None ? ops : ck_l2_cluster_ops_for(client);
     if (client != Py_None && ops == NULL && !PyObject_TypeCheck(client, st->RedisClientType)) {
         PyErr_SetString(PyExc_TypeError, "client must be a cachekit._core.RedisClient, "
-                                         "FileStore, MemcachedClient or None");
+                                         "RedisClusterClient, FileStore, MemcachedClient or None");
         return NULL;
     }
     if (ck_seconds_to_ns(recovery, "recovery_timeout", &recovery_ns) < 0) {

@@ -28,6 +28,7 @@ typedef struct ck_l2_ops {
 /* The ops of client, or NULL when it is not one of these native clients. */
 const ck_l2_ops *ck_l2_file_ops_for(PyObject *client);
 const ck_l2_ops *ck_l2_memcached_ops_for(PyObject *client);
+const ck_l2_ops *ck_l2_cluster_ops_for(PyObject *client); /* py_l2_cluster.c */
 
 typedef struct {
     PyObject_HEAD

@@ -119,6 +119,16 @@ ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck
 int ck_redis_conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
                       ck_error *err);
 
+/* As ck_redis_conn_run, but error replies stay in their slots and do not
+   fail the call (cluster routing reads MOVED/ASK from them). Callers must
+   not put an error reply's text in a message (it can quote arguments). */
+int ck_redis_conn_run_keep(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
+                           ck_error *err);
+
+/* err = the CK_ESERVER/CK_EDENIED error ck_redis_conn_run reports for the
+   error reply r (its code word only). Returns -1. */
+int ck_redis_error_code(const redisReply *r, ck_error *err);
+
 /* For a subscribed connection (ck_redis_track): send without reading, read
    one reply (pushed messages included), and wait for bytes without
    failing on timeout (1 readable or buffered, 0 timed out, -1 broken). */
@@ -149,6 +159,16 @@ void ck_redis_pool_free(ck_redis_pool *p);
    pool_timeout_ms; a down server fails at once during the backoff). */
 int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
                       ck_error *err);
+
+/* A connection for the caller's own exchange (the cluster client writes
+   to several nodes before reading): acquire as ck_redis_pool_run does,
+   and give it back with release (a broken one is closed). */
+ck_redis_conn *ck_redis_pool_acquire(ck_redis_pool *p, ck_error *err);
+void ck_redis_pool_release(ck_redis_pool *p, ck_redis_conn *c);
+
+/* ck_redis_conn_run_keep on a pooled connection. */
+int ck_redis_pool_run_keep(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
+                           ck_error *err);
 
 /* PING. 0 when the server answered PONG, else -1 with err set. */
 int ck_redis_pool_ping(ck_redis_pool *p, ck_error *err);

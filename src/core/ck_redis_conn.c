@@ -390,8 +390,10 @@ static int server_error(const redisReply *r, ck_error *err)
                         n > 0 ? r->str : "(no code)");
 }
 
-int ck_redis_conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
-                      ck_error *err)
+/* keep: error replies stay in their slots and the call succeeds (cluster
+   routing reads MOVED/ASK/TRYAGAIN from them). */
+static int conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies, int keep,
+                    ck_error *err)
 {
     size_t i, start = 0, first_error = req->n;
 
@@ -420,7 +422,7 @@ int ck_redis_conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **re
             }
         }
     }
-    if (first_error < req->n) {
+    if (first_error < req->n && !keep) {
         server_error(replies[first_error], err);
         goto error;
     }
@@ -431,6 +433,23 @@ error:
         replies[i] = NULL;
     }
     return -1;
+}
+
+int ck_redis_conn_run(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
+                      ck_error *err)
+{
+    return conn_run(c, req, replies, 0, err);
+}
+
+int ck_redis_conn_run_keep(ck_redis_conn *c, const ck_redis_req *req, redisReply **replies,
+                           ck_error *err)
+{
+    return conn_run(c, req, replies, 1, err);
+}
+
+int ck_redis_error_code(const redisReply *r, ck_error *err)
+{
+    return server_error(r, err);
 }
 
 /* --------------------------------------------------------------- lifecycle */

@@ -413,10 +413,20 @@ static void release(ck_redis_pool *p, ck_redis_conn *c)
     ck_redis_conn_free(c);
 }
 
+ck_redis_conn *ck_redis_pool_acquire(ck_redis_pool *p, ck_error *err)
+{
+    return acquire(p, err);
+}
+
+void ck_redis_pool_release(ck_redis_pool *p, ck_redis_conn *c)
+{
+    release(p, c);
+}
+
 /* -------------------------------------------------------------- operations */
 
-int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
-                      ck_error *err)
+static int pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies, int keep,
+                    ck_error *err)
 {
     ck_redis_conn *c;
     int rc;
@@ -429,9 +439,22 @@ int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **re
         memset(replies, 0, req->n * sizeof(*replies));
         return -1;
     }
-    rc = ck_redis_conn_run(c, req, replies, err);
+    rc = keep ? ck_redis_conn_run_keep(c, req, replies, err)
+              : ck_redis_conn_run(c, req, replies, err);
     release(p, c);
     return rc;
+}
+
+int ck_redis_pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
+                      ck_error *err)
+{
+    return pool_run(p, req, replies, 0, err);
+}
+
+int ck_redis_pool_run_keep(ck_redis_pool *p, const ck_redis_req *req, redisReply **replies,
+                           ck_error *err)
+{
+    return pool_run(p, req, replies, 1, err);
 }
 
 /* One command on connection c; *reply is the single reply. */

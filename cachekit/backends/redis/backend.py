@@ -14,7 +14,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from cachekit._core import RedisClient
+from cachekit._core import RedisClient, RedisClusterClient
 from cachekit.backends.redis.config import RedisBackendConfig
 from cachekit.config.secret import SecretStr
 from cachekit.exceptions import BackendError, ConfigurationError
@@ -42,7 +42,9 @@ class RedisBackend:
     ``RedisBackend()`` reads the environment (RedisBackendConfig.from_env);
     ``RedisBackend("redis://...")`` (str or SecretStr) takes the URL and reads
     the other options from the environment; ``RedisBackend(config)`` takes a
-    RedisBackendConfig as it is. ``client_provider`` (the reference API's
+    RedisBackendConfig as it is. A ``redis+cluster://`` URL (or
+    ``cluster=True`` / ``cluster_nodes`` in the config) gives a Redis Cluster
+    client (docs/cluster.md). ``client_provider`` (the reference API's
     source of redis-py clients) does not apply to cachekit's C client: only
     None is accepted.
     """
@@ -72,11 +74,14 @@ class RedisBackend:
         self._closed = False
         self._client = self._new_client()
 
-    def _new_client(self) -> RedisClient:
+    def _new_client(self) -> RedisClient | RedisClusterClient:
+        url = self.config.redis_url.get_secret_value()
         try:
-            return RedisClient(self.config.redis_url.get_secret_value(), **self.config.client_kwargs())
+            if self.config.is_cluster:
+                return RedisClusterClient(url, **self.config.cluster_kwargs())
+            return RedisClient(url, **self.config.client_kwargs())
         except ValueError as exc:  # the C parser's messages carry no credentials
-            raise ConfigurationError(f"redis_url or TLS options refused: {exc}") from None
+            raise ConfigurationError(f"redis_url, cluster or TLS options refused: {exc}") from None
         except BackendError as exc:  # construction opens no connection: only files fail
             raise ConfigurationError(f"TLS files refused: {exc}") from None
 
@@ -104,7 +109,8 @@ class RedisBackend:
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
             ok, error = False, f"{type(exc).__name__}: {exc}"
         latency = round((time.perf_counter() - start) * 1000.0, 3)
-        return ok, {"backend": "redis", "latency_ms": latency, "error": error}
+        kind = "redis_cluster" if isinstance(self._client, RedisClusterClient) else "redis"
+        return ok, {"backend": kind, "latency_ms": latency, "error": error}
 
     # ------------------------------------------------ TTLInspectableBackend
 

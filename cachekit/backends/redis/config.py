@@ -20,6 +20,7 @@ from cachekit.config.settings import REDIS_URL_SCHEMES, _coerce_override, read_e
 from cachekit.exceptions import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379"
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 # The fields from_env reads (each is a setting of the same name).
 ENV_FIELDS = ("redis_url", "connection_pool_size", "socket_timeout", "socket_connect_timeout")
 
@@ -36,6 +37,13 @@ class RedisBackendConfig:
     ssl_*: for ``rediss://``: CA bundle (default: the system's), client
     certificate and key, and whether to check the server's host name.
 
+    cluster: talk to a Redis Cluster (RedisClusterClient: slot routing, a
+    pool of connection_pool_size per node). Implied by a
+    ``redis+cluster://host:port[,host:port...]`` (or ``rediss+cluster://``)
+    URL and by cluster_nodes; with a plain ``redis://`` URL the node it names
+    is the first seed. cluster_nodes: more seeds, ``"host:port"`` strings.
+    cluster_max_redirects: MOVED/ASK/TRYAGAIN rounds followed per call.
+
     socket_keepalive and disable_hiredis are the reference API's; cachekit's
     C client parses replies with its bundled hiredis reader and does not set
     SO_KEEPALIVE yet, so only their defaults are accepted.
@@ -51,6 +59,9 @@ class RedisBackendConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    cluster: bool = False
+    cluster_nodes: tuple[str, ...] = ()
+    cluster_max_redirects: int = 5
 
     if TYPE_CHECKING:  # what the generated __init__ accepts: a str URL too
         def __init__(
@@ -65,6 +76,9 @@ class RedisBackendConfig:
             ssl_certfile: str | None = None,
             ssl_keyfile: str | None = None,
             ssl_check_hostname: bool = True,
+            cluster: bool = False,
+            cluster_nodes: tuple[str, ...] | list[str] = (),
+            cluster_max_redirects: int = 5,
         ) -> None: ...
 
     def __post_init__(self) -> None:
@@ -75,15 +89,25 @@ class RedisBackendConfig:
             raise ConfigurationError(
                 f"redis_url must be a str or SecretStr URL, not {type(url).__name__}"
             )
+        nodes: Any = self.cluster_nodes
+        if isinstance(nodes, list):
+            object.__setattr__(self, "cluster_nodes", tuple(nodes))
         self.validate()
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the backend talks to a Redis Cluster (see the class doc)."""
+        url = self.redis_url.get_secret_value()
+        return self.cluster or bool(self.cluster_nodes) or url.startswith(CLUSTER_SCHEMES)
 
     def validate(self) -> None:
         """Raise ConfigurationError naming the field and what to pass."""
         if not self.redis_url.get_secret_value().startswith(REDIS_URL_SCHEMES):
             raise ConfigurationError(
-                "redis_url must be a redis://, rediss:// or unix:// URL "
+                "redis_url must be a redis://, rediss:// or unix:// URL, or redis+cluster:// "
                 "(e.g. 'redis://localhost:6379/0')"
             )
+        self._validate_cluster()
         size = self.connection_pool_size
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise ConfigurationError(f"connection_pool_size must be a positive int, not {size!r}")
@@ -112,6 +136,23 @@ class RedisBackendConfig:
             raise ConfigurationError(
                 "disable_hiredis=True is not available: cachekit's C client always parses "
                 "replies with its bundled hiredis reader; leave it at False"
+            )
+
+    def _validate_cluster(self) -> None:
+        if not isinstance(self.cluster, bool):
+            raise ConfigurationError("cluster must be True or False")
+        nodes = self.cluster_nodes
+        if not isinstance(nodes, tuple) or not all(isinstance(n, str) and n for n in nodes):
+            raise ConfigurationError(
+                "cluster_nodes must be a tuple of 'host:port' strings, e.g. ('10.0.0.2:6379',)"
+            )
+        hops = self.cluster_max_redirects
+        if isinstance(hops, bool) or not isinstance(hops, int) or not 1 <= hops <= 100:
+            raise ConfigurationError(f"cluster_max_redirects must be an int 1-100, not {hops!r}")
+        if self.is_cluster and self.redis_url.get_secret_value().startswith("unix://"):
+            raise ConfigurationError(
+                "a Redis Cluster is reached over TCP: use redis+cluster://host:port, "
+                "not a unix:// URL"
             )
 
     @classmethod
@@ -144,4 +185,12 @@ class RedisBackendConfig:
             "ssl_certfile": self.ssl_certfile,
             "ssl_keyfile": self.ssl_keyfile,
             "ssl_check_hostname": self.ssl_check_hostname,
+        }
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of cachekit._core.RedisClusterClient (besides url)."""
+        return {
+            **self.client_kwargs(),
+            "nodes": list(self.cluster_nodes),
+            "max_redirects": self.cluster_max_redirects,
         }
