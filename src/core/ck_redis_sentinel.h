@@ -90,7 +90,8 @@ typedef struct {
     int64_t check_at_ns; /* next periodic re-ask (ck_now_ns clock) */
 } ck_redis_sentinel_state;
 
-/* Called by acquire with the lock held: when the periodic check is due,
+/* Called by acquire with the lock held: when the periodic check of a
+   known address is due,
    unlock, ask the sentinels, record what they say, lock again. A failed
    check changes nothing (the current master may be fine). */
 void ck_redis_sentinel_maybe_recheck(const ck_redis_config *cfg, pthread_mutex_t *lock,

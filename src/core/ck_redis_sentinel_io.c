@@ -235,6 +235,7 @@ static uint64_t record(pthread_mutex_t *lock, ck_redis_sentinel_state *st, char 
         host = old;
     }
     st->valid = 1;
+    st->check_at_ns = ck_deadline_ms(CK_SENTINEL_CHECK_MS); /* a discovery is a check */
     epoch = st->epoch;
     pthread_mutex_unlock(lock);
     free(host);
@@ -247,7 +248,8 @@ void ck_redis_sentinel_maybe_recheck(const ck_redis_config *cfg, pthread_mutex_t
     char *host = NULL;
     int port = 0;
 
-    if (ck_now_ns() < st->check_at_ns) {
+    /* Nothing to check without an address: the next connect discovers. */
+    if (!st->valid || ck_now_ns() < st->check_at_ns) {
         return;
     }
     st->check_at_ns = ck_deadline_ms(CK_SENTINEL_CHECK_MS); /* one caller does it */
