@@ -21,7 +21,14 @@ from cachekit.exceptions import ConfigurationError
 ENV_PREFIX = "CACHEKIT_"
 # Read for redis_url when CACHEKIT_REDIS_URL is not set.
 REDIS_URL_FALLBACK = "REDIS_URL"
-REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+REDIS_URL_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+)
 
 
 def _parse_bool(raw: str) -> bool:
@@ -81,7 +88,9 @@ def _parse_redis_url(raw: str) -> SecretStr | None:
     if not value:
         return None
     if not value.startswith(REDIS_URL_SCHEMES):
-        raise ValueError("must be a redis://, rediss:// or unix:// URL, or redis+cluster://")
+        raise ValueError(
+            "must be a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL"
+        )
     return SecretStr(value)
 
 

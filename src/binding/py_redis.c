@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "ck_redis_sentinel.h"
 #include "py_store.h"
 
 /* ------------------------------------------------------------------ errors */
@@ -96,6 +97,12 @@ static PyObject *masked_repr(const ck_redis_config *c)
     const char *user = c->username != NULL ? c->username : "";
     const char *at = c->password != NULL ? ":***@" : (c->username != NULL ? "@" : "");
 
+    if (c->sentinel != NULL) {
+        char where[256];
+        ck_redis_sentinel_describe(c->sentinel, where, sizeof(where));
+        return PyUnicode_FromFormat("<cachekit._core.RedisClient redis+sentinel://%s%s%s/%d "
+                                    "pool_size=%zu>", user, at, where, c->db, c->pool_size);
+    }
     if (c->unix_path != NULL) {
         return PyUnicode_FromFormat("<cachekit._core.RedisClient unix://%s%s%s?db=%d pool_size=%zu>",
                                     user, at, c->unix_path, c->db, c->pool_size);
@@ -219,7 +226,8 @@ PyDoc_STRVAR(redis_doc,
              "            max_reply_bytes=536870912, pool_timeout=None)\n--\n\n"
              "Thread-safe Redis client with a connection pool; the GIL is released\n"
              "during I/O. url: redis://[[user]:password@]host[:port][/db], rediss://\n"
-             "(TLS, verified), unix:///path[?db=N]. Timeouts in seconds: socket_timeout\n"
+             "(TLS, verified), unix:///path[?db=N], redis+sentinel://host:port[,...]/\n"
+             "service[/db] (master discovered through Sentinel). Timeouts in seconds: socket_timeout\n"
              "bounds each reply and write, pool_timeout (default: socket_timeout) the\n"
              "wait for a free connection. Failures raise BackendError.");
 

@@ -35,6 +35,9 @@
 
 /* ------------------------------------------------------------ configuration */
 
+/* Sentinels and service of a redis+sentinel:// URL (ck_redis_sentinel.h). */
+typedef struct ck_redis_sentinel_cfg ck_redis_sentinel_cfg;
+
 typedef struct {
     char *host; /* NULL with unix_path set; IPv6 without brackets */
     int port;
@@ -54,6 +57,7 @@ typedef struct {
     size_t max_elements;       /* reply objects (arrays, strings...) in one reply */
     int max_depth;             /* array nesting in one reply */
     size_t pool_size;
+    ck_redis_sentinel_cfg *sentinel; /* redis+sentinel://: owned, or NULL */
 } ck_redis_config;
 
 /* Defaults: localhost:6379, db 0, 5 s timeouts, 10 connections, the
@@ -64,6 +68,7 @@ void ck_redis_config_init(ck_redis_config *cfg);
      redis://[[user]:password@]host[:port][/db]   (host may be [IPv6])
      rediss://...                                  (TLS)
      unix://[[user]:password@]/path/to.sock[?db=N]
+     redis+sentinel://...                          (ck_redis_sentinel.h)
    plus query parameters db, username, password on any of them. User and
    password are percent-decoded. Messages never quote the URL (it may
    carry a password). 0, or -1 with CK_EINVAL. */
@@ -105,6 +110,9 @@ typedef struct ck_tls_ctx ck_tls_ctx;
 /* Connect, authenticate and select the database. NULL with err set:
    CK_EDENIED when the server refuses the credentials. */
 ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck_error *err);
+/* The same, to host:port instead of cfg's address (a discovered master). */
+ck_redis_conn *ck_redis_conn_new_at(const ck_redis_config *cfg, const char *host, int port,
+                                    ck_tls_ctx *tls, ck_error *err);
 
 /*
  * Send req and read one reply per command into replies[0..req->n). On

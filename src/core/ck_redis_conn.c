@@ -531,6 +531,12 @@ static int handshake(ck_redis_conn *c, ck_error *err)
 
 ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck_error *err)
 {
+    return ck_redis_conn_new_at(cfg, cfg->host, cfg->port, tls, err);
+}
+
+ck_redis_conn *ck_redis_conn_new_at(const ck_redis_config *cfg, const char *host, int port,
+                                    ck_tls_ctx *tls, ck_error *err)
+{
     ck_redis_conn *c = calloc(1, sizeof(*c));
     ck_sock_opts opts;
 
@@ -552,8 +558,8 @@ ck_redis_conn *ck_redis_conn_new(const ck_redis_config *cfg, ck_tls_ctx *tls, ck
        pointer to int, which clang rightly refuses. */
     c->reader->privdata = c;
     memset(&opts, 0, sizeof(opts));
-    opts.host = cfg->host;
-    opts.port = cfg->port;
+    opts.host = host;
+    opts.port = port;
     opts.unix_path = cfg->unix_path;
     opts.deadline_ns = ck_deadline_ms(cfg->connect_timeout_ms);
     opts.tls = tls;

@@ -27,12 +27,20 @@
  * pool_timeout_ms. A connection that failed mid-command is broken and is
  * closed on release; an idle one the server has closed (restart, idle
  * timeout) is noticed by a zero-timeout poll at acquire and replaced.
+ *
+ * Sentinel (cfg.sentinel set): connections go to the master the sentinels
+ * name (ck_redis_sentinel_connect), each tagged with the epoch of that
+ * address; one from an older epoch is closed at acquire or release. A run
+ * that fails in a way a failover explains (ck_redis_sentinel_should_
+ * rediscover) forgets the address and is retried once; acquire re-asks
+ * the sentinels every CK_SENTINEL_CHECK_MS (ck_redis_sentinel.h says why).
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ck_redis.h"
+#include "ck_redis_sentinel.h"
 #include "ck_sock.h"
 
 #define BACKOFF_BASE_MS 50
@@ -41,6 +49,7 @@
 typedef struct idle_node {
     struct idle_node *next;
     ck_redis_conn *conn;
+    uint64_t epoch; /* Sentinel: the master address it was opened to */
 } idle_node;
 
 struct ck_redis_pool {
@@ -57,6 +66,7 @@ struct ck_redis_pool {
     idle_node *inherited; /* child after fork: the parent's idle connections */
     struct ck_redis_pool *reg_prev, *reg_next; /* registry, under registry_lock */
     int registered;
+    ck_redis_sentinel_state sentinel; /* under lock; unused without cfg.sentinel */
 };
 
 /* ------------------------------------------------------------------- fork */
@@ -282,6 +292,7 @@ void ck_redis_pool_free(ck_redis_pool *p)
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     ck_tls_ctx_free(p->tls);
+    ck_redis_sentinel_state_free(&p->sentinel);
     ck_redis_config_free(&p->cfg);
     free(p);
 }
@@ -295,9 +306,12 @@ static void abs_deadline(int64_t deadline_ns, struct timespec *ts)
 }
 
 /* Open a connection for a slot already counted in total. */
-static ck_redis_conn *open_conn(ck_redis_pool *p, ck_error *err)
+static ck_redis_conn *open_conn(ck_redis_pool *p, uint64_t *epoch, ck_error *err)
 {
-    ck_redis_conn *c = ck_redis_conn_new(&p->cfg, p->tls, err);
+    ck_redis_conn *c = p->cfg.sentinel == NULL
+                           ? ck_redis_conn_new(&p->cfg, p->tls, err)
+                           : ck_redis_sentinel_connect(&p->cfg, p->tls, &p->lock, &p->sentinel,
+                                                       epoch, err);
     int64_t delay_ms;
 
     pthread_mutex_lock(&p->lock);
@@ -331,7 +345,7 @@ static ck_redis_conn *open_conn(ck_redis_pool *p, ck_error *err)
     return NULL;
 }
 
-static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
+static ck_redis_conn *acquire(ck_redis_pool *p, uint64_t *epoch, ck_error *err)
 {
     int64_t deadline = ck_deadline_ms(p->cfg.pool_timeout_ms);
     struct timespec ts;
@@ -344,6 +358,9 @@ static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
         free_idle(inherited);
         pthread_mutex_lock(&p->lock);
     }
+    if (p->cfg.sentinel != NULL) {
+        ck_redis_sentinel_maybe_recheck(&p->cfg, &p->lock, &p->sentinel);
+    }
     for (;;) {
         if (p->closed) {
             pthread_mutex_unlock(&p->lock);
@@ -353,11 +370,13 @@ static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
         if (p->idle != NULL) {
             idle_node *n = p->idle;
             ck_redis_conn *c = n->conn;
+            int current = n->epoch == p->sentinel.epoch;
 
+            *epoch = n->epoch;
             p->idle = n->next;
             free(n);
             pthread_mutex_unlock(&p->lock);
-            if (!ck_redis_conn_stale(c)) {
+            if (current && !ck_redis_conn_stale(c)) {
                 return c;
             }
             ck_redis_conn_free(c);
@@ -379,7 +398,8 @@ static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
             }
             p->total++;
             pthread_mutex_unlock(&p->lock);
-            return open_conn(p, err);
+            *epoch = 0;
+            return open_conn(p, epoch, err);
         }
         if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0 && ck_now_ns() >= deadline) {
             pthread_mutex_unlock(&p->lock);
@@ -390,7 +410,7 @@ static ck_redis_conn *acquire(ck_redis_pool *p, ck_error *err)
     }
 }
 
-static void release(ck_redis_pool *p, ck_redis_conn *c)
+static void release(ck_redis_pool *p, ck_redis_conn *c, uint64_t epoch)
 {
     idle_node *n = NULL;
 
@@ -398,8 +418,9 @@ static void release(ck_redis_pool *p, ck_redis_conn *c)
         n = malloc(sizeof(*n)); /* NULL: the connection is closed instead */
     }
     pthread_mutex_lock(&p->lock);
-    if (n != NULL && !p->closed) {
+    if (n != NULL && !p->closed && epoch == p->sentinel.epoch) {
         n->conn = c;
+        n->epoch = epoch;
         n->next = p->idle;
         p->idle = n;
         c = NULL;
@@ -413,14 +434,18 @@ static void release(ck_redis_pool *p, ck_redis_conn *c)
     ck_redis_conn_free(c);
 }
 
+/* Exported for the cluster router, whose node pools never use Sentinel:
+   their connections all carry epoch 0, the epoch of a pool without one. */
 ck_redis_conn *ck_redis_pool_acquire(ck_redis_pool *p, ck_error *err)
 {
-    return acquire(p, err);
+    uint64_t epoch = 0;
+
+    return acquire(p, &epoch, err);
 }
 
 void ck_redis_pool_release(ck_redis_pool *p, ck_redis_conn *c)
 {
-    release(p, c);
+    release(p, c, 0);
 }
 
 /* -------------------------------------------------------------- operations */
@@ -429,19 +454,40 @@ static int pool_run(ck_redis_pool *p, const ck_redis_req *req, redisReply **repl
                     ck_error *err)
 {
     ck_redis_conn *c;
-    int rc;
+    uint64_t epoch = 0;
+    int rc = -1, attempt;
+    ck_error local;
 
     if (req->n == 0) {
         return 0;
     }
-    c = acquire(p, err);
-    if (c == NULL) {
-        memset(replies, 0, req->n * sizeof(*replies));
-        return -1;
+    if (err == NULL) {
+        err = &local;
     }
-    rc = keep ? ck_redis_conn_run_keep(c, req, replies, err)
-              : ck_redis_conn_run(c, req, replies, err);
-    release(p, c);
+    /* A second attempt only for Sentinel, after a failure a failover
+       explains, on a fresh connection to the rediscovered master; not
+       after a timeout, so one call waits at most one socket timeout. */
+    for (attempt = 0; attempt < 2; attempt++) {
+        int broken;
+
+        c = acquire(p, &epoch, err);
+        if (c == NULL) {
+            memset(replies, 0, req->n * sizeof(*replies));
+            return -1;
+        }
+        rc = keep ? ck_redis_conn_run_keep(c, req, replies, err)
+                  : ck_redis_conn_run(c, req, replies, err);
+        broken = ck_redis_conn_broken(c);
+        release(p, c, epoch);
+        if (rc == 0 || p->cfg.sentinel == NULL ||
+            !ck_redis_sentinel_should_rediscover(err, broken)) {
+            break;
+        }
+        ck_redis_sentinel_forget(&p->lock, &p->sentinel, epoch);
+        if (err->code == CK_ETIMEOUT) {
+            break;
+        }
+    }
     return rc;
 }
 
@@ -478,7 +524,8 @@ int ck_redis_pool_ping(ck_redis_pool *p, ck_error *err)
     const char *argv[1] = {"PING"};
     size_t argvlen[1] = {4};
     redisReply *r = NULL;
-    ck_redis_conn *c = acquire(p, err);
+    uint64_t epoch = 0;
+    ck_redis_conn *c = acquire(p, &epoch, err);
     int rc = -1;
 
     if (c == NULL) {
@@ -494,7 +541,7 @@ int ck_redis_pool_ping(ck_redis_pool *p, ck_error *err)
     rc = 0;
 done:
     ck_redis_reply_free(r);
-    release(p, c);
+    release(p, c, epoch);
     return rc;
 }
 
@@ -574,6 +621,7 @@ int ck_redis_pool_clear_prefix(ck_redis_pool *p, const char *prefix, size_t n, s
     char *pat = match_pattern(prefix, n, &patlen);
     ck_redis_conn *c = NULL;
     redisReply *r = NULL;
+    uint64_t epoch = 0;
     int rc = -1;
 
     *unlinked = 0;
@@ -581,7 +629,7 @@ int ck_redis_pool_clear_prefix(ck_redis_pool *p, const char *prefix, size_t n, s
         return ck_error_set(err, CK_ENOMEM, "out of memory");
     }
     snprintf(countstr, sizeof(countstr), "%zu", count == 0 ? (size_t)100 : count);
-    c = acquire(p, err);
+    c = acquire(p, &epoch, err);
     if (c == NULL) {
         goto done;
     }
@@ -609,7 +657,7 @@ int ck_redis_pool_clear_prefix(ck_redis_pool *p, const char *prefix, size_t n, s
 done:
     ck_redis_reply_free(r);
     if (c != NULL) {
-        release(p, c);
+        release(p, c, epoch);
     }
     free(pat);
     return rc;

@@ -12,6 +12,7 @@
 
 #include "ck_crypto.h"
 #include "ck_redis.h"
+#include "ck_redis_sentinel.h"
 
 void ck_redis_config_init(ck_redis_config *cfg)
 {
@@ -66,6 +67,8 @@ void ck_redis_config_free(ck_redis_config *cfg)
     free_secret(&cfg->ca_file);
     free_secret(&cfg->cert_file);
     free_secret(&cfg->key_file);
+    ck_redis_sentinel_cfg_free(cfg->sentinel);
+    cfg->sentinel = NULL;
 }
 
 int ck_redis_config_copy(ck_redis_config *dst, const ck_redis_config *src, ck_error *err)
@@ -77,8 +80,12 @@ int ck_redis_config_copy(ck_redis_config *dst, const ck_redis_config *src, ck_er
     size_t i;
 
     *dst = *src;
+    dst->sentinel = NULL;
     for (i = 0; i < sizeof(dslots) / sizeof(dslots[0]); i++) {
         *dslots[i] = NULL;
+    }
+    if (ck_redis_sentinel_cfg_copy(&dst->sentinel, src->sentinel, err) < 0) {
+        return -1;
     }
     for (i = 0; i < sizeof(dslots) / sizeof(dslots[0]); i++) {
         const char *s = *sslots[i];
@@ -269,6 +276,9 @@ int ck_redis_config_parse_url(ck_redis_config *cfg, const char *url, ck_error *e
     const char *s, *end, *query, *at, *slash;
     int is_unix = 0;
 
+    if (strncmp(url, "redis+sentinel://", 17) == 0) {
+        return ck_redis_sentinel_parse_url(cfg, url, err);
+    }
     if (strncmp(url, "redis://", 8) == 0) {
         s = url + 8;
     } else if (strncmp(url, "rediss://", 9) == 0) {
@@ -278,9 +288,11 @@ int ck_redis_config_parse_url(ck_redis_config *cfg, const char *url, ck_error *e
         s = url + 7;
         is_unix = 1;
     } else {
-        return ck_error_set(err, CK_EINVAL, "the URL must start with redis://, rediss:// or "
-                                            "unix://");
+        return ck_error_set(err, CK_EINVAL, "the URL must start with redis://, rediss://, "
+                                            "unix:// or redis+sentinel://");
     }
+    ck_redis_sentinel_cfg_free(cfg->sentinel); /* a plain URL names one server */
+    cfg->sentinel = NULL;
     end = url + n;
     query = memchr(s, '?', (size_t)(end - s));
     if (query != NULL) {

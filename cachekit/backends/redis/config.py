@@ -30,7 +30,10 @@ class RedisBackendConfig:
     """Options of a RedisBackend.
 
     redis_url: ``redis://[user:password@]host[:port][/db]``, ``rediss://``
-    (TLS, verified) or ``unix:///path[?db=N]``; a str is wrapped in SecretStr.
+    (TLS, verified), ``unix:///path[?db=N]`` or
+    ``redis+sentinel://[user:password@]host[:port][,host[:port]...]/service[/db]``
+    (the master discovered through Sentinel, docs/sentinel.md); a str is
+    wrapped in SecretStr.
     connection_pool_size: connections the client keeps (callers beyond it
     wait up to socket_timeout for one). socket_timeout /
     socket_connect_timeout: seconds per operation / per connect.
@@ -104,8 +107,9 @@ class RedisBackendConfig:
         """Raise ConfigurationError naming the field and what to pass."""
         if not self.redis_url.get_secret_value().startswith(REDIS_URL_SCHEMES):
             raise ConfigurationError(
-                "redis_url must be a redis://, rediss:// or unix:// URL, or redis+cluster:// "
-                "(e.g. 'redis://localhost:6379/0')"
+                "redis_url must be a redis://, rediss://, unix://, redis+cluster:// or "
+                "redis+sentinel:// URL (e.g. 'redis://localhost:6379/0' or "
+                "'redis+sentinel://host1:26379,host2:26379/mymaster/0')"
             )
         self._validate_cluster()
         size = self.connection_pool_size
