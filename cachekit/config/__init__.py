@@ -2,6 +2,7 @@
 
 from cachekit.config.decorator import UNSET, DecoratorConfig, L1CacheConfig
 from cachekit.config.encryption import EncryptionConfig
+from cachekit.config.monitoring import MonitoringConfig
 from cachekit.config.reliability import BackpressureConfig, CircuitBreakerConfig
 from cachekit.config.secret import SecretStr
 from cachekit.config.settings import CachekitConfig
@@ -17,6 +18,7 @@ __all__ = [
     "DecoratorConfig",
     "EncryptionConfig",
     "L1CacheConfig",
+    "MonitoringConfig",
     "SecretStr",
     "get_settings",
     "reset_settings",

@@ -14,6 +14,7 @@ from typing import Any
 
 from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.reliability import BackpressureConfig, CircuitBreakerConfig
+from cachekit.config.monitoring import MonitoringConfig
 from cachekit.exceptions import ConfigurationError
 
 
@@ -88,7 +89,7 @@ NOT_YET_AVAILABLE: dict[str, Any] = {}
 class DecoratorConfig:
     """Everything one ``@cache`` needs. Unset fields fall back to settings.
 
-    Fields follow the reference API's order (its ``monitoring`` is not built).
+    Fields follow the reference API's order.
     """
 
     ttl: float | None = None
@@ -107,6 +108,7 @@ class DecoratorConfig:
     l1: L1CacheConfig = dataclasses.field(default_factory=L1CacheConfig)
     circuit_breaker: CircuitBreakerConfig = dataclasses.field(default_factory=CircuitBreakerConfig)
     backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
+    monitoring: MonitoringConfig = dataclasses.field(default_factory=MonitoringConfig)
     encryption: EncryptionConfig = dataclasses.field(default_factory=EncryptionConfig)
     # cachekit's own: False shares one stored object between callers, as
     # functools.lru_cache does (see docs/usage.md, "What a hit returns").
@@ -158,6 +160,9 @@ class DecoratorConfig:
         if not isinstance(self.backpressure, BackpressureConfig):
             raise ConfigurationError("backpressure must be a BackpressureConfig")
         self.backpressure.validate()
+        if not isinstance(self.monitoring, MonitoringConfig):
+            raise ConfigurationError("monitoring must be a MonitoringConfig")
+        self.monitoring.validate()
         if not self.l1.enabled:
             raise ConfigurationError(
                 "l1.enabled=False leaves no store: with no backend nothing would be cached"

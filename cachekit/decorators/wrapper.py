@@ -11,6 +11,7 @@ from cachekit._core import CachedFunction
 from cachekit.config.decorator import DecoratorConfig
 from cachekit.config.encryption import EncryptionConfig
 from cachekit.config.singleton import get_secure_settings, get_settings
+from cachekit import observe
 from cachekit.decorators import custom_key
 from cachekit.decorators.async_path import make_async_miss, mark_coroutine_function
 from cachekit.backends import resolve_backend
@@ -169,6 +170,7 @@ def wrap(func: Callable[..., Any], config: DecoratorConfig, *, reference: bool =
     )
     functools.update_wrapper(cached, func)
     attach_health(cached, backend, l2, identity)
+    observe.attach(cached, identity, config.monitoring, has_l2=l2 is not None)
     if config.key is not None:
         return custom_key.keyed_wrapper(func, cached, config.key, on_event)
     if is_async:

@@ -65,6 +65,7 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
     ck_flight *flight = NULL;
     char token[CK_L2_TOKEN_LEN];
     int rc, fatal = 0, with_l2, waited = 0, leased = 0, relooked = 0;
+    uint64_t miss_start = 0; /* set when a miss is observed (py_cached_observe.c) */
 
     ck_cached_touch(self);
     ck_buf_init(&key);
@@ -146,6 +147,9 @@ static PyObject *cached_call(ck_cached *self, PyObject *const *args, size_t narg
             }
         }
         self->misses++;
+        if (mode == NULL && ck_cached_observing(self)) {
+            miss_start = ck_cached_now_ns(); /* sync calls: async ones run it later */
+        }
     }
     result = ck_cached_run(self, mode, args, nargsf, kwnames);
     if (result == NULL) {
@@ -184,6 +188,7 @@ done:
     ck_buf_free(&name);
     ck_buf_free(&key);
     ck_store_release(self->store, detached);
+    ck_cached_observe(self, "miss", miss_start); /* after the store is consistent */
     return result;
 }
 
@@ -429,7 +434,7 @@ static int cached_traverse(ck_cached *self, visitproc visit, void *arg)
     Py_VISIT(self->refresher);
     Py_VISIT(self->ser_encode);
     Py_VISIT(self->ser_decode);
-    return 0;
+    return ck_cached_obs_traverse(self, visit, arg);
 }
 
 static int cached_clear(ck_cached *self)
@@ -457,6 +462,7 @@ static int cached_clear(ck_cached *self)
     Py_CLEAR(self->spec.kwonly_names);
     Py_CLEAR(self->spec.defaults);
     Py_CLEAR(self->spec.self_type);
+    ck_cached_obs_clear(self);
     return 0;
 }
 

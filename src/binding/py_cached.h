@@ -18,6 +18,22 @@
 
 typedef struct ck_flight ck_flight;
 
+/* py_cached_observe.c: what the cold paths record for metrics, logs and
+   traces. Histograms of L2 round trips (always: a monotonic clock read on
+   each side of a network call) and an optional observer called on misses
+   and L2 operations. Nothing here is touched by an L1 hit. */
+#define CK_LAT_BUCKETS 15 /* 14 bounds (ck_lat_bounds_ns) and +Inf */
+enum { CK_LAT_L2_HIT = 0, CK_LAT_L2_MISS = 1, CK_LAT_L2_SET = 2, CK_LAT_KINDS = 3 };
+typedef struct {
+    uint64_t counts[CK_LAT_KINDS][CK_LAT_BUCKETS];
+    uint64_t sum_ns[CK_LAT_KINDS];
+    PyObject *observer;  /* callable(event: str, start_ns, end_ns) or NULL */
+    PyObject *log_cache; /* the cachekit logger's level cache (dict), or NULL:
+                            call the observer always */
+    PyObject *debug_key; /* int 10 (logging.DEBUG), the log_cache key */
+    PyObject *session_id; /* str for CacheInfo.session_id, or NULL */
+} ck_cached_obs;
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -93,6 +109,7 @@ typedef struct {
     uint64_t refresh_dropped;  /* refreshes whose entry was invalidated meanwhile */
     int64_t last_op_ns;      /* wall-clock time of the last call or
                                 invalidation (coarse clock), 0: none yet */
+    ck_cached_obs obs;       /* latencies and the observer (py_cached_observe.c) */
 } ck_cached;
 
 /* py_cached_flight.c: one computation per missing key across threads. */
@@ -214,6 +231,30 @@ int ck_cached_l2_lease(ck_cached *self, ck_call_mode *mode, const ck_buf *name,
                        ck_l2_lookup_fn lookup, void *ctx, PyObject **result,
                        char token[CK_L2_TOKEN_LEN], int *held);
 void ck_cached_l2_lease_release(ck_cached *self, const ck_buf *name, const char *token, int held);
+
+/* py_cached_observe.c. 1 when the observer wants events now: it is set
+   and either traces always or the cachekit logger has DEBUG enabled (read
+   from the logger's own level cache: a dict lookup, no Python call). */
+int ck_cached_observing(ck_cached *self);
+/* A monotonic time in ns. */
+uint64_t ck_cached_now_ns(void);
+/* Tell the observer event (a static string) happened from start to now;
+   keeps any exception that is set. No-op when start is 0. */
+void ck_cached_observe(ck_cached *self, const char *event, uint64_t start_ns);
+/* ck_l2_get timed into the L2 histograms and observed. */
+int ck_cached_l2_get_timed(ck_cached *self, const ck_buf *name, PyObject **entry,
+                           int64_t *pttl_ms);
+/* After a ck_l2_set begun at start with result rc: timed and observed. */
+void ck_cached_l2_set_timed_done(ck_cached *self, uint64_t start, int rc);
+/* The mean of the L2 get round trips in ms, 0.0 before the first. */
+double ck_cached_l2_avg_ms(ck_cached *self);
+int ck_cached_obs_traverse(ck_cached *self, visitproc visit, void *arg);
+void ck_cached_obs_clear(ck_cached *self);
+/* The methods _set_observer(observer, log_cache) and _latencies(). */
+PyObject *ck_cached_set_observer(ck_cached *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *ck_cached_latencies(ck_cached *self, PyObject *ignored);
+extern const char ck_cached_set_observer_doc[];
+extern const char ck_cached_latencies_doc[];
 
 /* Take the signing key of plain L2 entries from keyring. 0, or -1. */
 int ck_cached_set_signer(ck_cached *self, ck_keyring_object *keyring);

@@ -192,7 +192,7 @@ int ck_cached_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const ck_bu
     int rc;
 
     *result = NULL;
-    rc = ck_l2_get(self->l2, (const char *)name->data, name->len, &entry, &pttl_ms);
+    rc = ck_cached_l2_get_timed(self, name, &entry, &pttl_ms);
     if (rc < 0) {
         return ck_cached_l2_report(self) < 0 ? -1 : 0;
     }
@@ -242,8 +242,11 @@ int ck_cached_l2_put(ck_cached *self, const ck_buf *name, const unsigned char *d
     /* Round up so an entry never outlives its TTL by less than a ms, and
        a sub-millisecond TTL still expires. */
     int64_t ttl_ms = self->ttl_ns == 0 ? 0 : (int64_t)((self->ttl_ns + 999999u) / 1000000u);
+    uint64_t start = ck_cached_now_ns();
+    int rc = ck_l2_set(self->l2, (const char *)name->data, name->len, data, len, ttl_ms);
 
-    if (ck_l2_set(self->l2, (const char *)name->data, name->len, data, len, ttl_ms) < 0) {
+    ck_cached_l2_set_timed_done(self, start, rc);
+    if (rc < 0) {
         return ck_cached_l2_report(self);
     }
     return 0;

@@ -405,7 +405,8 @@ static PyObject *cached_cache_info(ck_cached *self, PyObject *Py_UNUSED(ignored)
                                 (unsigned long long)self->misses,
                                 (unsigned long long)(self->hits - self->l2_hits),
                                 (unsigned long long)self->l2_hits, maxsize,
-                                (Py_ssize_t)self->owner.count, 0.0, last_op, Py_None,
+                                (Py_ssize_t)self->owner.count, ck_cached_l2_avg_ms(self),
+                                last_op, self->obs.session_id == NULL ? Py_None : self->obs.session_id,
                                 (Py_ssize_t)self->owner.bytes);
     Py_DECREF(maxsize);
     Py_DECREF(last_op);
@@ -464,6 +465,9 @@ PyMethodDef ck_cached_methods[] = {
     {"_poke", (PyCFunction)(void (*)(void))cached_poke, METH_FASTCALL | METH_KEYWORDS, poke_doc},
     {"cache_info", (PyCFunction)cached_cache_info, METH_NOARGS, cache_info_doc},
     {"cache_stats", (PyCFunction)cached_cache_stats, METH_NOARGS, cache_stats_doc},
+    {"_set_observer", (PyCFunction)(void (*)(void))ck_cached_set_observer, METH_FASTCALL,
+     ck_cached_set_observer_doc},
+    {"_latencies", (PyCFunction)ck_cached_latencies, METH_NOARGS, ck_cached_latencies_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -220,7 +220,7 @@ static int secure_l2_lookup(ck_cached *self, ck_state *st, ck_hash128 h, const u
     int rc;
 
     *result = NULL;
-    rc = ck_l2_get(self->l2, (const char *)name->data, name->len, &entry, &pttl_ms);
+    rc = ck_cached_l2_get_timed(self, name, &entry, &pttl_ms);
     if (rc <= 0) {
         return rc < 0 ? (ck_cached_l2_report(self) < 0 ? -1 : 0) : 0;
     }
@@ -302,6 +302,7 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
     uint32_t flags = 0;
     uint64_t gen = 0;
     int rc, fatal = 0, with_l2, waited = 0, leased = 0, relooked = 0;
+    uint64_t miss_start = 0; /* set when a miss is observed (py_cached_observe.c) */
 
     ck_cached_touch(self);
     /* The key bytes encode the call's arguments (and the tenant) in clear. */
@@ -428,6 +429,9 @@ PyObject *ck_cached_secure_call(ck_cached *self, PyObject *const *args, size_t n
             }
         }
         self->misses++;
+        if (mode == NULL && ck_cached_observing(self)) {
+            miss_start = ck_cached_now_ns(); /* sync calls: async ones run it later */
+        }
     }
     if (secure_name(self, tenant, &key, &name, &with_l2) < 0) {
         goto done;
@@ -463,6 +467,7 @@ done:
     ck_buf_free(&key); /* wipes */
     ck_buf_free(&full_key);
     ck_store_release(self->store, detached);
+    ck_cached_observe(self, "miss", miss_start); /* after the store is consistent */
     return result;
 }
 
