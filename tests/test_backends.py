@@ -260,7 +260,7 @@ def test_from_env_errors_name_the_variable(env, var):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"redis_url": "http://user:hunter2@host"}, "redis://, rediss://, unix:// or redis\\+sentinel://"),
+    ({"redis_url": "http://user:hunter2@host"}, "redis://, rediss://, unix://, redis\\+cluster:// or redis\\+sentinel://"),
     ({"redis_url": 5}, "str or SecretStr"),
     ({"connection_pool_size": 0}, "connection_pool_size must be a positive int"),
     ({"connection_pool_size": True}, "connection_pool_size"),

@@ -299,17 +299,33 @@ def test_an_observer_never_changes_the_outcome():
 def spans():
     pytest.importorskip("opentelemetry.sdk")
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
+    inner = SimpleSpanProcessor(exporter)
+
+    class WhileModuleRuns(SpanProcessor):  # type: ignore[misc]
+        """The global provider cannot be unset: after this module, ended
+        spans are dropped, or every later test's misses would pile them up
+        in memory (test_refcounts counts objects)."""
+
+        live = True
+
+        def on_end(self, span: object) -> None:
+            if self.live:
+                inner.on_end(span)
+
+    gate = WhileModuleRuns()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(gate)
     trace.set_tracer_provider(provider)
     if trace.get_tracer_provider() is not provider:
         pytest.skip("another tracer provider was set in this process")
-    return exporter
+    yield exporter
+    gate.live = False
+    exporter.clear()
 
 
 def test_spans_around_misses_and_l2_operations(spans, backend):

@@ -65,7 +65,8 @@ class OrjsonSerializer:
         if metadata is not None and getattr(metadata, "serialization_format", _ORJSON) is not _ORJSON:
             check_metadata(metadata, _ORJSON)
         if self.enable_integrity_checking:
-            wire_id, payload = _unframe(data)
+            wire_id, framed = _unframe(data)
+            payload: bytes | memoryview = framed
             if wire_id != _JSON_ID:
                 payload = unframe_payload(data, _ORJSON)  # raises IntegrityError
         else:
