@@ -22,7 +22,7 @@ from cachekit import cache
 from cachekit._core import BackendError, RedisClient
 from cachekit.backends import RedisBackend
 from cachekit.backends.redis.config import RedisBackendConfig
-from cachekit.config import reset_settings
+from cachekit.config import CircuitBreakerConfig, reset_settings
 from redis_server import encode, free_port
 from sentinel_topology import (  # noqa: F401 (session fixture)
     MASTER_PASSWORD,
@@ -312,7 +312,10 @@ def test_failover_under_load_no_exception_no_wrong_value(sentinel_topology, back
     t = sentinel_topology
     old, new = t.master(), t.replica()
 
-    @cache(backend=backend, namespace="snt-fo", l1_max_entries=1, ttl=300)
+    # The failover's few failed commands may open the breaker: let it
+    # recover in a fraction of the 0.5 s window the test reads hits in.
+    @cache(backend=backend, namespace="snt-fo", l1_max_entries=1, ttl=300,
+           circuit_breaker=CircuitBreakerConfig(recovery_timeout=0.1))
     def f(x):
         return ("value", x, x * 7)
 

@@ -692,7 +692,7 @@ key_ref *ck_keyring_read_key_get(ck_keyring *kr, const ck_sealed *s, ck_span ten
     /* The memo takes its own lock, so only after flight_lock is dropped; the
        epoch of the unwrap decides, as for the cache. */
     if (rk != NULL) {
-        memo_put(kr, id, id_len, rk, epoch);
+        memo_put(kr, id, id_len, rk, epoch); /* NOLINT(clang-analyzer-unix.Malloc): retained above */
     }
     return rk; /* NOLINT(clang-analyzer-unix.Malloc): our own reference, as above */
 }

@@ -329,6 +329,11 @@ static int send_round(ck_redis_cluster *c, const ck_redis_req *req, cmd_state *s
             goto done;
         }
     }
+    ng = built; /* the same commands as counted above */
+    if (ng == 0) {
+        rc = 0;
+        goto done;
+    }
     if (ng == 1) {
         groups[0].failed =
             ck_redis_pool_run_keep(groups[0].pool, groups[0].send, groups[0].got, &groups[0].e) < 0;

@@ -332,6 +332,10 @@ int ck_redis_sentinel_parse_url(ck_redis_config *cfg, const char *url, ck_error 
         ck_error_set(err, CK_EINVAL, "TLS through Sentinel is not supported");
         goto done;
     }
+    if (sc->n == 0 || sc->hosts[0] == NULL) {
+        ck_error_set(err, CK_EINVAL, "a redis+sentinel:// URL must name at least one sentinel");
+        goto done;
+    }
     if (ck_redis_config_set(&cfg->host, sc->hosts[0], strlen(sc->hosts[0]), err) < 0) {
         goto done;
     }

@@ -143,11 +143,14 @@ int ck_redis_sentinel_discover(const ck_redis_config *cfg, char **host, int *por
     snprintf(last.msg, sizeof(last.msg), "no sentinel");
     for (i = 0; i < sc->n; i++) {
         int rc = ask_one(cfg, sc, i, deadline, host, port, &last);
+        if (rc > 0 && *host != NULL) {
+            return 0;
+        }
         if (rc != 0) {
-            if (rc < 0 && err != NULL) {
+            if (err != NULL) {
                 *err = last;
             }
-            return rc > 0 ? 0 : -1;
+            return -1;
         }
         if (last.code == CK_EDENIED && !denied) {
             first_denied = last;
@@ -254,7 +257,7 @@ void ck_redis_sentinel_maybe_recheck(const ck_redis_config *cfg, pthread_mutex_t
     }
     st->check_at_ns = ck_deadline_ms(CK_SENTINEL_CHECK_MS); /* one caller does it */
     pthread_mutex_unlock(lock);
-    if (ck_redis_sentinel_discover(cfg, &host, &port, NULL) == 0) {
+    if (ck_redis_sentinel_discover(cfg, &host, &port, NULL) == 0 && host != NULL) {
         (void)record(lock, st, host, port);
     }
     pthread_mutex_lock(lock);
@@ -283,6 +286,10 @@ ck_redis_conn *ck_redis_sentinel_connect(const ck_redis_config *cfg, ck_tls_ctx 
             char *found = NULL;
 
             if (ck_redis_sentinel_discover(cfg, &found, &port, err) < 0) {
+                return NULL;
+            }
+            if (found == NULL) { /* discover returns 0 only with an address */
+                ck_error_set(err, CK_ECONN, "Sentinel: no master address");
                 return NULL;
             }
             host = strdup(found);
