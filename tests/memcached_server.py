@@ -66,17 +66,33 @@ class MemcachedServer:
             out += chunk
         return out
 
-    def keys(self) -> list[bytes]:
-        """Every key the server holds (lru_crawler metadump)."""
+    def _crawl(self) -> set[bytes]:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             s.sendall(b"lru_crawler metadump all\r\n")
             meta = self._until(s, b"END\r\n")
-        return [unquote_to_bytes(line.split(b" ")[0][4:])
-                for line in meta.split(b"\n") if line.startswith(b"key=")]
+        return {unquote_to_bytes(line.split(b" ")[0][4:])
+                for line in meta.split(b"\n") if line.startswith(b"key=")}
 
-    def dump_all(self) -> bytes:
-        """Every key and value the server holds, one connection, mn-terminated."""
-        keys = self.keys()
+    def keys(self, expect: bytes | None = None) -> list[bytes]:
+        """Every key the server holds (lru_crawler metadump). One crawl can
+        miss an item that memcached's LRU maintainer moves between its
+        HOT/WARM/COLD lists meanwhile, so the crawls of a few rounds are
+        united; with expect, rounds go on (up to 2 s) until a key contains it."""
+        found: set[bytes] = set()
+        deadline = time.monotonic() + 2.0
+        for _ in range(3):
+            found |= self._crawl()
+        while expect is not None and not any(expect in k for k in found):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+            found |= self._crawl()
+        return sorted(found)
+
+    def dump_all(self, expect: bytes | None = None) -> bytes:
+        """Every key and value the server holds, one connection, mn-terminated;
+        with expect, the crawl is repeated until some key contains it."""
+        keys = self.keys(expect)
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             s.sendall(b"".join(b"mg " + k + b" k v\r\n" for k in keys) + b"mn\r\n")
             return self._until(s, b"MN\r\n")
