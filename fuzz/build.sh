@@ -39,7 +39,7 @@ declare -A SOURCES=(
     [file_record]="ck_file_record.c"
     [seal]="ck_seal.c ck_format.c ck_buf.c ck_keyring.c ck_keyring_dek.c ck_keyring_fork.c ck_aead.c ck_crypto.c ck_mac.c ck_siphash.c ck_l1.c ck_l1_walk.c"
     [interop]="ck_interop.c ck_blake2b.c ck_buf.c ck_aead.c ck_crypto.c"
-    [redis_reply]="ck_redis_conn.c ck_redis_url.c ck_sock.c ck_buf.c ck_crypto.c"
+    [redis_reply]="ck_redis_conn.c ck_redis_url.c ck_redis_sentinel.c ck_sock.c ck_buf.c ck_crypto.c"
     [redis_slots]="ck_redis_slots.c"
 )
 ALL="entry seal redis_reply redis_slots hashcount interop file_record py_decode"
